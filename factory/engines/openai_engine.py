@@ -1,0 +1,97 @@
+"""Any OpenAI-compatible server (`vllm serve`, SGLang, TGI, a hosted teacher API) over HTTP.
+
+Each sample is its own chat request (the server's prefix cache shares the prompt), so token counts are exact and
+a failed sample is retried alone. At most `concurrency` requests are in flight; timeouts, connection errors, 429
+and 5xx are retried with exponential backoff. The API key is read from the variable `api_key_env` names and is
+sent only in the Authorization header: it is never logged, stored, or put in an error message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+
+import httpx
+
+from factory.engines import Completion, Request
+from factory.errors import FactoryError
+from factory.recipe import EngineConfig, SamplingConfig
+
+log = logging.getLogger(__name__)
+RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+
+
+class OpenAIEngine:
+    name = "openai"
+
+    def __init__(self, model: str, sampling: SamplingConfig, cfg: EngineConfig, seed: int):
+        self.model, self.sampling, self.cfg, self.seed = model, sampling, cfg, seed
+        self.url = cfg.base_url.rstrip("/") + "/chat/completions"
+        key = os.environ.get(cfg.api_key_env, "")
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.version = f"openai-compatible {cfg.base_url}"
+        self._check_server()
+
+    def _check_server(self) -> None:
+        try:
+            r = httpx.get(self.cfg.base_url.rstrip("/") + "/models", headers=self._headers, timeout=30)
+        except httpx.HTTPError as e:
+            raise FactoryError(f"engine.base_url {self.cfg.base_url}: no server answers ({type(e).__name__})") from None
+        if r.status_code in (401, 403):
+            raise FactoryError(f"engine.base_url {self.cfg.base_url}: key refused; set {self.cfg.api_key_env}")
+
+    def generate(self, requests: list[Request]) -> list[list[Completion]]:
+        return asyncio.run(self._all(requests))
+
+    async def _all(self, requests: list[Request]) -> list[list[Completion]]:
+        limit = asyncio.Semaphore(self.cfg.concurrency)
+        timeout = httpx.Timeout(self.cfg.timeout, connect=30)
+        async with httpx.AsyncClient(headers=self._headers, timeout=timeout) as client:
+            jobs = [[self._one(client, limit, r.messages) for _ in range(r.n)] for r in requests]
+            flat = await asyncio.gather(*[j for group in jobs for j in group])
+        out, k = [], 0
+        for r in requests:
+            out.append(list(flat[k : k + r.n]))
+            k += r.n
+        return out
+
+    async def _one(self, client: httpx.AsyncClient, limit: asyncio.Semaphore, messages: list[dict]) -> Completion:
+        s = self.sampling
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "max_tokens": s.max_tokens,
+        }
+        for attempt in range(self.cfg.retries):
+            async with limit:
+                try:
+                    r = await client.post(self.url, json=body)
+                    if r.status_code == 200:
+                        return _completion(r.json())
+                    problem = f"HTTP {r.status_code}: {r.text[:300]}"
+                    if r.status_code not in RETRY_STATUS:
+                        raise FactoryError(f"{self.url} refused the request: {problem}")
+                except (httpx.TimeoutException, httpx.TransportError) as e:
+                    problem = type(e).__name__
+            delay = min(60.0, 0.5 * 2**attempt) * (0.5 + random.random())
+            log.warning("request failed (%s); retry %d/%d in %.1fs", problem, attempt + 1, self.cfg.retries, delay)
+            await asyncio.sleep(delay)
+        raise FactoryError(f"{self.url}: gave up after {self.cfg.retries} attempts ({problem})")
+
+    def close(self) -> None:
+        pass
+
+
+def _completion(data: dict) -> Completion:
+    choice = data["choices"][0]
+    usage = data.get("usage") or {}
+    text = choice["message"].get("content") or ""
+    reasoning = choice["message"].get("reasoning_content") or choice["message"].get("reasoning")
+    if reasoning:  # servers with a reasoning parser split the think block out; put it back
+        text = f"<think>\n{reasoning}\n</think>\n{text}"
+    return Completion(text, usage.get("completion_tokens", 0), choice.get("finish_reason") or "stop",
+                      usage.get("prompt_tokens", 0))  # fmt: skip

@@ -1,0 +1,249 @@
+"""Recipes: flat YAML, one file per job, parsed into dataclasses.
+
+Loading rejects unknown keys and wrong types and reports every problem at once (field, value, what is allowed),
+before anything runs. `--set key=value` overrides are applied to the YAML before validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from factory.errors import FactoryError
+
+SOURCE_KINDS = ("reasoning_gym", "humaneval", "jsonl", "parquet", "hf")
+ENGINE_KINDS = ("vllm", "transformers", "openai")
+TASKS = ("math", "code", "general")
+FILTERS = ("format", "verify")  # registry keys; see filters.registry
+
+
+@dataclass
+class SourceConfig:
+    kind: str = "reasoning_gym"
+    name: str | list[str] | None = None  # reasoning-gym task family, or several to mix
+    config: dict = field(default_factory=dict)  # reasoning-gym settings (per family when mixing several)
+    size: int = 64  # prompts per reasoning-gym family; a cap for the other kinds (0: all)
+    seed: int = 0
+    path: str | None = None  # jsonl / parquet file, or the `datasets` path
+    subset: str | None = None  # `datasets` config name
+    split: str = "train"
+    fields: dict = field(default_factory=dict)  # {prompt: column, answer: column, id: column}
+    task: str = "math"
+
+
+@dataclass
+class EngineConfig:
+    kind: str = "vllm"
+    dtype: str = "auto"
+    max_model_len: int = 2048
+    memory_utilization: float = 0.0  # 0: 0.9 on a GPU, 0.3 of RAM on a CPU (vLLM's gpu_memory_utilization)
+    tensor_parallel_size: int = 1
+    enforce_eager: bool | None = None  # None: eager on a CPU (compiling costs more than it saves), graphs on a GPU
+    batch_size: int = 32  # transformers: sequences per forward pass
+    base_url: str = "http://127.0.0.1:8000/v1"  # openai
+    api_key_env: str = "OPENAI_API_KEY"  # openai: the variable that holds the key (never logged)
+    concurrency: int = 16  # openai: requests in flight
+    timeout: float = 600.0  # openai: seconds per request
+    retries: int = 5  # openai: attempts per request, with exponential backoff
+
+
+@dataclass
+class PromptConfig:
+    system: str | None = None
+    template: str = "{prompt}"  # `{prompt}` is replaced by the source's text
+    think: bool = True  # the model writes <think>...</think> before its summary
+
+
+@dataclass
+class SamplingConfig:
+    temperature: float = 0.6
+    top_p: float = 0.95
+    max_tokens: int = 1024
+    seed: int = 0
+
+
+@dataclass
+class RejectionConfig:
+    accept_per_prompt: int = 1
+    max_samples: int = 16
+    round_size: int = 4
+    batch_prompts: int = 64  # prompts per engine call; a round of each is one batch
+
+
+@dataclass
+class VerifyConfig:
+    workers: int = 2
+    timeout: float = 10.0  # seconds per candidate, enforced by killing the worker
+
+
+@dataclass
+class Recipe:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    model: str = "smollm2-135m-instruct"
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    rejection: RejectionConfig = field(default_factory=RejectionConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    filters: list[str] = field(default_factory=lambda: ["format", "verify"])
+    name: str = ""  # defaults to the file's stem
+    text: str = field(default="", repr=False)  # the YAML as resolved, stored with the run
+
+    def hash(self) -> str:
+        """Identity of the job: a rerun with the same hash on the same store resumes it."""
+        data = dataclasses.asdict(self)
+        data.pop("text")
+        data["verify"].pop("workers")  # how fast, not what
+        blob = json.dumps(data, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def load(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Read a recipe file, apply `key=value` overrides, validate; raise FactoryError listing every problem."""
+    path = Path(path)
+    if not path.exists():
+        raise FactoryError(f"recipe not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise FactoryError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise FactoryError(f"{path}: a recipe is a mapping of settings, got {type(raw).__name__}")
+    for item in overrides:
+        apply_override(raw, item)
+    raw.setdefault("name", path.stem)
+    recipe = parse(raw, where=str(path))
+    recipe.text = yaml.safe_dump(raw, sort_keys=False)
+    return recipe
+
+
+def apply_override(raw: dict, item: str) -> None:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise FactoryError(f"--set {item!r}: expected key=value, e.g. sampling.temperature=0.8")
+    *parents, leaf = key.split(".")
+    node = raw
+    for p in parents:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise FactoryError(f"--set {item!r}: {p} is not a section")
+    node[leaf] = yaml.safe_load(value)
+
+
+def parse(raw: dict, where: str = "recipe") -> Recipe:
+    problems: list[str] = []
+    recipe = _build(Recipe, raw, "", problems)
+    if not problems:
+        _check(recipe, problems)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise FactoryError(f"{where}: {len(problems)} problem(s):\n{lines}")
+    return recipe
+
+
+def _build(cls, raw: Any, prefix: str, problems: list[str]):
+    if not isinstance(raw, dict):
+        problems.append(f"{prefix.rstrip('.') or 'recipe'}: expected a mapping, got {raw!r}")
+        return cls()
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.name != "text"}
+    for key in raw:
+        if key not in known:
+            problems.append(f"{prefix}{key}: unknown key; allowed: {', '.join(sorted(known))}")
+    values = {}
+    for name in known & raw.keys():
+        hint, value = hints[name], raw[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{prefix}{name}.", problems)
+        elif _matches(value, hint):
+            values[name] = float(value) if hint is float else value
+        else:
+            problems.append(f"{prefix}{name}: {value!r} is not {_describe(hint)}")
+    return cls(**values)
+
+
+def _matches(value: Any, hint) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_matches(v, item) for v in value)
+    return isinstance(value, origin or hint)
+
+
+def _describe(hint) -> str:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    if typing.get_origin(hint) is list:
+        return f"a list of {_describe(typing.get_args(hint)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true/false", dict: "a mapping"}.get(
+        hint, str(hint)
+    )
+
+
+def _check(r: Recipe, problems: list[str]) -> None:
+    def bad(cond: bool, msg: str) -> None:
+        if cond:
+            problems.append(msg)
+
+    s = r.source
+    bad(s.kind not in SOURCE_KINDS, f"source.kind: {s.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    bad(s.task not in TASKS, f"source.task: {s.task!r} is not one of {', '.join(TASKS)}")
+    bad(s.size < 0, f"source.size: {s.size} must be >= 0")
+    if s.kind == "reasoning_gym":
+        _check_families(s, problems)
+    if s.kind in ("jsonl", "parquet", "hf"):
+        bad(not s.path, f"source.path: required for source.kind {s.kind}")
+    bad(r.engine.kind not in ENGINE_KINDS, f"engine.kind: {r.engine.kind!r} is not one of {', '.join(ENGINE_KINDS)}")
+    bad(not r.model, "model: must name a model (a folder, a hub id, or smollm2-135m-instruct)")
+    bad("{prompt}" not in r.prompt.template, f"prompt.template: {r.prompt.template!r} must contain {{prompt}}")
+    sp = r.sampling
+    bad(sp.temperature < 0, f"sampling.temperature: {sp.temperature} must be >= 0")
+    bad(not 0 < sp.top_p <= 1, f"sampling.top_p: {sp.top_p} must be in (0, 1]")
+    bad(sp.max_tokens < 1, f"sampling.max_tokens: {sp.max_tokens} must be >= 1")
+    rj = r.rejection
+    bad(rj.accept_per_prompt < 1, f"rejection.accept_per_prompt: {rj.accept_per_prompt} must be >= 1")
+    bad(rj.round_size < 1, f"rejection.round_size: {rj.round_size} must be >= 1")
+    bad(rj.batch_prompts < 1, f"rejection.batch_prompts: {rj.batch_prompts} must be >= 1")
+    bad(
+        rj.max_samples < max(rj.round_size, rj.accept_per_prompt),
+        f"rejection.max_samples: {rj.max_samples} must be >= round_size and accept_per_prompt",
+    )
+    bad(r.verify.workers < 1, f"verify.workers: {r.verify.workers} must be >= 1")
+    bad(r.verify.timeout <= 0, f"verify.timeout: {r.verify.timeout} must be > 0")
+    for i, name in enumerate(r.filters):
+        bad(name not in FILTERS, f"filters[{i}]: {name!r} is not a filter; allowed: {', '.join(FILTERS)}")
+
+
+def _check_families(s: SourceConfig, problems: list[str]) -> None:
+    import reasoning_gym.factory as rg
+
+    names = s.name if isinstance(s.name, list) else [s.name] if s.name else []
+    if not names:
+        problems.append("source.name: required for reasoning_gym, e.g. basic_arithmetic")
+    for n in names:
+        if n not in rg.DATASETS:
+            near = [d for d in sorted(rg.DATASETS) if n and (n in d or d in n)][:5]
+            hint = f"; did you mean {', '.join(near)}?" if near else "; see reasoning_gym.factory.DATASETS"
+            problems.append(f"source.name: {n!r} is not a reasoning-gym task family{hint}")
+    if len(names) > 1:
+        for key in s.config:
+            if key not in names:
+                problems.append(f"source.config.{key}: mixing families, config is keyed by family ({names})")

@@ -1,0 +1,68 @@
+"""`factory generate` end to end: validate everything, then load the engine, then sample into the store.
+
+Every check a user's mistake can fail (the recipe, the prompt file, the model) runs before the store gets a run
+row, so a run that could not start leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+from importlib.metadata import version
+from pathlib import Path
+
+from factory import models, sources
+from factory import recipe as recipes
+from factory.sampler import Tally, sample
+from factory.store import Store
+from factory.workers import VerifyPool
+
+log = logging.getLogger(__name__)
+
+
+def run_recipe(path: Path, db: Path, limit: int | None, overrides: list[str], new_run: bool,
+               bar=lambda *a, **k: None, update=None) -> tuple[Tally, str, bool]:  # fmt: skip
+    """Run (or resume) a recipe's job into the store at `db`; returns (tally, run_id, resumed)."""
+    from factory import engines
+
+    r = recipes.load(path, overrides)
+    bar("loading prompts")
+    prompts = sources.load(r.source, limit)
+    bar("preparing the model")
+    model = r.model if r.engine.kind == "openai" else models.resolve(r.model)
+    store = Store(db)
+    try:
+        run_id = None if new_run else store.find_run(r.hash())
+        drawn = sum(p[0] for p in store.progress(run_id).values()) if run_id else 0
+        bar("starting verification workers")
+        with VerifyPool(r.verify.workers, r.verify.timeout) as pool:
+            bar(f"loading {r.model} on {r.engine.kind}")
+            # a resumed run must not replay the random stream its first part already used
+            engine = engines.build(r, model, seed=r.sampling.seed + drawn)
+            pool.wait_ready()
+            resumed = run_id is not None
+            if resumed:
+                store.set_status(run_id, "running")
+            else:
+                run_id = store.start_run(r.name, r.hash(), r.text, r.model, r.engine.kind,
+                                         vars(r.sampling) | vars(r.rejection), _versions(engine))  # fmt: skip
+            bar("sampling", total=len(prompts))
+            try:
+                tally = sample(r, prompts, engine, pool, store, run_id, update)
+            except BaseException:
+                store.set_status(run_id, "interrupted")
+                raise
+            finally:
+                engine.close()
+            store.set_status(run_id, "complete")
+        return tally, run_id, resumed
+    finally:
+        store.close()
+
+
+def _versions(engine) -> dict:
+    return {
+        "factory": version("factory"),
+        "engine": getattr(engine, "version", engine.name),
+        "python": platform.python_version(),
+    }

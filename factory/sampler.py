@@ -1,0 +1,187 @@
+"""Rejection sampling: rounds of samples per prompt until enough are accepted or the budget is spent.
+
+For each prompt, rounds of `round_size` samples are drawn until `accept_per_prompt` pass every filter or
+`max_samples` are spent, so easy prompts stop early and hard ones get more tries. Generation and checking
+overlap: while the engine generates batch k, worker processes judge batch k-1. A batch is committed to the store
+in one transaction once judged, and only then may its prompts be scheduled again, so a prompt is never in two
+batches at once and its sample indices never collide, even across a crash and a resume.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+from factory.engines import Request
+from factory.recipe import Recipe
+from factory.sources import Prompt
+from factory.store import Batch, Store, candidate_id, now
+from factory.workers import VerifyPool
+from filters.base import Candidate
+
+
+@dataclass
+class Tally:
+    """Live counters: what the progress bar shows and the summary prints."""
+
+    prompts: int = 0  # in this run
+    prompts_done: int = 0
+    prompts_solved: int = 0  # with at least one kept example
+    candidates: int = 0
+    passed: int = 0
+    examples: int = 0
+    tokens: int = 0
+    new_candidates: int = 0  # drawn by this process (the rest came from before a resume)
+    new_tokens: int = 0
+    seconds: float = 0.0
+    reasons: dict = field(default_factory=dict)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class _State:
+    prompt: Prompt
+    drawn: int = 0
+    kept: int = 0
+
+
+def messages(recipe: Recipe, p: Prompt) -> list[dict]:
+    user = recipe.prompt.template.replace("{prompt}", p.prompt)
+    system = [{"role": "system", "content": recipe.prompt.system}] if recipe.prompt.system else []
+    return [*system, {"role": "user", "content": user}]
+
+
+def assistant_text(text: str, think: bool) -> str:
+    """The reply as stored for training: templates that open <think> in the prompt leave it out of the text."""
+    text = text.strip()
+    if think and "</think>" in text and "<think>" not in text:
+        text = "<think>\n" + text
+    return text
+
+
+def sample(
+    recipe: Recipe,
+    prompts: list[Prompt],
+    engine,
+    pool: VerifyPool,
+    store: Store,
+    run_id: str,
+    on_progress: Callable[[Tally], None] | None = None,
+) -> Tally:
+    rj = recipe.rejection
+    tally = Tally(prompts=len(prompts))
+    states = {p.prompt_id: _State(p) for p in prompts}
+    for pid, (drawn, passed, kept, tokens) in store.progress(run_id).items():
+        if pid in states:
+            states[pid].drawn, states[pid].kept = drawn, kept
+            tally.candidates += drawn
+            tally.passed += passed
+            tally.examples += kept
+            tally.tokens += tokens
+    done = lambda s: s.kept >= rj.accept_per_prompt or s.drawn >= rj.max_samples  # noqa: E731
+    queue = deque(s for s in states.values() if not done(s))
+    tally.prompts_done = len(states) - len(queue)
+    tally.prompts_solved = sum(s.kept > 0 for s in states.values())
+    started = time.monotonic()
+    inflight = None
+    while queue or inflight:
+        batch = [queue.popleft() for _ in range(min(rj.batch_prompts, len(queue)))]
+        launched = None
+        if batch:
+            sizes = [min(rj.round_size, rj.max_samples - s.drawn) for s in batch]
+            outs = engine.generate([Request(messages(recipe, s.prompt), n) for s, n in zip(batch, sizes, strict=True)])
+            jobs = [
+                (
+                    Candidate(c.text, s.prompt.task, s.prompt.reference, c.finish_reason, recipe.prompt.think),
+                    recipe.filters,
+                )  # fmt: skip
+                for s, comps in zip(batch, outs, strict=True)
+                for c in comps
+            ]
+            launched = (batch, outs, pool.submit(jobs))
+        if inflight:  # judged while the engine worked on `batch`
+            finished = _commit(recipe, store, run_id, *inflight, tally)
+            queue.extendleft(reversed([s for s in finished if not done(s)]))
+            tally.prompts_done += sum(done(s) for s in finished)
+            tally.seconds = time.monotonic() - started
+            store.publish({"run_id": run_id, "at": now(), **asdict(tally)})
+            if on_progress:
+                on_progress(tally)
+        inflight = launched
+    tally.seconds = time.monotonic() - started
+    return tally
+
+
+def _commit(recipe: Recipe, store: Store, run_id: str, batch: list[_State], outs, future, tally: Tally):
+    verdicts = iter(future.result())
+    rows = Batch([], [], [])
+    new_kept = []
+    for s, comps in zip(batch, outs, strict=True):
+        p, kept = s.prompt, s.kept
+        if s.drawn == 0:
+            rows.prompts.append(
+                {
+                    "prompt_id": p.prompt_id,
+                    "source": p.source,
+                    "task": p.task,
+                    "prompt": p.prompt,
+                    "reference": json.dumps(p.reference),
+                    "metadata": json.dumps(p.metadata),
+                }  # fmt: skip
+            )
+        for j, c in enumerate(comps):
+            v = next(verdicts)
+            cid = candidate_id(run_id, p.prompt_id, s.drawn + j)
+            rows.candidates.append(
+                {
+                    "candidate_id": cid,
+                    "run_id": run_id,
+                    "prompt_id": p.prompt_id,
+                    "sample_index": s.drawn + j,
+                    "text": c.text,
+                    "n_tokens": c.n_tokens,
+                    "n_prompt_tokens": c.n_prompt_tokens,
+                    "finish_reason": c.finish_reason,
+                    "accepted": v.accepted,
+                    "reason": v.reason,
+                    "scores": json.dumps(v.scores),
+                    "created_at": now(),
+                }  # fmt: skip
+            )
+            if not v.accepted:
+                tally.reasons[v.reason] = tally.reasons.get(v.reason, 0) + 1
+            elif kept < recipe.rejection.accept_per_prompt:  # passed beyond k are kept as candidates only
+                kept += 1
+                reply = assistant_text(c.text, recipe.prompt.think)
+                rows.examples.append(
+                    {
+                        "example_id": "ex-" + cid,
+                        "candidate_id": cid,
+                        "prompt_id": p.prompt_id,
+                        "run_id": run_id,
+                        "messages": [*messages(recipe, p), {"role": "assistant", "content": reply}],
+                        "task": p.task,
+                        "source": p.source,
+                        "n_tokens": c.n_tokens,
+                        "created_at": now(),
+                    }  # fmt: skip
+                )
+        new_kept.append(kept)
+    store.commit(rows)
+    for s, comps, kept in zip(batch, outs, new_kept, strict=True):  # only now, once it is in the store
+        tally.prompts_solved += s.kept == 0 and kept > 0
+        s.drawn, s.kept = s.drawn + len(comps), kept
+    tokens = sum(c["n_tokens"] for c in rows.candidates)
+    tally.tokens += tokens
+    tally.new_tokens += tokens
+    tally.candidates += len(rows.candidates)
+    tally.new_candidates += len(rows.candidates)
+    tally.passed += sum(c["accepted"] for c in rows.candidates)
+    tally.examples += len(rows.examples)
+    return batch

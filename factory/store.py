@@ -1,0 +1,216 @@
+"""The DuckDB store: the only module that speaks SQL.
+
+Every batch (new prompts, its candidates, its examples) is written through Arrow in one transaction, so a run
+killed at any point leaves whole batches only, and the unique keys make a second write of the same sample fail
+loudly instead of duplicating it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from factory.errors import FactoryError
+
+DEFAULT_DB = "data/factory.duckdb"
+
+_CANDIDATE = pa.schema(
+    [
+        ("candidate_id", pa.string()),
+        ("run_id", pa.string()),
+        ("prompt_id", pa.string()),
+        ("sample_index", pa.int32()),
+        ("text", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("n_prompt_tokens", pa.int32()),
+        ("finish_reason", pa.string()),
+        ("accepted", pa.bool_()),
+        ("reason", pa.string()),
+        ("scores", pa.string()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+_MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+_EXAMPLE = pa.schema(
+    [
+        ("example_id", pa.string()),
+        ("candidate_id", pa.string()),
+        ("prompt_id", pa.string()),
+        ("run_id", pa.string()),
+        ("messages", _MESSAGES),
+        ("task", pa.string()),
+        ("source", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("created_at", pa.timestamp("us")),
+    ]
+)
+_PROMPT = pa.schema([(n, pa.string()) for n in ("prompt_id", "source", "task", "prompt", "reference", "metadata")])
+
+
+def candidate_id(run_id: str, prompt_id: str, sample_index: int) -> str:
+    return hashlib.sha256(f"{run_id}/{prompt_id}/{sample_index}".encode()).hexdigest()[:20]
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+@dataclass
+class Batch:
+    """What one commit writes: rows as dicts keyed by column name."""
+
+    prompts: list[dict]
+    candidates: list[dict]
+    examples: list[dict]
+
+
+class Store:
+    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False):
+        self.path = Path(path)
+        if read_only and not self.path.exists():
+            raise FactoryError(f"no store at {self.path}; run `factory generate RECIPE --db {self.path}` first")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path), read_only=read_only)
+        except duckdb.IOException as e:
+            if "lock" in str(e).lower():
+                raise FactoryError(
+                    f"the store {self.path} is open for writing in another process (a running `factory generate`?)."
+                    f" Wait for it to end, or read its progress in {self.snapshot_path}"
+                ) from None
+            raise FactoryError(f"cannot open the store {self.path}: {e}") from None
+        if not read_only:
+            self.con.execute(resources.files("factory").joinpath("schema.sql").read_text())
+
+    @property
+    def snapshot_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".progress.json")
+
+    def close(self) -> None:
+        self.con.close()
+
+    # runs
+    def find_run(self, recipe_hash: str) -> str | None:
+        row = self.con.execute(
+            "SELECT run_id FROM runs WHERE recipe_hash = ? ORDER BY started_at DESC LIMIT 1", [recipe_hash]
+        ).fetchone()
+        return row[0] if row else None
+
+    def start_run(self, name: str, recipe_hash: str, recipe: str, model: str, engine: str, sampling: dict,
+                  versions: dict) -> str:  # fmt: skip
+        run_id = f"{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
+        self.con.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'running')",
+            [run_id, name, recipe_hash, recipe, model, engine, json.dumps(sampling), json.dumps(versions), now()],
+        )
+        return run_id
+
+    def set_status(self, run_id: str, status: str) -> None:
+        ended = now() if status != "running" else None
+        self.con.execute("UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ?", [status, ended, run_id])
+
+    def progress(self, run_id: str) -> dict[str, tuple[int, int, int, int]]:
+        """prompt_id -> (samples drawn, candidates passed, examples kept, tokens) for the run."""
+        rows = self.con.execute(
+            """SELECT c.prompt_id, count(*), count(*) FILTER (WHERE c.accepted), count(e.example_id),
+                      coalesce(sum(c.n_tokens), 0)
+               FROM candidates c LEFT JOIN examples e USING (candidate_id)
+               WHERE c.run_id = ? GROUP BY c.prompt_id""",
+            [run_id],
+        ).fetchall()
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+    # writes
+    def commit(self, batch: Batch) -> None:
+        """Write one batch in one transaction: all of it lands, or none of it."""
+        tables = [
+            ("prompts", _PROMPT, batch.prompts, "INSERT OR IGNORE INTO prompts SELECT * FROM {t}"),
+            ("candidates", _CANDIDATE, batch.candidates, "INSERT INTO candidates SELECT * FROM {t}"),
+            ("examples", _EXAMPLE, batch.examples, "INSERT INTO examples SELECT * FROM {t}"),
+        ]
+        self.con.execute("BEGIN TRANSACTION")
+        try:
+            for name, schema, rows, sql in tables:
+                if rows:
+                    view = f"_batch_{name}"
+                    self.con.register(view, pa.Table.from_pylist(rows, schema=schema))
+                    self.con.execute(sql.format(t=view))
+                    self.con.unregister(view)
+            self.con.execute("COMMIT")
+        except BaseException:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def publish(self, snapshot: dict) -> None:
+        """Progress for readers that cannot open the file while this process writes it."""
+        tmp = self.snapshot_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(snapshot, default=str))
+        os.replace(tmp, self.snapshot_path)
+
+    # reads
+    def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        try:
+            cur = self.con.execute(sql)
+        except duckdb.Error as e:
+            raise FactoryError(f"query failed: {e}") from None
+        if cur.description is None:
+            return [], []
+        return [d[0] for d in cur.description], cur.fetchall()
+
+    def stats(self) -> dict:
+        one = lambda sql: self.con.execute(sql).fetchone()  # noqa: E731
+        runs = self.con.execute(
+            """SELECT r.run_id, r.name, r.model, r.status, r.started_at, r.ended_at,
+                      count(DISTINCT c.prompt_id), count(c.candidate_id), count(*) FILTER (WHERE c.accepted),
+                      coalesce(sum(c.n_tokens), 0)
+               FROM runs r LEFT JOIN candidates c USING (run_id)
+               GROUP BY ALL ORDER BY r.started_at"""
+        ).fetchall()
+        keys = ("run_id", "name", "model", "status", "started_at", "ended_at", "prompts", "candidates", "passed",
+                "tokens")  # fmt: skip
+        reasons = self.con.execute(
+            "SELECT reason, count(*) FROM candidates WHERE NOT accepted GROUP BY reason ORDER BY 2 DESC"
+        ).fetchall()
+        by_source = self.con.execute(
+            """SELECT p.source, p.task, count(*), count(*) FILTER (WHERE c.accepted), count(e.example_id)
+               FROM candidates c JOIN prompts p USING (prompt_id) LEFT JOIN examples e USING (candidate_id)
+               GROUP BY ALL ORDER BY 1, 2"""
+        ).fetchall()
+        return {
+            "store": str(self.path),
+            "prompts": one("SELECT count(*) FROM prompts")[0],
+            "candidates": one("SELECT count(*) FROM candidates")[0],
+            "passed": one("SELECT count(*) FROM candidates WHERE accepted")[0],
+            "examples": one("SELECT count(*) FROM examples")[0],
+            "runs": [dict(zip(keys, r, strict=True)) for r in runs],
+            "reasons": dict(reasons),
+            "by_source": [
+                {"source": s, "task": t, "candidates": n, "passed": p, "examples": e} for s, t, n, p, e in by_source
+            ],
+        }
+
+    def export(self, out: Path, fmt: str, where: str | None = None) -> int:
+        """Write the examples (the rows `where` picks) to Parquet or JSONL; return the row count."""
+        sql = "SELECT * FROM examples" + (f" WHERE {where}" if where else "") + " ORDER BY created_at, example_id"
+        options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            n = self.con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
+            self.con.execute(f"COPY ({sql}) TO '{_quote(out)}' ({options})")
+        except duckdb.Error as e:
+            raise FactoryError(f"export failed: {e}") from None
+        return n
+
+
+def _quote(path: Path) -> str:
+    return str(path).replace("'", "''")

@@ -1,0 +1,62 @@
+"""Find the final answer in a completion: `\\boxed{}`, `<answer>` tags, or the summary's last statement.
+
+With `think`, only the summary after `</think>` is searched, so a guess made while reasoning never counts.
+"""
+
+from __future__ import annotations
+
+import re
+
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
+_ANSWER_IS = re.compile(r"(?:final answer|answer)\s*(?:is|:)\s*(.+)", re.I)
+_ENDS_WITH = re.compile(r"(?:=|\bis|\bequals|\bequal to|\bgives)\s*([^=]+?)\s*$", re.I)
+
+
+def split_think(text: str) -> tuple[str | None, str]:
+    """(reasoning, summary); reasoning is None when there is no closed think block."""
+    head, sep, tail = text.rpartition("</think>")
+    if not sep:
+        return None, text
+    return head.split("<think>", 1)[-1], tail
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last \\boxed{...} (or \\fbox{...}), braces balanced."""
+    start = max(text.rfind("\\boxed{"), text.rfind("\\fbox{"))
+    if start < 0:
+        return None
+    i = text.index("{", start) + 1
+    depth = 1
+    for j in range(i, len(text)):
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        if depth == 0:
+            return text[i:j]
+    return None
+
+
+def extract_answer(text: str, think: bool = True) -> str | None:
+    summary = split_think(text)[1] if think else text
+    if think and "</think>" not in text:
+        return None
+    found = last_boxed(summary)
+    if found is None and (tags := _ANSWER_TAG.findall(summary)):
+        found = tags[-1]
+    if found is None and (said := _ANSWER_IS.findall(summary)):
+        found = said[-1]
+    if found is None:
+        lines = [ln for ln in summary.strip().splitlines() if ln.strip()]
+        if not lines:
+            return None
+        last = lines[-1]
+        m = _ENDS_WITH.search(last.rstrip(" .!"))
+        found = m.group(1) if m else last
+    return clean(found)
+
+
+def clean(answer: str) -> str | None:
+    a = answer.strip().rstrip(".!").strip()
+    a = re.sub(r"^\*\*(.*)\*\*$", r"\1", a).strip()
+    a = a.strip("$ ").rstrip(".!").strip()
+    if a.startswith("\\(") and a.endswith("\\)"):
+        a = a[2:-2].strip()
+    return a or None

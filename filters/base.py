@@ -1,0 +1,29 @@
+"""What every filter sees and says: a `Candidate` in, a `Verdict` out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Candidate:
+    text: str
+    task: str = "math"  # math | code | general
+    reference: dict = field(default_factory=dict)
+    finish_reason: str = "stop"
+    think: bool = True  # the model was asked to reason inside <think>...</think>
+
+
+@dataclass
+class Verdict:
+    accepted: bool
+    reason: str | None = None  # short snake_case code when rejected
+    scores: dict = field(default_factory=dict)
+
+
+def reject(reason: str, **scores) -> Verdict:
+    return Verdict(False, reason, scores)
+
+
+def accept(**scores) -> Verdict:
+    return Verdict(True, None, scores)
