@@ -7,6 +7,7 @@ before anything runs. `--set key=value` overrides are applied to the YAML before
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import types
@@ -135,14 +136,16 @@ def apply_override(raw: dict, item: str) -> None:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
             raise FactoryError(f"--set {item!r}: {p} is not a section")
-    node[leaf] = yaml.safe_load(value)
+    try:
+        node[leaf] = yaml.safe_load(value)
+    except yaml.YAMLError:
+        raise FactoryError(f"--set {item!r}: {value!r} is not valid YAML; quote a string: --set '{key}=\"...\"'") from None
 
 
 def parse(raw: dict, where: str = "recipe") -> Recipe:
     problems: list[str] = []
     recipe = _build(Recipe, raw, "", problems)
-    if not problems:
-        _check(recipe, problems)
+    _check(recipe, problems)  # on the fields that parsed (a bad one keeps its default), so every problem shows
     if problems:
         lines = "\n".join(f"  - {p}" for p in problems)
         raise FactoryError(f"{where}: {len(problems)} problem(s):\n{lines}")
@@ -240,7 +243,8 @@ def _check_families(s: SourceConfig, problems: list[str]) -> None:
         problems.append("source.name: required for reasoning_gym, e.g. basic_arithmetic")
     for n in names:
         if n not in rg.DATASETS:
-            near = [d for d in sorted(rg.DATASETS) if n and (n in d or d in n)][:5]
+            near = difflib.get_close_matches(n, list(rg.DATASETS), n=3)  # a typo
+            near = near or [d for d in sorted(rg.DATASETS) if n and (n in d or d in n)][:5]  # a part of the name
             hint = f"; did you mean {', '.join(near)}?" if near else "; see reasoning_gym.factory.DATASETS"
             problems.append(f"source.name: {n!r} is not a reasoning-gym task family{hint}")
     if len(names) > 1:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from factory import models, sources
 from factory import recipe as recipes
-from factory.sampler import Tally, sample
+from factory.sampler import Tally, pending, sample
 from factory.store import Store
 from factory.workers import VerifyPool
 
@@ -33,7 +33,10 @@ def run_recipe(path: Path, db: Path, limit: int | None, overrides: list[str], ne
     store = Store(db)
     try:
         run_id = None if new_run else store.find_run(r.hash())
-        drawn = sum(p[0] for p in store.progress(run_id).values()) if run_id else 0
+        progress = store.progress(run_id) if run_id else {}
+        if run_id and not pending(r, prompts, progress):  # finished already: no engine to load
+            return sample(r, prompts, None, None, store, run_id), run_id, True
+        drawn = sum(p[0] for p in progress.values())
         bar("starting verification workers")
         with VerifyPool(r.verify.workers, r.verify.timeout) as pool:
             bar(f"loading {r.model} on {r.engine.kind}")

