@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -38,7 +39,8 @@ def main() -> None:
     try:
         app()
     except FactoryError as e:
-        console.print(f"[bold red]error:[/] {e}", highlight=False)
+        # escaped: a path or a query may hold [brackets]; soft_wrap: a path or a line stays whole
+        console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
@@ -57,10 +59,11 @@ def generate(
     Running the same recipe on the same store again resumes its run: finished prompts are skipped and samples
     already drawn count toward max_samples.
     """
-    from factory.run import run_recipe
+    from factory.run import prepare, run_recipe
 
+    r, prompts = prepare(recipe, limit, set_ or [])
     with _progress() as (bar, update):
-        tally, run_id, resumed = run_recipe(recipe, db, limit, set_ or [], new_run, bar, update)
+        tally, run_id, resumed = run_recipe(r, prompts, db, new_run, bar, update)
     _summary(tally, run_id, resumed, db)
 
 
@@ -140,9 +143,9 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
 def _table(out: Console, title: str, cols: list[str], rows: list[list]) -> None:
     t = Table(title=title, title_justify="left")
     for c in cols:
-        t.add_column(c)
+        t.add_column(escape(c))
     for r in rows:
-        t.add_row(*(str(v) for v in r))
+        t.add_row(*(escape(str(v)) for v in r))  # model text holds [brackets] ([/INST]) that are not markup
     out.print(t)
 
 

@@ -139,7 +139,7 @@ def apply_override(raw: dict, item: str) -> None:
     try:
         node[leaf] = yaml.safe_load(value)
     except yaml.YAMLError:
-        raise FactoryError(f"--set {item!r}: {value!r} is not valid YAML; quote a string: --set '{key}=\"...\"'") from None
+        raise FactoryError(f"--set {item!r}: {value!r} is not valid YAML; quote a string: '{key}=\"...\"'") from None
 
 
 def parse(raw: dict, where: str = "recipe") -> Recipe:

@@ -13,21 +13,26 @@ from pathlib import Path
 
 from factory import models, sources
 from factory import recipe as recipes
+from factory.recipe import Recipe
 from factory.sampler import Tally, pending, sample
+from factory.sources import Prompt
 from factory.store import Store
 from factory.workers import VerifyPool
 
 log = logging.getLogger(__name__)
 
 
-def run_recipe(path: Path, db: Path, limit: int | None, overrides: list[str], new_run: bool,
+def prepare(path: Path, limit: int | None, overrides: list[str]) -> tuple[Recipe, list[Prompt]]:
+    """The recipe and its prompts, validated: every mistake in either is reported before anything starts."""
+    r = recipes.load(path, overrides)
+    return r, sources.load(r.source, limit)
+
+
+def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False,
                bar=lambda *a, **k: None, update=None) -> tuple[Tally, str, bool]:  # fmt: skip
     """Run (or resume) a recipe's job into the store at `db`; returns (tally, run_id, resumed)."""
     from factory import engines
 
-    r = recipes.load(path, overrides)
-    bar("loading prompts")
-    prompts = sources.load(r.source, limit)
     bar("preparing the model")
     model = r.model if r.engine.kind == "openai" else models.resolve(r.model)
     store = Store(db)

@@ -47,10 +47,19 @@ def load(cfg: SourceConfig, limit: int | None = None) -> list[Prompt]:
     prompts = loaders[cfg.kind](cfg)
     if cfg.size and cfg.kind != "reasoning_gym":
         prompts = islice(prompts, cfg.size)
-    out = list(islice(prompts, limit) if limit else prompts)
+    out = list(islice(_unique(prompts), limit) if limit else _unique(prompts))
     if not out:
         raise FactoryError(f"source {cfg.kind} {cfg.path or cfg.name or ''} gave no prompts")
     return out
+
+
+def _unique(prompts: Iterator[Prompt]) -> Iterator[Prompt]:
+    """A prompt seen twice (same source and text) is one prompt: the first is kept."""
+    seen = set()
+    for p in prompts:
+        if p.prompt_id not in seen:
+            seen.add(p.prompt_id)
+            yield p
 
 
 def reasoning_gym(cfg: SourceConfig) -> Iterator[Prompt]:

@@ -77,6 +77,8 @@ class VerifyPool:
 
     def submit(self, items: list[tuple[Candidate, list[str]]]) -> Future:
         """Judge a batch; the future resolves to the verdicts in order."""
+        if self.broken:
+            raise RuntimeError(self.broken)
         fut: Future = Future()
         fut.results = [None] * len(items)
         fut.left = len(items)
@@ -123,7 +125,13 @@ class VerifyPool:
                         return
                     fut, i, cand, names = self._queue.popleft()
                 w.job, w.started = (fut, i), time.monotonic()
-                w.conn.send((cand, names))
+                try:
+                    w.conn.send((cand, names))
+                except OSError:  # it died while idle (the OOM killer, say): the job waits for a fresh worker
+                    with self._lock:
+                        self._queue.appendleft((fut, i, cand, names))
+                    w.job = None
+                    self._replace(w, Verdict(False, "verify_crash", {}))
 
     def _finish(self, w: _Worker, msg) -> None:
         job, w.job = w.job, None
@@ -142,12 +150,23 @@ class VerifyPool:
         if job and job[0] == "starting":  # a worker that cannot even start will not start next time either
             self.broken = f"a verification worker died while starting (exit code {w.proc.exitcode})"
             self._closed = True
+            self._fail_all(RuntimeError(self.broken))
             return
         fresh = self._spawn()
         self._workers[self._workers.index(w)] = fresh
         if job and job[0] != "starting":
             w.job = job
             self._finish(w, verdict)
+
+    def _fail_all(self, error: Exception) -> None:
+        """Nothing more will be judged: every waiting batch gets the error instead of hanging."""
+        with self._lock:
+            futures = {id(job[0]): job[0] for job in self._queue}
+            self._queue.clear()
+        futures |= {id(w.job[0]): w.job[0] for w in self._workers if w.job and w.job[0] != "starting"}
+        for fut in futures.values():
+            if not fut.done():
+                fut.set_exception(error)
 
     def close(self) -> None:
         self._closed = True

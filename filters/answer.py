@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
-_ANSWER_IS = re.compile(r"(?:final answer|answer)\s*(?:is|:)\s*(.+)", re.I)
+_ANSWER_IS = re.compile(r"(?:final answer|answer)\**\s*(?:is:?|:)\s*(.+)", re.I)  # also **Answer**: and **Answer:**
 _ENDS_WITH = re.compile(r"(?:=|\bis|\bequals|\bequal to|\bgives)\s*([^=]+?)\s*$", re.I)
 
 
@@ -55,7 +55,7 @@ def extract_answer(text: str, think: bool = True) -> str | None:
 
 def clean(answer: str) -> str | None:
     a = answer.strip().rstrip(".!").strip()
-    a = re.sub(r"^\*\*(.*)\*\*$", r"\1", a).strip()
+    a = a.strip("*").strip()  # markdown bold, whole or cut by the label (`**Answer:** 42`)
     a = a.strip("$ ").rstrip(".!").strip()
     if a.startswith("\\(") and a.endswith("\\)"):
         a = a[2:-2].strip()

@@ -1,0 +1,49 @@
+"""Shared by the benchmarks: one real engine, reused by every arm, and `factory`'s sampling loop on a fresh store."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+from factory import engines, models, sources
+from factory import recipe as recipes
+from factory.sampler import Tally, sample
+from factory.store import Store
+from factory.workers import VerifyPool
+
+DEMO = Path(__file__).resolve().parents[1] / "recipes" / "arithmetic_demo.yaml"
+
+
+def load(overrides: list[str], limit: int):
+    r = recipes.load(DEMO, overrides)
+    return r, sources.load(r.source, limit)
+
+
+def build_engine(r):
+    return engines.build(r, models.resolve(r.model), seed=r.sampling.seed)
+
+
+def factory_run(r, prompts, engine, pool: VerifyPool) -> Tally:
+    """`factory generate`'s loop (generation, verification workers, store commits) on a throwaway store."""
+    with tempfile.TemporaryDirectory() as tmp:
+        store = Store(Path(tmp) / "bench.duckdb")
+        run_id = store.start_run(r.name, r.hash(), r.text, r.model, r.engine.kind, {}, {})
+        tally = sample(r, prompts, engine, pool, store, run_id)
+        store.close()
+    return tally
+
+
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    cells = [header] + [[f"{v:,.3g}" if isinstance(v, float) else str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
+    return "\n".join(
+        [line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells[1:]]
+    )

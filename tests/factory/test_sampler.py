@@ -1,0 +1,173 @@
+"""The rejection-sampling loop, driven by a scripted engine, judged by real workers, written to a real store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from factory import recipe as recipes
+from factory import sources
+from factory.engines import Completion
+from factory.recipe import SourceConfig
+from factory.sampler import assistant_text, sample
+from factory.store import Store
+from factory.workers import VerifyPool
+
+
+class ScriptedEngine:
+    """Answers prompt i right exactly at the sample indices `right[i]` (counted per prompt), wrong otherwise."""
+
+    def __init__(self, prompts, right: list[set[int]], template: str = "{prompt}"):
+        self.script = {
+            template.replace("{prompt}", p.prompt): (p.reference["answer"], r)
+            for p, r in zip(prompts, right, strict=True)
+        }
+        self.drawn = dict.fromkeys(self.script, 0)
+        self.calls: list[list[int]] = []  # n per request, per call
+
+    def generate(self, requests):
+        self.calls.append([r.n for r in requests])
+        out = []
+        for r in requests:
+            user = r.messages[-1]["content"]
+            answer, right = self.script[user]
+            first, self.drawn[user] = self.drawn[user], self.drawn[user] + r.n
+            texts = [
+                f"Adding up.\n</think>\nThe answer is {answer if i in right else 'x'}."
+                for i in range(first, first + r.n)
+            ]
+            out.append([Completion(t, n_tokens=len(t.split()), finish_reason="stop") for t in texts])
+        return out
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with VerifyPool(1, timeout=20) as p:
+        p.wait_ready()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def prompts():
+    return sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=4, seed=0))
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "f.duckdb")
+    yield s
+    s.close()
+
+
+def _recipe(**rejection) -> recipes.Recipe:
+    raw = {
+        "source": {"kind": "reasoning_gym", "name": "basic_arithmetic"},
+        "prompt": {"template": "Q: {prompt}", "think": True},
+        "rejection": {"accept_per_prompt": 1, "max_samples": 12, "round_size": 4, "batch_prompts": 2} | rejection,
+        "filters": ["format", "verify"],
+    }
+    return recipes.parse(raw)
+
+
+def _run(store: Store, r: recipes.Recipe) -> str:
+    return store.start_run("t", r.hash(), r.text, r.model, "scripted", {}, {})
+
+
+def _per_prompt(store: Store, run: str) -> dict[str, tuple]:
+    _, rows = store.query(
+        f"""SELECT prompt_id, list(sample_index ORDER BY sample_index), count(*) FILTER (WHERE accepted),
+                   (SELECT count(*) FROM examples e WHERE e.prompt_id = c.prompt_id AND e.run_id = c.run_id)
+            FROM candidates c WHERE run_id = '{run}' GROUP BY prompt_id, run_id"""
+    )
+    return {pid: (idx, passed, kept) for pid, idx, passed, kept in rows}
+
+
+def test_rounds_stop_at_the_first_accepted_or_at_max_samples(pool, store, prompts):
+    r = _recipe()
+    a, b, c = prompts[:3]
+    engine = ScriptedEngine([a, b, c], [{0}, set(), {5}], r.prompt.template)
+    run = _run(store, r)
+    tally = sample(r, [a, b, c], engine, pool, store, run)
+
+    got = _per_prompt(store, run)
+    assert got[a.prompt_id] == (list(range(4)), 1, 1)  # one round, right on its first sample
+    assert got[b.prompt_id] == (list(range(12)), 0, 0)  # never right: the whole budget
+    assert got[c.prompt_id] == (list(range(8)), 1, 1)  # right on the 6th: stops after the second round
+    assert (tally.prompts, tally.prompts_done, tally.prompts_solved) == (3, 3, 2)
+    assert (tally.candidates, tally.new_candidates, tally.passed, tally.examples) == (24, 24, 2, 2)
+    assert tally.reasons == {"wrong_answer": 22}
+    assert all(n <= 4 for call in engine.calls for n in call) and all(len(call) <= 2 for call in engine.calls)
+
+    _, reasons = store.query(f"SELECT DISTINCT reason FROM candidates WHERE run_id = '{run}' AND NOT accepted")
+    assert reasons == [("wrong_answer",)]
+    assert store.query("SELECT count(*) FROM prompts")[1] == [(3,)]
+    snapshot = json.loads(store.snapshot_path.read_text())
+    assert snapshot["run_id"] == run and snapshot["candidates"] == 24 and snapshot["prompts_done"] == 3
+
+    # the same run again: everything is done, nothing is drawn, the counts come from the store
+    calls = len(engine.calls)
+    again = sample(r, [a, b, c], engine, pool, store, run)
+    assert len(engine.calls) == calls and again.new_candidates == 0
+    assert (again.candidates, again.examples, again.prompts_done, again.prompts_solved) == (24, 2, 3, 2)
+    assert _per_prompt(store, run) == got
+
+
+def test_max_samples_not_a_multiple_of_the_round(pool, store, prompts):
+    r = _recipe(max_samples=6)
+    engine = ScriptedEngine(prompts[:1], [set()], r.prompt.template)
+    run = _run(store, r)
+    sample(r, prompts[:1], engine, pool, store, run)
+    assert engine.calls == [[4], [2]]  # the last round is cut to the budget
+    assert _per_prompt(store, run)[prompts[0].prompt_id] == (list(range(6)), 0, 0)
+
+
+def test_passed_beyond_accept_per_prompt_are_candidates_only(pool, store, prompts):
+    r = _recipe(accept_per_prompt=2)
+    d = prompts[3]
+    engine = ScriptedEngine([d], [{0, 1, 2}], r.prompt.template)
+    run = _run(store, r)
+    tally = sample(r, [d], engine, pool, store, run)
+    assert _per_prompt(store, run)[d.prompt_id] == ([0, 1, 2, 3], 3, 2)
+    assert (tally.passed, tally.examples, tally.prompts_solved) == (3, 2, 1)
+    _, rows = store.query("SELECT c.sample_index FROM examples e JOIN candidates c USING (candidate_id) ORDER BY 1")
+    assert rows == [(0,), (1,)]  # the first passed ones are kept
+
+
+def test_examples_are_chat_messages(pool, store, prompts):
+    r = _recipe()
+    a = prompts[0]
+    run = _run(store, r)
+    sample(r, [a], ScriptedEngine([a], [{0}], r.prompt.template), pool, store, run)
+    _, [(messages, task, source, n_tokens)] = store.query("SELECT messages, task, source, n_tokens FROM examples")
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[0]["content"] == f"Q: {a.prompt}"
+    assert messages[1]["content"] == f"<think>\nAdding up.\n</think>\nThe answer is {a.reference['answer']}."
+    assert (task, source) == ("math", "reasoning_gym/basic_arithmetic") and n_tokens == 7
+    _, [(text,)] = store.query("SELECT text FROM candidates WHERE accepted")
+    assert not text.startswith("<think>")  # the candidate keeps the raw text
+
+
+def test_system_prompt_comes_first(pool, store, prompts):
+    r = _recipe()
+    r.prompt.system = "Be brief."
+    a = prompts[0]
+    sample(r, [a], ScriptedEngine([a], [{0}], r.prompt.template), pool, store, _run(store, r))
+    _, [(messages,)] = store.query("SELECT messages FROM examples")
+    assert [m["role"] for m in messages] == ["system", "user", "assistant"] and messages[0]["content"] == "Be brief."
+
+
+def test_a_repeated_prompt_is_sampled_once(pool, store, prompts):
+    r = _recipe()
+    a = prompts[0]
+    engine = ScriptedEngine([a], [{0}], r.prompt.template)
+    tally = sample(r, [a, a], engine, pool, store, _run(store, r))
+    assert engine.calls == [[4]]
+    assert (tally.prompts, tally.prompts_done, tally.candidates) == (1, 1, 4)
+
+
+def test_assistant_text():
+    assert assistant_text("reasoning</think>answer", think=True) == "<think>\nreasoning</think>answer"
+    assert assistant_text("  <think>r</think>a \n", think=True) == "<think>r</think>a"
+    assert assistant_text("reasoning</think>answer", think=False) == "reasoning</think>answer"
+    assert assistant_text(" plain answer ", think=True) == "plain answer"

@@ -1,0 +1,157 @@
+"""Prompt sources: reasoning-gym (one family or several), HumanEval, JSONL and Parquet files, with stable ids."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from factory import sources
+from factory.errors import FactoryError
+from factory.recipe import SourceConfig
+
+
+def _jsonl(path: Path, rows: list) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_reasoning_gym_gives_size_prompts_with_answers():
+    ps = sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=5, seed=3))
+    assert len(ps) == 5 and len({p.prompt_id for p in ps}) == 5
+    for p in ps:
+        assert p.source == "reasoning_gym/basic_arithmetic" and p.task == "math"
+        entry = p.reference["reasoning_gym"]
+        assert p.prompt == entry["question"] and p.reference["answer"] == entry["answer"]
+        assert entry["metadata"]["source_dataset"] == "basic_arithmetic"
+        json.dumps(p.reference)  # stored as JSON
+
+
+def test_reasoning_gym_ids_are_stable():
+    cfg = SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=4, seed=1)
+    first, again = sources.load(cfg), sources.load(cfg)
+    assert [p.prompt_id for p in first] == [p.prompt_id for p in again]
+    assert first[0].prompt_id == sources.prompt_id("reasoning_gym/basic_arithmetic", first[0].prompt)
+    other = sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=4, seed=2))
+    assert [p.prompt for p in other] != [p.prompt for p in first]  # the seed picks the problems
+
+
+def test_reasoning_gym_mixes_families_in_turn():
+    cfg = SourceConfig(
+        kind="reasoning_gym",
+        name=["basic_arithmetic", "chain_sum"],
+        size=3,
+        config={"chain_sum": {"min_terms": 4, "max_terms": 4}},
+    )
+    ps = sources.load(cfg)
+    assert [p.source.split("/")[1] for p in ps] == ["basic_arithmetic", "chain_sum"] * 3
+    sums = [p for p in ps if p.source == "reasoning_gym/chain_sum"]
+    assert all(p.reference["reasoning_gym"]["metadata"]["num_terms"] == 4 for p in sums)  # its own config
+
+
+def test_reasoning_gym_bad_config_is_a_factory_error():
+    with pytest.raises(FactoryError, match="source.config for basic_arithmetic"):
+        sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=2, config={"colour": 1}))
+
+
+def test_humaneval():
+    ps = sources.load(SourceConfig(kind="humaneval", size=0))
+    assert len(ps) == 164 and len({p.prompt_id for p in ps}) == 164
+    p = ps[0]
+    assert p.task == "code" and p.source == "humaneval" and p.metadata == {"task_id": "HumanEval/0"}
+    assert set(p.reference) == {"test", "entry_point"} and "def check" in p.reference["test"]
+    assert f"def {p.reference['entry_point']}(" in p.prompt
+    assert len(sources.load(SourceConfig(kind="humaneval", size=10))) == 10  # size caps the other kinds
+
+
+def test_jsonl_with_field_mapping(tmp_path):
+    path = _jsonl(
+        tmp_path / "q.jsonl",
+        [{"question": "1+1?", "solution": 2, "uid": "a"}, "", {"question": "2+2?", "solution": "4", "uid": "b"}],
+    )
+    cfg = SourceConfig(
+        kind="jsonl", path=str(path), size=0, fields={"prompt": "question", "answer": "solution", "id": "uid"}
+    )
+    ps = sources.load(cfg)
+    assert [p.prompt for p in ps] == ["1+1?", "2+2?"]  # the blank line is skipped
+    assert [p.reference for p in ps] == [{"answer": 2}, {"answer": "4"}]
+    assert [p.metadata for p in ps] == [{"id": "a"}, {"id": "b"}]
+    assert ps[0].source == "jsonl:q.jsonl" and ps[0].task == "math"
+    assert ps[0].prompt_id == sources.prompt_id("jsonl:q.jsonl", "1+1?")
+
+
+def test_jsonl_code_rows_and_task_column(tmp_path):
+    path = _jsonl(
+        tmp_path / "c.jsonl",
+        [{"prompt": "write f", "test": "assert f()", "entry_point": "f", "task": "code"}, {"prompt": "say hi"}],
+    )
+    a, b = sources.load(SourceConfig(kind="jsonl", path=str(path), task="general"))
+    assert a.task == "code" and a.reference == {"test": "assert f()", "entry_point": "f"}
+    assert b.task == "general" and b.reference == {}
+
+
+def test_jsonl_broken_line_names_file_and_line(tmp_path):
+    path = _jsonl(tmp_path / "b.jsonl", [{"prompt": "a"}, {"prompt": "b"}, '{"prompt": "c",', {"prompt": "d"}])
+    with pytest.raises(FactoryError) as e:
+        sources.load(SourceConfig(kind="jsonl", path=str(path)))
+    assert f"{path}:3" in str(e.value) and "not valid JSON" in str(e.value)
+
+
+def test_jsonl_row_that_is_not_an_object(tmp_path):
+    path = _jsonl(tmp_path / "b.jsonl", [{"prompt": "a"}, [1, 2]])
+    with pytest.raises(FactoryError, match=r"b.jsonl:2: expected a JSON object, got list"):
+        sources.load(SourceConfig(kind="jsonl", path=str(path)))
+
+
+def test_jsonl_missing_prompt_field_names_line_and_field(tmp_path):
+    path = _jsonl(tmp_path / "m.jsonl", [{"question": "a"}, {"question": "b"}, {"q": "c"}])
+    with pytest.raises(FactoryError) as e:
+        sources.load(SourceConfig(kind="jsonl", path=str(path), fields={"prompt": "question"}))
+    assert f"{path}:3" in str(e.value) and "'question'" in str(e.value) and "source.fields.prompt" in str(e.value)
+    with pytest.raises(FactoryError, match=r"m.jsonl:1: field 'prompt' is missing or empty"):
+        sources.load(SourceConfig(kind="jsonl", path=str(path)))
+
+
+def test_missing_file_names_the_path(tmp_path):
+    for kind in ("jsonl", "parquet"):
+        missing = tmp_path / f"nope.{kind}"
+        with pytest.raises(FactoryError) as e:
+            sources.load(SourceConfig(kind=kind, path=str(missing)))
+        assert str(missing) in str(e.value) and "not found" in str(e.value)
+
+
+def test_empty_file_gives_no_prompts(tmp_path):
+    path = _jsonl(tmp_path / "e.jsonl", [""])
+    with pytest.raises(FactoryError, match="gave no prompts"):
+        sources.load(SourceConfig(kind="jsonl", path=str(path)))
+
+
+def test_parquet(tmp_path):
+    path = tmp_path / "p.parquet"
+    pq.write_table(pa.table({"text": ["x?", "y?", "z?"], "answer": ["1", None, "3"]}), path)
+    ps = sources.load(SourceConfig(kind="parquet", path=str(path), fields={"prompt": "text"}))
+    assert [p.prompt for p in ps] == ["x?", "y?", "z?"]
+    assert [p.reference for p in ps] == [{"answer": "1"}, {}, {"answer": "3"}]
+    assert ps[0].source == "parquet:p.parquet"
+    with pytest.raises(FactoryError, match=r"p.parquet row 0: field 'prompt' is missing"):
+        sources.load(SourceConfig(kind="parquet", path=str(path)))
+    bad = tmp_path / "bad.parquet"
+    bad.write_text("not parquet")
+    with pytest.raises(FactoryError, match="not a readable Parquet file"):
+        sources.load(SourceConfig(kind="parquet", path=str(bad)))
+
+
+def test_limit_and_size(tmp_path):
+    rg = SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=6)
+    assert [p.prompt_id for p in sources.load(rg, limit=2)] == [p.prompt_id for p in sources.load(rg)[:2]]
+    path = _jsonl(tmp_path / "n.jsonl", [{"prompt": f"q{i}"} for i in range(10)])
+    assert len(sources.load(SourceConfig(kind="jsonl", path=str(path), size=0))) == 10
+    assert len(sources.load(SourceConfig(kind="jsonl", path=str(path), size=4))) == 4
+    assert [p.prompt for p in sources.load(SourceConfig(kind="jsonl", path=str(path), size=0), limit=3)] == [
+        "q0",
+        "q1",
+        "q2",
+    ]

@@ -1,0 +1,220 @@
+"""The DuckDB store on a real file: batches in one transaction, runs, progress, stats, export, the write lock."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from factory.errors import FactoryError
+from factory.store import Batch, Store, candidate_id, now
+
+
+def _prompt(pid: str, source: str = "reasoning_gym/basic_arithmetic", task: str = "math") -> dict:
+    return {"prompt_id": pid, "source": source, "task": task, "prompt": f"question {pid}",
+            "reference": json.dumps({"answer": "4"}), "metadata": "{}"}  # fmt: skip
+
+
+def _cand(run: str, pid: str, i: int, accepted: bool, reason: str | None = None, tokens: int = 10) -> dict:
+    return {"candidate_id": candidate_id(run, pid, i), "run_id": run, "prompt_id": pid, "sample_index": i,
+            "text": f"answer {i}", "n_tokens": tokens, "n_prompt_tokens": 5, "finish_reason": "stop",
+            "accepted": accepted, "reason": reason, "scores": json.dumps({"correct": float(accepted)}),
+            "created_at": now()}  # fmt: skip
+
+
+def _example(c: dict, task: str = "math", source: str = "reasoning_gym/basic_arithmetic") -> dict:
+    msgs = [{"role": "user", "content": f"question {c['prompt_id']}"}, {"role": "assistant", "content": c["text"]}]
+    return {"example_id": "ex-" + c["candidate_id"], "candidate_id": c["candidate_id"], "prompt_id": c["prompt_id"],
+            "run_id": c["run_id"], "messages": msgs, "task": task, "source": source, "n_tokens": c["n_tokens"],
+            "created_at": now()}  # fmt: skip
+
+
+def _start(store: Store, recipe_hash: str = "h1", name: str = "job") -> str:
+    return store.start_run(name, recipe_hash, "source: {}\n", "m", "vllm", {"temperature": 0.6}, {"factory": "0"})
+
+
+def _count(store: Store, table: str) -> int:
+    return store.query(f"SELECT count(*) FROM {table}")[1][0][0]
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "sub" / "f.duckdb")  # the folder is made
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def filled(store):
+    """A run with prompt a (2 drawn, 1 passed, kept) and prompt b (3 drawn, none passed)."""
+    run = _start(store)
+    a = [_cand(run, "a", 0, False, "wrong_answer", 7), _cand(run, "a", 1, True, tokens=11)]
+    b = [_cand(run, "b", i, False, r) for i, r in enumerate(["wrong_answer", "no_answer", "wrong_answer"])]
+    store.commit(Batch([_prompt("a"), _prompt("b", "jsonl:x.jsonl")], a + b, [_example(a[1])]))
+    return store, run
+
+
+def test_commit_and_read_back(filled):
+    store, run = filled
+    cols, rows = store.query("SELECT prompt_id, source, task, prompt, reference FROM prompts ORDER BY 1")
+    assert cols == ["prompt_id", "source", "task", "prompt", "reference"]
+    assert rows[0] == ("a", "reasoning_gym/basic_arithmetic", "math", "question a", '{"answer": "4"}')
+    _, rows = store.query("SELECT prompt_id, sample_index, accepted, reason FROM candidates ORDER BY 1, 2")
+    assert rows == [("a", 0, False, "wrong_answer"), ("a", 1, True, None), ("b", 0, False, "wrong_answer"),
+                    ("b", 1, False, "no_answer"), ("b", 2, False, "wrong_answer")]  # fmt: skip
+    _, [(cid, ex_run, messages)] = store.query("SELECT candidate_id, run_id, messages FROM examples")
+    assert cid == candidate_id(run, "a", 1) and ex_run == run
+    assert messages == [{"role": "user", "content": "question a"}, {"role": "assistant", "content": "answer 1"}]
+
+
+def test_messages_is_a_list_of_role_content_structs(filled):
+    store, _ = filled
+    [(kind,)] = store.query("SELECT typeof(messages) FROM examples")[1]
+    assert kind.replace('"', "") == "STRUCT(role VARCHAR, content VARCHAR)[]"
+    _, rows = store.query("SELECT m.role, m.content FROM (SELECT unnest(messages) AS m FROM examples)")
+    assert rows == [("user", "question a"), ("assistant", "answer 1")]
+
+
+def test_a_second_write_of_a_sample_rolls_the_whole_batch_back(filled):
+    store, run = filled
+    before = {t: _count(store, t) for t in ("prompts", "candidates", "examples")}
+    again = _cand(run, "a", 1, True)  # (run_id, prompt_id, sample_index) already stored
+    fresh = _cand(run, "c", 0, True)
+    with pytest.raises(duckdb.ConstraintException):
+        store.commit(Batch([_prompt("c")], [fresh, again], [_example(fresh)]))
+    assert {t: _count(store, t) for t in before} == before
+    assert store.query("SELECT count(*) FROM prompts WHERE prompt_id = 'c'")[1] == [(0,)]
+    # the same unique key under another candidate_id fails too: it is the sample, not the id, that is unique
+    dup = _cand(run, "b", 2, False, "no_answer") | {"candidate_id": "other-id"}
+    with pytest.raises(duckdb.ConstraintException):
+        store.commit(Batch([], [dup], []))
+    store.commit(Batch([_prompt("c")], [fresh], [_example(fresh)]))  # the store still takes new batches
+    assert _count(store, "candidates") == before["candidates"] + 1 and _count(store, "prompts") == 3
+
+
+def test_prompts_are_written_once(filled):
+    store, _ = filled
+    run2 = _start(store, "h2")
+    store.commit(Batch([_prompt("a")], [_cand(run2, "a", 0, True)], []))  # a prompt seen before is ignored
+    assert _count(store, "prompts") == 2 and _count(store, "candidates") == 6
+
+
+def test_progress(filled):
+    store, run = filled
+    assert store.progress(run) == {"a": (2, 1, 1, 18), "b": (3, 0, 0, 30)}
+    assert store.progress("no-such-run") == {}
+
+
+def test_runs(store):
+    assert store.find_run("h1") is None
+    run = _start(store, "h1", "first")
+    assert store.find_run("h1") == run and store.find_run("h2") is None
+    [(name, rhash, recipe, status, ended, sampling)] = store.query(
+        f"SELECT name, recipe_hash, recipe, status, ended_at, sampling FROM runs WHERE run_id = '{run}'"
+    )[1]
+    assert (name, rhash, recipe, status, ended) == ("first", "h1", "source: {}\n", "running", None)
+    assert json.loads(sampling) == {"temperature": 0.6}
+    store.set_status(run, "interrupted")
+    [(status, ended)] = store.query(f"SELECT status, ended_at FROM runs WHERE run_id = '{run}'")[1]
+    assert status == "interrupted" and ended is not None
+    store.set_status(run, "running")
+    assert store.query(f"SELECT status, ended_at FROM runs WHERE run_id = '{run}'")[1] == [("running", None)]
+    time.sleep(0.01)
+    newer = _start(store, "h1", "second")
+    assert newer != run and store.find_run("h1") == newer  # the latest run of a recipe is the one resumed
+
+
+def test_stats(filled):
+    store, run = filled
+    other = _start(store, "h2", "other")
+    store.commit(Batch([], [_cand(other, "a", 0, False, "truncated", 3)], []))
+    s = store.stats()
+    assert (s["prompts"], s["candidates"], s["passed"], s["examples"]) == (2, 6, 1, 1)
+    assert s["reasons"] == {"wrong_answer": 3, "no_answer": 1, "truncated": 1}
+    first, second = s["runs"]
+    assert first["run_id"] == run and second["run_id"] == other
+    assert (first["prompts"], first["candidates"], first["passed"], first["tokens"]) == (2, 5, 1, 48)
+    assert (second["prompts"], second["candidates"], second["passed"], second["tokens"]) == (1, 1, 0, 3)
+    assert first["status"] == "running" and first["name"] == "job"
+    assert s["by_source"] == [
+        {"source": "jsonl:x.jsonl", "task": "math", "candidates": 3, "passed": 0, "examples": 0},
+        {"source": "reasoning_gym/basic_arithmetic", "task": "math", "candidates": 3, "passed": 1, "examples": 1},
+    ]
+
+
+def test_stats_of_an_empty_store(store):
+    s = store.stats()
+    assert (s["prompts"], s["candidates"], s["runs"], s["reasons"], s["by_source"]) == (0, 0, [], {}, [])
+
+
+def _two_examples(store: Store) -> str:
+    run = _start(store)
+    a, b = _cand(run, "a", 0, True), _cand(run, "b", 0, True)
+    store.commit(Batch([_prompt("a"), _prompt("b", "humaneval", "code")], [a, b],
+                       [_example(a), _example(b, "code", "humaneval")]))  # fmt: skip
+    return run
+
+
+def test_export_parquet_and_jsonl(store, tmp_path):
+    _two_examples(store)
+    out = tmp_path / "out" / "all.parquet"
+    assert store.export(out, "parquet") == 2
+    table = pq.read_table(out)
+    assert table.num_rows == 2 and set(table.column("task").to_pylist()) == {"math", "code"}
+    assert table.column("messages").to_pylist()[0][1]["role"] == "assistant"
+
+    out = tmp_path / "math.jsonl"
+    assert store.export(out, "jsonl", where="task = 'math'") == 1
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["task"] == "math" and row["prompt_id"] == "a"
+    assert row["messages"] == [{"role": "user", "content": "question a"}, {"role": "assistant", "content": "answer 0"}]
+
+    out = tmp_path / "none.parquet"
+    assert store.export(out, "parquet", where="task = 'general'") == 0 and pq.read_table(out).num_rows == 0
+    with pytest.raises(FactoryError, match="export failed"):
+        store.export(tmp_path / "x.jsonl", "jsonl", where="no_such_column = 1")
+
+
+def test_query_errors_are_factory_errors(store):
+    with pytest.raises(FactoryError, match="query failed"):
+        store.query("SELEC nonsense")
+    assert store.query("SELECT 1 AS one, 'x' AS two") == (["one", "two"], [(1, "x")])
+
+
+def test_publish_writes_a_snapshot(store):
+    store.publish({"run_id": "r", "at": now(), "candidates": 3})
+    assert json.loads(store.snapshot_path.read_text())["candidates"] == 3
+    assert store.snapshot_path.name == "f.duckdb.progress.json"
+
+
+def test_reading_a_missing_store(tmp_path):
+    missing = tmp_path / "none.duckdb"
+    with pytest.raises(FactoryError, match="no store at") as e:
+        Store(missing, read_only=True)
+    assert str(missing) in str(e.value) and not missing.exists()
+
+
+def test_a_store_another_process_writes_is_refused_clearly(tmp_path):
+    path = tmp_path / "held.duckdb"
+    Store(path).close()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
+         "time.sleep(60)", str(path)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        for read_only in (False, True):
+            with pytest.raises(FactoryError) as e:
+                Store(path, read_only=read_only)
+            msg = str(e.value)
+            assert "another process" in msg and str(path) in msg and "progress.json" in msg
+    finally:
+        holder.kill()
+        holder.wait()
+    Store(path, read_only=True).close()  # free again once the holder is gone
