@@ -41,7 +41,8 @@ def timed(fn):
 
 
 def table(header: list[str], rows: list[list]) -> str:
-    cells = [header] + [[f"{v:,.3g}" if isinstance(v, float) else str(v) for v in r] for r in rows]
+    fmt = lambda v: (f"{v:,.0f}" if abs(v) >= 100 else f"{v:.3g}") if isinstance(v, float) else str(v)  # noqa: E731
+    cells = [header] + [[fmt(v) for v in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
     return "\n".join(

@@ -11,11 +11,12 @@ from filters.base import Candidate
 from filters.registry import run_chain
 
 pytestmark = pytest.mark.slow
+ARGS = ["--limit", "6", "--set", "rejection.round_size=4", "--set", "rejection.max_samples=8"]
 
 
 def test_generate_fills_the_store(tmp_path, demo_recipe):
     db = tmp_path / "f.duckdb"
-    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "6")
+    res = run_cli("generate", str(demo_recipe), "--db", str(db), *ARGS)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "accepted" in res.stderr and "factory query" in res.stderr  # the closing summary
 
@@ -68,7 +69,7 @@ def test_generate_fills_the_store(tmp_path, demo_recipe):
     assert rows(db, "SELECT count(*) FROM examples GROUP BY prompt_id HAVING count(*) > 1") == []
 
     # rerunning the same recipe resumes the finished run: nothing new is drawn
-    again = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "6")
+    again = run_cli("generate", str(demo_recipe), "--db", str(db), *ARGS)
     assert again.returncode == 0, again.stderr[-3000:]
     assert rows(db, "SELECT count(DISTINCT run_id) FROM candidates") == [(1,)]
     assert rows(db, "SELECT count(*) FROM candidates") == [(sum(r[1] for r in per_prompt),)]
