@@ -27,9 +27,8 @@ class TransformersEngine:
         self.pad = self.tokenizer.pad_token_id
         if self.pad is None:
             self.pad = self.tokenizer.eos_token_id
-        self.eos = set(self.model.generation_config.eos_token_id or [])
-        if isinstance(self.model.generation_config.eos_token_id, int):
-            self.eos = {self.model.generation_config.eos_token_id}
+        eos = self.model.generation_config.eos_token_id or self.tokenizer.eos_token_id
+        self.eos = {eos} if isinstance(eos, int) else set(eos or [])
         torch.manual_seed(seed)
         self.version = f"transformers {transformers.__version__} ({self.device})"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 from factory.engines import Completion, Request, chat_ids
 from factory.errors import FactoryError
@@ -21,7 +22,11 @@ class VLLMEngine:
     name = "vllm"
 
     def __init__(self, model: str, sampling: SamplingConfig, cfg: EngineConfig, seed: int):
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        # vLLM's own chatter drowns the progress bar; VLLM_LOGGING_LEVEL=INFO brings it back
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "ERROR")
+        logging.getLogger("vllm").setLevel(os.environ["VLLM_LOGGING_LEVEL"])
+        os.environ.setdefault("PYTHONWARNINGS", "ignore::FutureWarning,ignore::DeprecationWarning")
+        warnings.filterwarnings("ignore", category=FutureWarning)
         try:
             import torch
             from vllm import LLM, SamplingParams
