@@ -39,7 +39,10 @@ def bundled_gguf() -> Path:
 def resolve(name: str) -> str:
     """Return a path or hub id an engine can load for the model `name`."""
     if name != DEFAULT_MODEL:
-        return name
+        local = name.startswith((".", "/", "~")) or Path(name).expanduser().exists()
+        if local and not (Path(name).expanduser() / "config.json").exists():
+            raise FactoryError(f"model: {name!r} is not a model folder (no config.json there)")
+        return str(Path(name).expanduser()) if local else name
     out = cache_dir() / DEFAULT_MODEL
     if not (out / "config.json").exists():
         convert_gguf(bundled_gguf(), out)

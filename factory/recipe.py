@@ -215,6 +215,10 @@ def _check(r: Recipe, problems: list[str]) -> None:
     if s.kind in ("jsonl", "parquet", "hf"):
         bad(not s.path, f"source.path: required for source.kind {s.kind}")
     bad(r.engine.kind not in ENGINE_KINDS, f"engine.kind: {r.engine.kind!r} is not one of {', '.join(ENGINE_KINDS)}")
+    e = r.engine
+    bad(e.concurrency < 1, f"engine.concurrency: {e.concurrency} must be >= 1")
+    bad(e.retries < 1, f"engine.retries: {e.retries} must be >= 1 (attempts per request)")
+    bad(e.timeout <= 0, f"engine.timeout: {e.timeout} must be > 0 (seconds per request)")
     bad(not r.model, "model: must name a model (a folder, a hub id, or smollm2-135m-instruct)")
     bad("{prompt}" not in r.prompt.template, f"prompt.template: {r.prompt.template!r} must contain {{prompt}}")
     sp = r.sampling

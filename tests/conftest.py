@@ -32,3 +32,15 @@ def rows(db: Path, sql: str) -> list[tuple]:
 @pytest.fixture(scope="session")
 def demo_recipe() -> Path:
     return ROOT / "recipes" / "arithmetic_demo.yaml"
+
+
+def pytest_collection_modifyitems(config, items):
+    """`gpu` tests run where CUDA is; elsewhere they are reported as skipped, never silently passed."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -6,9 +6,13 @@ none of their libraries; an engine imports its own when it is built and says whi
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
+from factory.errors import FactoryError
 from factory.recipe import Recipe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,16 +33,16 @@ def build(recipe: Recipe, model: str, seed: int):
     """The recipe's engine, loaded and ready; `model` is a resolved path or name, `seed` seeds the engine."""
     kind = recipe.engine.kind
     if kind == "vllm":
-        from factory.engines.vllm_engine import VLLMEngine
-
-        return VLLMEngine(model, recipe.sampling, recipe.engine, seed)
-    if kind == "transformers":
-        from factory.engines.hf_engine import TransformersEngine
-
-        return TransformersEngine(model, recipe.sampling, recipe.engine, seed)
-    from factory.engines.openai_engine import OpenAIEngine
-
-    return OpenAIEngine(model, recipe.sampling, recipe.engine, seed)
+        from factory.engines.vllm_engine import VLLMEngine as cls
+    elif kind == "transformers":
+        from factory.engines.hf_engine import TransformersEngine as cls
+    else:
+        from factory.engines.openai_engine import OpenAIEngine as cls
+    try:
+        return cls(model, recipe.sampling, recipe.engine, seed)
+    except (OSError, ValueError, RuntimeError) as e:  # a model that is not there, or does not fit
+        log.debug("engine start failed", exc_info=True)
+        raise FactoryError(f"the {kind} engine could not load {model!r}: {e}") from None
 
 
 def chat_ids(tokenizer, messages: list[dict]) -> list[int]:

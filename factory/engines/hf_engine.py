@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from factory.engines import Completion, Request, chat_ids
-from factory.errors import FactoryError
 from factory.recipe import EngineConfig, SamplingConfig
 
 
@@ -18,11 +17,8 @@ class TransformersEngine:
         self.torch, self.sampling, self.batch_size = torch, sampling, cfg.batch_size
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         dtype = "auto" if cfg.dtype == "auto" else getattr(torch, cfg.dtype)
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model)
-            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
-        except OSError as e:
-            raise FactoryError(f"model {model!r} could not be loaded: {e}") from None
+        self.tokenizer = AutoTokenizer.from_pretrained(model)
+        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(self.device).eval()
         self.tokenizer.padding_side = "left"
         self.pad = self.tokenizer.pad_token_id
         if self.pad is None:

@@ -21,6 +21,7 @@ from factory.recipe import EngineConfig, SamplingConfig
 
 log = logging.getLogger(__name__)
 RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
+BACKOFF_BASE = 0.5  # seconds before the first retry; doubled each time, capped at 60, jittered by +-50%
 
 
 class OpenAIEngine:
@@ -29,8 +30,8 @@ class OpenAIEngine:
     def __init__(self, model: str, sampling: SamplingConfig, cfg: EngineConfig, seed: int):
         self.model, self.sampling, self.cfg, self.seed = model, sampling, cfg, seed
         self.url = cfg.base_url.rstrip("/") + "/chat/completions"
-        key = os.environ.get(cfg.api_key_env, "")
-        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._key = os.environ.get(cfg.api_key_env, "")
+        self._headers = {"Authorization": f"Bearer {self._key}"} if self._key else {}
         self.version = f"openai-compatible {cfg.base_url}"
         self._check_server()
 
@@ -72,15 +73,21 @@ class OpenAIEngine:
                     r = await client.post(self.url, json=body)
                     if r.status_code == 200:
                         return _completion(r.json())
-                    problem = f"HTTP {r.status_code}: {r.text[:300]}"
+                    problem = f"HTTP {r.status_code}: {self._hide(r.text)[:300]}"
                     if r.status_code not in RETRY_STATUS:
                         raise FactoryError(f"{self.url} refused the request: {problem}")
                 except (httpx.TimeoutException, httpx.TransportError) as e:
                     problem = type(e).__name__
-            delay = min(60.0, 0.5 * 2**attempt) * (0.5 + random.random())
+            if attempt + 1 == self.cfg.retries:
+                break  # no point waiting before giving up
+            delay = min(60.0, BACKOFF_BASE * 2**attempt) * (0.5 + random.random())
             log.warning("request failed (%s); retry %d/%d in %.1fs", problem, attempt + 1, self.cfg.retries, delay)
             await asyncio.sleep(delay)
         raise FactoryError(f"{self.url}: gave up after {self.cfg.retries} attempts ({problem})")
+
+    def _hide(self, text: str) -> str:
+        """A server's reply with the key masked: some proxies echo the request's headers in their errors."""
+        return text.replace(self._key, "***") if self._key else text
 
     def close(self) -> None:
         pass

@@ -35,3 +35,13 @@ def test_generate_with_transformers_engine(tmp_path, demo_recipe):
     assert res.returncode == 0, res.stderr[-3000:]
     assert rows(db, "SELECT engine, status FROM runs") == [("transformers", "complete")]
     assert rows(db, "SELECT count(DISTINCT prompt_id), min(n_tokens) > 0 FROM candidates") == [(3, True)]
+
+
+@pytest.mark.gpu
+def test_transformers_engine_on_cuda():
+    engine = TransformersEngine(
+        models.resolve("smollm2-135m-instruct"), SamplingConfig(max_tokens=16), EngineConfig(), seed=0
+    )
+    assert engine.device == "cuda" and next(engine.model.parameters()).is_cuda
+    [[a, b]] = engine.generate([Request([{"role": "user", "content": "Name a color."}], 2)])
+    assert a.n_tokens > 0 and b.n_tokens > 0
