@@ -125,3 +125,12 @@ def test_help():
     assert res.returncode == 0
     for option in ("--limit", "--set", "--new-run", "--db"):
         assert option in res.stdout
+
+
+def test_a_model_folder_that_is_not_there(tmp_path):
+    recipe = _recipe(tmp_path, source={"kind": "reasoning_gym", "name": "basic_arithmetic", "size": 2})
+    db = tmp_path / "f.duckdb"
+    err = _fails("generate", str(recipe), "--db", str(db), "--set", f"model={tmp_path / 'nowhere'}", "--set",
+                 "engine.kind=vllm")  # fmt: skip
+    assert "is not a model folder" in err and "nowhere" in err
+    assert _runs(db) == 0

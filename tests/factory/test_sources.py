@@ -155,3 +155,17 @@ def test_limit_and_size(tmp_path):
         "q1",
         "q2",
     ]
+
+
+def test_hf_datasets_source_on_a_local_folder(tmp_path):
+    """`datasets.load_dataset` on a folder of JSONL: the same code path as a hub dataset, without the network."""
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    _jsonl(folder / "train.jsonl", [{"problem": f"What is {i} + 1?", "solution": str(i + 1)} for i in range(5)])
+    cfg = SourceConfig(
+        kind="hf", path=str(folder), split="train", size=3, fields={"prompt": "problem", "answer": "solution"}
+    )
+    ps = sources.load(cfg)
+    assert [p.prompt for p in ps] == ["What is 0 + 1?", "What is 1 + 1?", "What is 2 + 1?"]
+    assert ps[2].reference == {"answer": "3"} and ps[0].source == f"hf:{folder}"
+    assert ps == sources.load(cfg)  # stable ids
