@@ -78,6 +78,8 @@ class OpenAIEngine:
                         raise FactoryError(f"{self.url} refused the request: {problem}")
                 except (httpx.TimeoutException, httpx.TransportError) as e:
                     problem = type(e).__name__
+                except (ValueError, KeyError, IndexError, TypeError, AttributeError):  # a 200 that is no completion
+                    problem = f"malformed reply: {self._hide(r.text)[:300]}"
             if attempt + 1 == self.cfg.retries:
                 break  # no point waiting before giving up
             delay = min(60.0, BACKOFF_BASE * 2**attempt) * (0.5 + random.random())
