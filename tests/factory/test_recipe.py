@@ -38,7 +38,7 @@ def test_demo_recipe_loads():
     assert r.name == "arithmetic_demo"
     assert r.source.kind == "reasoning_gym" and r.source.name == "basic_arithmetic" and r.source.size == 48
     assert r.source.config["operators"] == ["+", "-"]
-    assert r.rejection.max_samples == 8 and r.rejection.round_size == 4
+    assert r.rejection.max_samples == 8 and r.rejection.round_size == 2
     assert r.sampling.temperature == 0.7 and r.prompt.think is False
     assert r.verify.timeout == 10.0 and isinstance(r.verify.timeout, float)  # an int where a number goes
     assert r.filters == ["format", "verify"]
