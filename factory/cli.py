@@ -76,14 +76,14 @@ def _progress():
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("prompts · {task.fields[stats]}"),
+            TextColumn("{task.fields[unit]} · {task.fields[stats]}"),
             TimeElapsedColumn(),
         ]
         with Progress(*cols, console=console, transient=False) as progress:
-            task = progress.add_task("starting", total=None, stats="")
+            task = progress.add_task("starting", total=None, stats="", unit="prompts")
 
-            def bar(description: str, total: int | None = None, completed: int = 0) -> None:
-                progress.update(task, description=description, total=total, completed=completed)
+            def bar(description: str, total: int | None = None, completed: int = 0, unit: str = "prompts") -> None:
+                progress.update(task, description=description, total=total, completed=completed, unit=unit)
 
             def update(t) -> None:
                 rate = t.passed / t.candidates if t.candidates else 0.0
@@ -113,6 +113,44 @@ def _summary(t, run_id: str, resumed: bool, db: Path) -> None:
     for k, v in rows:
         table.add_row(f"[bold]{k}[/]", v)
     console.print(table)
+
+
+@app.command(name="filter")
+def filter_(
+    src: Annotated[
+        Path, typer.Argument(help="Records, one JSON object per line: id, task, prompt, reference, completion.")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Where to write the records back with their verdicts.")],
+    recipe: Annotated[
+        Path | None, typer.Option(help="Take filters, sandbox limits, judge and workers from this recipe.")
+    ] = None,
+    think: Annotated[
+        bool | None, typer.Option("--think/--no-think", help="Completions reason in <think> (default: detect).")
+    ] = None,
+) -> None:
+    """Verify and filter existing records (curating a dataset someone else made).
+
+    Each record comes back with "accepted", "reason" (a snake_case code, null when accepted) and "scores".
+    Without --recipe the filters are format and verify (math answers, code run against its tests in the sandbox).
+    """
+    from factory import curate, judging
+    from factory.recipe import Recipe, load
+    from factory.run import make_pool
+
+    r = load(recipe) if recipe else Recipe()
+    n = curate.check(src)
+    with _progress() as (bar, _), make_pool(r) as pool:
+        if judging.STAGE in r.filters:
+            bar(f"loading the judge {r.judge.model or r.model}")
+        judge = judging.build(r)
+        bar("filtering", total=n, unit="records")
+        counts = curate.run_filter(
+            src, out, r, pool, judge, think, lambda done, _c: bar("filtering", n, done, "records")
+        )
+    rate = counts["accepted"] / counts["records"]
+    reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts["reasons"].items(), key=lambda kv: -kv[1])) or "-"
+    console.print(f"{counts['records']} records, {counts['accepted']} accepted ({rate:.1%}); rejected: {reasons}")
+    console.print(f"wrote {out}")
 
 
 @app.command()

@@ -19,11 +19,13 @@ from typing import Any
 import yaml
 
 from factory.errors import FactoryError
+from filters.judge import JudgeConfig
+from filters.sandbox import Limits
 
 SOURCE_KINDS = ("reasoning_gym", "humaneval", "jsonl", "parquet", "hf")
 ENGINE_KINDS = ("vllm", "transformers", "openai")
 TASKS = ("math", "code", "general")
-FILTERS = ("format", "verify")  # registry keys; see filters.registry
+FILTERS = ("format", "verify", "judge")  # registry keys (filters.registry) and the judge stage (factory.judging)
 
 
 @dataclass
@@ -31,7 +33,7 @@ class SourceConfig:
     kind: str = "reasoning_gym"
     name: str | list[str] | None = None  # reasoning-gym task family, or several to mix
     config: dict = field(default_factory=dict)  # reasoning-gym settings (per family when mixing several)
-    size: int = 64  # prompts per reasoning-gym family; a cap for the other kinds (0: all)
+    size: int | None = None  # reasoning-gym: problems per family (None: 64); other kinds: a cap (None or 0: all)
     seed: int = 0
     path: str | None = None  # jsonl / parquet file, or the `datasets` path
     subset: str | None = None  # `datasets` config name
@@ -95,6 +97,8 @@ class Recipe:
     rejection: RejectionConfig = field(default_factory=RejectionConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     filters: list[str] = field(default_factory=lambda: ["format", "verify"])
+    sandbox: Limits = field(default_factory=Limits)  # for code answers, run against their tests
+    judge: JudgeConfig = field(default_factory=JudgeConfig)  # for general prompts: filters [format, judge]
     name: str = ""  # defaults to the file's stem
     text: str = field(default="", repr=False)  # the YAML as resolved, stored with the run
 
@@ -209,7 +213,7 @@ def _check(r: Recipe, problems: list[str]) -> None:
     s = r.source
     bad(s.kind not in SOURCE_KINDS, f"source.kind: {s.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
     bad(s.task not in TASKS, f"source.task: {s.task!r} is not one of {', '.join(TASKS)}")
-    bad(s.size < 0, f"source.size: {s.size} must be >= 0")
+    bad(s.size is not None and s.size < 0, f"source.size: {s.size} must be >= 0")
     if s.kind == "reasoning_gym":
         _check_families(s, problems)
     if s.kind in ("jsonl", "parquet", "hf"):
@@ -235,6 +239,15 @@ def _check(r: Recipe, problems: list[str]) -> None:
     )
     bad(r.verify.workers < 1, f"verify.workers: {r.verify.workers} must be >= 1")
     bad(r.verify.timeout <= 0, f"verify.timeout: {r.verify.timeout} must be > 0")
+    j = r.judge
+    bad(
+        "{prompt}" not in j.template or "{answer}" not in j.template,
+        "judge.template: must contain {prompt} and {answer}",
+    )
+    bad(not 1 <= j.threshold <= 10, f"judge.threshold: {j.threshold} must be a score in 1..10")
+    sb = r.sandbox
+    for name in ("wall_s", "cpu_s", "memory_mb", "processes", "file_mb", "output_kb"):
+        bad(getattr(sb, name) <= 0, f"sandbox.{name}: {getattr(sb, name)} must be > 0")
     for i, name in enumerate(r.filters):
         bad(name not in FILTERS, f"filters[{i}]: {name!r} is not a filter; allowed: {', '.join(FILTERS)}")
 

@@ -11,13 +11,14 @@ import platform
 from importlib.metadata import version
 from pathlib import Path
 
-from factory import models, sources
+from factory import judging, models, sources
 from factory import recipe as recipes
 from factory.recipe import Recipe
 from factory.sampler import Tally, pending, sample
 from factory.sources import Prompt
 from factory.store import Store
 from factory.workers import VerifyPool
+from filters.registry import Settings
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
             return sample(r, prompts, None, None, store, run_id), run_id, True
         drawn = sum(p[0] for p in progress.values())
         bar("starting verification workers")
-        with VerifyPool(r.verify.workers, r.verify.timeout) as pool:
+        with make_pool(r) as pool:
             bar(f"loading {r.model} on {r.engine.kind}")
             # a resumed run must not replay the random stream its first part already used
             engine = engines.build(r, model, seed=r.sampling.seed + drawn)
@@ -56,7 +57,8 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
                                          vars(r.sampling) | vars(r.rejection), _versions(engine))  # fmt: skip
             bar("sampling", total=len(prompts))
             try:
-                tally = sample(r, prompts, engine, pool, store, run_id, update)
+                judge = judging.build(r, engine)
+                tally = sample(r, prompts, engine, pool, store, run_id, update, judge)
             except BaseException:
                 store.set_status(run_id, "interrupted")
                 raise
@@ -66,6 +68,13 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
         return tally, run_id, resumed
     finally:
         store.close()
+
+
+def make_pool(r: Recipe) -> VerifyPool:
+    """Verification workers for a recipe. A code answer may take the sandbox's whole wall time on top of the
+    checks, so the hard limit per candidate is never shorter than that."""
+    timeout = max(r.verify.timeout, r.sandbox.wall_s + 5)
+    return VerifyPool(r.verify.workers, timeout, settings=Settings(sandbox=r.sandbox))
 
 
 def _versions(engine) -> dict:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from factory.engines import Request
+from factory.judging import STAGE, merge
 from factory.recipe import Recipe
 from factory.sources import Prompt
 from factory.store import Batch, Store, candidate_id, now
@@ -82,8 +83,10 @@ def sample(
     store: Store,
     run_id: str,
     on_progress: Callable[[Tally], None] | None = None,
+    judge: Callable | None = None,
 ) -> Tally:
     rj = recipe.rejection
+    names = [f for f in recipe.filters if f != STAGE]  # the judge needs the engine: it runs here, not in workers
     states = {p.prompt_id: _State(p) for p in prompts}
     tally = Tally(prompts=len(states))  # a repeated prompt (same source and text, so same id) is sampled once
     for pid, (drawn, passed, kept, tokens) in (store.progress(run_id) if run_id else {}).items():
@@ -107,13 +110,13 @@ def sample(
             outs = engine.generate([Request(messages(recipe, s.prompt), n) for s, n in zip(batch, sizes, strict=True)])
             think = recipe.prompt.think
             jobs = [
-                (Candidate(c.text, s.prompt.task, s.prompt.reference, c.finish_reason, think), recipe.filters)
+                (Candidate(c.text, s.prompt.task, s.prompt.reference, c.finish_reason, think), names)
                 for s, comps in zip(batch, outs, strict=True)
                 for c in comps
             ]
             launched = (batch, outs, pool.submit(jobs))
         if inflight:  # judged while the engine worked on `batch`
-            judged = _commit(recipe, store, run_id, *inflight, tally)
+            judged = _commit(recipe, store, run_id, *inflight, tally, judge)
             queue.extendleft(reversed([s for s in judged if not done(s)]))
             tally.prompts_done += sum(done(s) for s in judged)
             tally.seconds = time.monotonic() - started
@@ -125,8 +128,20 @@ def sample(
     return tally
 
 
-def _commit(recipe: Recipe, store: Store, run_id: str, batch: list[_State], outs, future, tally: Tally):
-    verdicts = iter(future.result())
+def _judged(batch: list[_State], outs, verdicts: list, judge) -> list:
+    """Worker verdicts, with the judge's on the candidates that passed the worker filters."""
+    if judge is None:
+        return verdicts
+    flat = [(s.prompt, c) for s, comps in zip(batch, outs, strict=True) for c in comps]
+    todo = [i for i, v in enumerate(verdicts) if v.accepted]
+    items = [(flat[i][0].prompt, flat[i][0].reference.get("answer"), flat[i][1].text) for i in todo]
+    for i, v in zip(todo, judge(items), strict=True):
+        verdicts[i] = merge(verdicts[i], v)
+    return verdicts
+
+
+def _commit(recipe: Recipe, store: Store, run_id: str, batch: list[_State], outs, future, tally: Tally, judge=None):
+    verdicts = iter(_judged(batch, outs, future.result(), judge))
     rows = Batch([], [], [])
     new_kept = []
     for s, comps in zip(batch, outs, strict=True):

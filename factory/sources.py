@@ -67,14 +67,15 @@ def reasoning_gym(cfg: SourceConfig) -> Iterator[Prompt]:
     import reasoning_gym as rg
 
     names = cfg.name if isinstance(cfg.name, list) else [cfg.name]
+    size = cfg.size or 64
     datasets = []
     for i, name in enumerate(names):
         settings = cfg.config.get(name, {}) if len(names) > 1 else cfg.config
         try:
-            datasets.append((name, rg.create_dataset(name, size=cfg.size, seed=cfg.seed + i, **settings)))
+            datasets.append((name, rg.create_dataset(name, size=size, seed=cfg.seed + i, **settings)))
         except (TypeError, ValueError, AssertionError) as e:
             raise FactoryError(f"source.config for {name}: {e}") from None
-    for idx in range(cfg.size):
+    for idx in range(size):
         for name, ds in datasets:
             entry = ds[idx]
             ref = {"answer": entry["answer"], "reasoning_gym": _jsonable(entry)}

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from multiprocessing.connection import wait
 
 from filters.base import Candidate, Verdict
+from filters.registry import Settings
 
 log = logging.getLogger(__name__)
 
 
-def _serve(conn, warm: bool) -> None:
+def _serve(conn, warm: bool, settings: Settings) -> None:
     """A worker: judge (candidate, filter names) pairs until told to stop."""
     from filters.registry import run_chain
 
@@ -33,7 +34,7 @@ def _serve(conn, warm: bool) -> None:
     while (job := conn.recv()) is not None:
         cand, names = job
         try:
-            conn.send(run_chain(cand, names))
+            conn.send(run_chain(cand, names, settings))
         except Exception as e:  # a verifier bug must not take the run down: record it
             conn.send(Verdict(False, "verify_error", {"error": f"{type(e).__name__}: {e}"[:500]}))
 
@@ -47,8 +48,8 @@ class _Worker:
 
 
 class VerifyPool:
-    def __init__(self, workers: int = 2, timeout: float = 10.0, warm: bool = True):
-        self.timeout, self.warm = timeout, warm
+    def __init__(self, workers: int = 2, timeout: float = 10.0, warm: bool = True, settings: Settings | None = None):
+        self.timeout, self.warm, self.settings = timeout, warm, settings or Settings()
         self._ctx = mp.get_context("spawn")
         self._queue: deque = deque()  # (future, index, candidate, names)
         self._lock = threading.Condition()
@@ -60,7 +61,7 @@ class VerifyPool:
 
     def _spawn(self) -> _Worker:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_serve, args=(child, self.warm), daemon=True)
+        proc = self._ctx.Process(target=_serve, args=(child, self.warm, self.settings), daemon=True)
         proc.start()
         child.close()
         w = _Worker(proc, parent)

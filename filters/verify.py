@@ -9,9 +9,10 @@ from __future__ import annotations
 from filters.answer import extract_answer
 from filters.base import Candidate, Verdict, accept, reject
 from filters.math_answer import math_equal
+from filters.sandbox import Limits
 
 
-def verify(c: Candidate) -> Verdict:
+def verify(c: Candidate, limits: Limits | None = None) -> Verdict:
     ref = c.reference or {}
     if "reasoning_gym" in ref:
         return _reasoning_gym(c, ref["reasoning_gym"])

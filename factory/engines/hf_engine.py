@@ -28,7 +28,7 @@ class TransformersEngine:
         torch.manual_seed(seed)
         self.version = f"transformers {transformers.__version__} ({self.device})"
 
-    def generate(self, requests: list[Request]) -> list[list[Completion]]:
+    def generate(self, requests: list[Request], sampling: SamplingConfig | None = None) -> list[list[Completion]]:
         seqs = []  # (request index, prompt ids), one per sample
         for i, r in enumerate(requests):
             ids = chat_ids(self.tokenizer, r.messages)
@@ -36,13 +36,15 @@ class TransformersEngine:
         out: list[list[Completion]] = [[] for _ in requests]
         for start in range(0, len(seqs), self.batch_size):
             chunk = seqs[start : start + self.batch_size]
-            for (i, ids), comp in zip(chunk, self._batch([ids for _, ids in chunk]), strict=True):
+            for (i, ids), comp in zip(
+                chunk, self._batch([ids for _, ids in chunk], sampling or self.sampling), strict=True
+            ):
                 comp.n_prompt_tokens = len(ids)
                 out[i].append(comp)
         return out
 
-    def _batch(self, prompts: list[list[int]]) -> list[Completion]:
-        torch, s = self.torch, self.sampling
+    def _batch(self, prompts: list[list[int]], s: SamplingConfig) -> list[Completion]:
+        torch = self.torch
         width = max(map(len, prompts))
         ids = torch.tensor([[self.pad] * (width - len(p)) + p for p in prompts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=self.device)

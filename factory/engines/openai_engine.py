@@ -43,14 +43,14 @@ class OpenAIEngine:
         if r.status_code in (401, 403):
             raise FactoryError(f"engine.base_url {self.cfg.base_url}: key refused; set {self.cfg.api_key_env}")
 
-    def generate(self, requests: list[Request]) -> list[list[Completion]]:
-        return asyncio.run(self._all(requests))
+    def generate(self, requests: list[Request], sampling: SamplingConfig | None = None) -> list[list[Completion]]:
+        return asyncio.run(self._all(requests, sampling or self.sampling))
 
-    async def _all(self, requests: list[Request]) -> list[list[Completion]]:
+    async def _all(self, requests: list[Request], s: SamplingConfig) -> list[list[Completion]]:
         limit = asyncio.Semaphore(self.cfg.concurrency)
         timeout = httpx.Timeout(self.cfg.timeout, connect=30)
         async with httpx.AsyncClient(headers=self._headers, timeout=timeout) as client:
-            jobs = [[self._one(client, limit, r.messages) for _ in range(r.n)] for r in requests]
+            jobs = [[self._one(client, limit, r.messages, s) for _ in range(r.n)] for r in requests]
             flat = await asyncio.gather(*[j for group in jobs for j in group])
         out, k = [], 0
         for r in requests:
@@ -58,8 +58,7 @@ class OpenAIEngine:
             k += r.n
         return out
 
-    async def _one(self, client: httpx.AsyncClient, limit: asyncio.Semaphore, messages: list[dict]) -> Completion:
-        s = self.sampling
+    async def _one(self, client: httpx.AsyncClient, limit: asyncio.Semaphore, messages: list[dict], s) -> Completion:
         body = {
             "model": self.model,
             "messages": messages,

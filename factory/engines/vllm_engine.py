@@ -50,10 +50,10 @@ class VLLMEngine:
         self.tokenizer = self.llm.get_tokenizer()
         self.version = _version()
 
-    def generate(self, requests: list[Request]) -> list[list[Completion]]:
+    def generate(self, requests: list[Request], sampling: SamplingConfig | None = None) -> list[list[Completion]]:
         from vllm.inputs import TokensPrompt
 
-        s = self.sampling
+        s = sampling or self.sampling
         prompts = [TokensPrompt(prompt_token_ids=chat_ids(self.tokenizer, r.messages)) for r in requests]
         params = [
             self._params(n=r.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens) for r in requests

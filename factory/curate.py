@@ -1,0 +1,88 @@
+"""`factory filter`: judge records someone else made, streaming, in parallel, and write each back with its verdict.
+
+The input is checked whole first (a broken line is an error naming it, before any work); the output is written to
+a temporary file beside OUT and renamed at the end, so a crash never leaves a half file under the real name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+
+from factory.errors import FactoryError
+from factory.judging import STAGE, merge
+from factory.recipe import Recipe
+from factory.workers import VerifyPool
+from filters.records import problems, to_candidate
+
+CHUNK = 256  # records per pool submission; two chunks are in flight at once
+
+
+def read_records(path: Path) -> Iterator[tuple[int, dict]]:
+    if not path.is_file():
+        raise FactoryError(f"input not found: {path}")
+    with path.open() as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise FactoryError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+
+
+def check(path: Path) -> int:
+    """Count the records, or raise listing the first problems with their line and field."""
+    found, n = [], 0
+    for lineno, rec in read_records(path):
+        n += 1
+        found += [f"{path}:{lineno}: {p}" for p in problems(rec)]
+        if len(found) >= 20:
+            break
+    if found:
+        raise FactoryError(f"{len(found)} bad record(s):\n" + "\n".join(f"  - {p}" for p in found))
+    if n == 0:
+        raise FactoryError(f"{path} holds no records")
+    return n
+
+
+def run_filter(src: Path, out: Path, recipe: Recipe, pool: VerifyPool, judge=None,
+               think: bool | None = None, progress: Callable[[int, dict], None] | None = None) -> dict:  # fmt: skip
+    """Write every record of `src` to `out` with accepted, reason, scores; return counts of reasons."""
+    names = [f for f in recipe.filters if f != STAGE]
+    counts: dict = {"records": 0, "accepted": 0, "reasons": {}}
+    tmp = out.with_name(out.name + ".part")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = (rec for _, rec in read_records(src))
+    with tmp.open("w") as f:
+        pending = None
+        while True:
+            chunk = list(islice(records, CHUNK))
+            launched = (chunk, pool.submit([(to_candidate(r, think), names) for r in chunk])) if chunk else None
+            if pending:
+                _write(f, *pending, judge, counts)
+                if progress:
+                    progress(counts["records"], counts)
+            if not launched:
+                break
+            pending = launched
+    os.replace(tmp, out)
+    return counts
+
+
+def _write(f, chunk: list[dict], future, judge, counts: dict) -> None:
+    verdicts = future.result()
+    if judge is not None:
+        todo = [i for i, v in enumerate(verdicts) if v.accepted]
+        items = [(chunk[i]["prompt"], chunk[i].get("reference"), chunk[i]["completion"]) for i in todo]
+        for i, v in zip(todo, judge(items), strict=True):
+            verdicts[i] = merge(verdicts[i], v)
+    for rec, v in zip(chunk, verdicts, strict=True):
+        f.write(json.dumps({**rec, "accepted": v.accepted, "reason": v.reason, "scores": v.scores}) + "\n")
+        counts["records"] += 1
+        counts["accepted"] += v.accepted
+        if v.reason:
+            counts["reasons"][v.reason] = counts["reasons"].get(v.reason, 0) + 1

@@ -1,0 +1,59 @@
+"""`factory filter`: records in, the same records out with their verdicts; bad records are refused by line."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_cli
+
+RECORDS = [
+    {
+        "id": "a",
+        "task": "math",
+        "prompt": "Half?",
+        "reference": "0.5",
+        "completion": "<think>1/2</think>\\boxed{\\frac12}",
+    },
+    {"id": "b", "task": "math", "prompt": "2+2?", "reference": 4, "completion": "The answer is 5."},
+    {"id": "c", "task": "math", "prompt": "2+2?", "reference": "4", "completion": "<think>4, surely"},
+    {"id": "d", "task": "general", "prompt": "Say hi.", "reference": None, "completion": "Hi!", "language": "en"},
+    {"id": "e", "task": "math", "prompt": "3*3?", "reference": "9", "completion": "9", "finish_reason": "length"},
+]
+
+
+def _write(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_every_record_comes_back_with_its_verdict(tmp_path):
+    src, out = _write(tmp_path / "in.jsonl", RECORDS * 300), tmp_path / "out" / "verdicts.jsonl"  # several chunks
+    res = run_cli("filter", str(src), "--out", str(out), timeout=300)
+    assert res.returncode == 0, res.stderr
+    back = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in back] == [r["id"] for r in RECORDS] * 300  # order kept
+    got = {r["id"]: (r["accepted"], r["reason"]) for r in back[:5]}
+    assert got == {
+        "a": (True, None),
+        "b": (False, "wrong_answer"),
+        "c": (False, "unclosed_think"),
+        "d": (False, "no_verifier"),  # general records need the judge: --recipe with filters [format, judge]
+        "e": (False, "truncated"),
+    }
+    assert back[0]["scores"] == {"correct": 1.0} and back[3]["language"] == "en"  # fields kept as they were
+    assert "1500 records, 300 accepted" in res.stderr
+    assert not (out.parent / "verdicts.jsonl.part").exists()
+
+
+def test_bad_records_are_refused_with_line_and_field(tmp_path):
+    out = tmp_path / "out.jsonl"
+    src = _write(tmp_path / "in.jsonl", [RECORDS[0], {"id": "x", "task": "math", "prompt": "?"}, "{oops"])
+    res = run_cli("filter", str(src), "--out", str(out), timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"{src}:3: not valid JSON" in res.stderr
+    src = _write(tmp_path / "in.jsonl", [RECORDS[0], {"id": "x", "task": "math", "prompt": "?", "reference": "1"}])
+    res = run_cli("filter", str(src), "--out", str(out), timeout=120)
+    assert res.returncode == 2 and f"{src}:2: completion: missing or not a string" in res.stderr
+    assert not out.exists()
+    res = run_cli("filter", str(tmp_path / "nope.jsonl"), "--out", str(out), timeout=120)
+    assert res.returncode == 2 and "input not found" in res.stderr

@@ -1,0 +1,32 @@
+"""The LLM judge in a real run: the bundled model answers general prompts on vLLM, then judges the answers."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import ROOT, rows, run_cli
+
+from filters.judge import TEMPLATE, template_sha
+
+pytestmark = pytest.mark.slow
+
+
+def test_general_prompts_are_judged_and_the_judge_is_recorded(tmp_path):
+    db = tmp_path / "f.duckdb"
+    res = run_cli("generate", str(ROOT / "recipes" / "general_judge.yaml"), "--db", str(db), "--limit", "3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    cands = rows(db, "SELECT accepted, reason, scores FROM candidates")
+    assert len(cands) >= 3 * 2
+    judged = [(a, r, json.loads(s)) for a, r, s in cands if r not in ("truncated", "empty")]
+    assert judged, "every answer failed the format check: nothing reached the judge"
+    for accepted, reason, scores in judged:
+        assert reason in (None, "judge_low_score", "judge_unparsable")
+        assert scores["judge_model"] == "smollm2-135m-instruct"
+        assert scores["judge_prompt_sha"] == template_sha(TEMPLATE) and isinstance(scores["judge_reply"], str)
+        assert accepted == (reason is None)
+        if reason != "judge_unparsable":
+            assert 1 <= scores["judge_score"] <= 10 and accepted == (scores["judge_score"] >= 7)
+    assert rows(db, "SELECT count(*) FROM examples e JOIN candidates c USING (candidate_id) WHERE NOT c.accepted") == [
+        (0,)
+    ]
