@@ -85,7 +85,7 @@ def test_no_answer_and_no_verifier():
     assert verify(_math("2", "<think>2</think>", think=True)).reason == "no_answer"
     assert verify(_math("2", "<think>2", think=True)).reason == "no_answer"
     code = Candidate("def f(): return 1", "code", {"test": "assert f() == 1", "entry_point": "f"}, think=False)
-    assert verify(code).reason == "no_verifier"
+    assert verify(code).reason == "no_code"  # the code verifier wants a fenced block
     assert verify(Candidate("hello", "general", {}, think=False)).reason == "no_verifier"
     assert verify(Candidate("The answer is 2", "math", {}, think=False)).reason == "no_verifier"  # no reference
 
@@ -116,10 +116,11 @@ def test_format_reasons(text, finish, think, reason):
 
 
 def test_registry_names():
-    assert set(FILTERS) == {"format", "verify"}
+    from factory.judging import STAGE
     from factory.recipe import FILTERS as RECIPE_FILTERS
 
-    assert set(RECIPE_FILTERS) == set(FILTERS)  # what a recipe may name is what the registry has
+    # what a recipe may name is what the registry has, plus the judge, which runs on the engine
+    assert set(RECIPE_FILTERS) == set(FILTERS) | {STAGE}
 
 
 def test_run_chain_first_failure_wins_and_keeps_scores():
@@ -142,7 +143,7 @@ def test_run_chain_first_failure_wins_and_keeps_scores():
 def test_run_chain_keeps_scores_of_earlier_filters(monkeypatch):
     from filters.base import accept, reject
 
-    monkeypatch.setitem(FILTERS, "scored", lambda c: accept(length=len(c.text)))
-    monkeypatch.setitem(FILTERS, "picky", lambda c: reject("too_plain", plain=1.0))
+    monkeypatch.setitem(FILTERS, "scored", lambda c, s: accept(length=len(c.text)))
+    monkeypatch.setitem(FILTERS, "picky", lambda c, s: reject("too_plain", plain=1.0))
     v = run_chain(_math("4", "abc"), ["scored", "picky", "verify"])
     assert v == type(v)(False, "too_plain", {"length": 3, "plain": 1.0})

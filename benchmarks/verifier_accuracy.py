@@ -1,0 +1,139 @@
+"""Precision and recall of the math and code verifiers on labelled cases, against plain math-verify in the same run.
+
+Math: the pairs in data/labelled/math_pairs.jsonl, judged by `filters.math_answer.math_equal` and, as the baseline,
+by math-verify alone (`verify(parse(gold), parse(pred))` with its defaults) after the same answer extraction.
+Code: the cases of benchmarks/labelled_code.py through `filters.code.verify_code`, skipped with a note until both
+exist. The aim is no false positive: a wrong answer accepted becomes training data.
+
+    .venv/bin/python benchmarks/verifier_accuracy.py
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from common import table
+from math_verify import parse, verify
+
+from filters.answer import extract_answer
+from filters.math_answer import math_equal
+
+PAIRS = Path(__file__).resolve().parents[1] / "data" / "labelled" / "math_pairs.jsonl"
+
+
+def plain_math_verify(gold: str, pred: str) -> bool:
+    return bool(verify(parse(f"${gold}$"), parse(f"${pred}$")))
+
+
+def judge_math(rows: list[dict], equal) -> tuple[list[bool], list[float]]:
+    said, secs = [], []
+    for r in rows:
+        t = time.perf_counter()
+        pred = r["pred"] if r["form"] == "answer" else extract_answer(r["pred"], think=False)
+        said.append(pred is not None and equal(r["gold"], pred))
+        secs.append(time.perf_counter() - t)
+    return said, secs
+
+
+def scores(truth: list[bool], said: list[bool]) -> dict:
+    n = Counter(zip(truth, said, strict=True))
+    tp, fp, fn, tn = n[True, True], n[False, True], n[True, False], n[False, False]
+    return dict(tp=tp, fp=fp, fn=fn, tn=tn, precision=tp / max(tp + fp, 1), recall=tp / max(tp + fn, 1))
+
+
+def summary_row(name: str, truth: list[bool], said: list[bool], secs: list[float]) -> list:
+    s = scores(truth, said)
+    ms = [1000 * t for t in secs]
+    return [name, len(truth), s["tp"], s["fp"], s["fn"], s["tn"], f"{s['precision']:.3f}", f"{s['recall']:.3f}",
+            sum(ms) / len(ms), max(ms)]  # fmt: skip
+
+
+SUMMARY = ["verifier", "cases", "TP", "FP", "FN", "TN", "precision", "recall", "mean ms", "max ms"]
+
+
+def math_section() -> None:
+    rows = [json.loads(line) for line in PAIRS.read_text().splitlines() if line.strip()]
+    truth = [r["equal"] for r in rows]
+    ours, our_secs = judge_math(rows, math_equal)
+    base, base_secs = judge_math(rows, plain_math_verify)
+    print(f"## Math: {len(rows)} labelled pairs ({sum(truth)} equal, {len(rows) - sum(truth)} not)\n")
+    print(table(SUMMARY, [summary_row("math_equal (guarded)", truth, ours, our_secs),
+                          summary_row("math-verify alone", truth, base, base_secs)]))  # fmt: skip
+
+    print("\n### Mistakes per category (FP: a wrong answer accepted; FN: a right one rejected)\n")
+    per = []
+    for kind in sorted({r["kind"] for r in rows}):
+        i = [j for j, r in enumerate(rows) if r["kind"] == kind]
+        t = [truth[j] for j in i]
+        a, b = scores(t, [ours[j] for j in i]), scores(t, [base[j] for j in i])
+        per.append([kind, len(i), sum(t), a["fp"], a["fn"], b["fp"], b["fn"]])
+    print(table(["category", "pairs", "equal", "FP guarded", "FN guarded", "FP math-verify", "FN math-verify"], per))
+
+    for name, said in [("math_equal (guarded)", ours), ("math-verify alone", base)]:
+        wrong = [(r, s) for r, s in zip(rows, said, strict=True) if s != r["equal"]]
+        print(f"\n### {name}: {len(wrong)} mistakes\n")
+        if wrong:
+            cells = [["FP" if s else "FN", r["kind"], r["gold"], r["pred"][:60], "yes" if r.get("known_miss") else "",
+                      r["note"][:70]] for r, s in wrong]  # fmt: skip
+            print(table(["", "category", "gold", "pred", "known miss", "note"], cells))
+
+
+def category(name: str) -> str:
+    """A name's last part less its numbers, else its first: HumanEval/0/mutant12.3 is mutant, HumanEval/0 HumanEval."""
+    parts = re.split(r"[/:]", name)
+    return re.sub(r"[\d.]+$", "", parts[-1]) or parts[0]
+
+
+def code_section() -> None:
+    sys.path.insert(0, str(Path(__file__).parent))  # labelled_code lives beside this script
+    try:
+        from filters.code import verify_code
+
+        labelled_code = importlib.import_module("labelled_code")
+    except ImportError as e:
+        print(f"\n## Code: skipped ({e}); it needs filters/code.py and benchmarks/labelled_code.py")
+        return
+    cases = labelled_code.cases()
+    truth, said, secs, reasons = [], [], [], []
+    for _, candidate, should_pass in cases:
+        t = time.perf_counter()
+        v = verify_code(candidate)
+        secs.append(time.perf_counter() - t)
+        truth.append(should_pass)
+        said.append(v.accepted)
+        reasons.append(v.reason)
+    print(f"\n## Code: {len(cases)} labelled cases ({sum(truth)} should pass)\n")
+    print(table(SUMMARY, [summary_row("verify_code", truth, said, secs)]))
+    groups = [category(name) for name, _, _ in cases]
+    if len(set(groups)) < len(groups):
+        print("\n### Mistakes per category (from the case names)\n")
+        per = []
+        for g in sorted(set(groups)):
+            i = [j for j, x in enumerate(groups) if x == g]
+            s = scores([truth[j] for j in i], [said[j] for j in i])
+            per.append([g, len(i), s["tp"] + s["fn"], s["fp"], s["fn"]])
+        print(table(["category", "cases", "should pass", "FP", "FN"], per))
+    print("\n### Verdicts by expected outcome and reason\n")
+    n = Counter((t, r or "accepted") for t, r in zip(truth, reasons, strict=True))
+    print(table(["should pass", "verdict", "cases"], [[t, r, c] for (t, r), c in sorted(n.items(), key=str)]))
+    wrong = [(name, t, r) for (name, _, t), s, r in zip(cases, said, reasons, strict=True) if s != t]
+    print(f"\n### verify_code: {len(wrong)} mistakes\n")
+    if wrong:
+        print(table(["", "case", "reason"], [["FN" if t else "FP", name, r or ""] for name, t, r in wrong]))
+
+
+def main() -> None:
+    t = time.perf_counter()
+    math_section()
+    code_section()
+    print(f"\n({time.perf_counter() - t:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
