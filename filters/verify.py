@@ -1,13 +1,15 @@
-"""Answer verification: reasoning-gym's own scorer for its tasks, math-verify for math with a reference answer.
+"""Answer verification: reasoning-gym's own scorer for its tasks, math-verify for math with a reference answer, and
+code run against its tests in the sandbox (filters/code.py) under the recipe's `sandbox` limits.
 
-Code (sandboxed tests) and general prompts (an LLM judge) need their own verifiers; until a recipe has one, such
-candidates are rejected as `no_verifier` rather than accepted unchecked.
+General prompts (an LLM judge) and code without tests have no verifier here: they are rejected as `no_verifier`
+rather than accepted unchecked.
 """
 
 from __future__ import annotations
 
 from filters.answer import extract_answer
 from filters.base import Candidate, Verdict, accept, reject
+from filters.code import has_tests, verify_code
 from filters.math_answer import math_equal
 from filters.sandbox import Limits
 
@@ -22,6 +24,8 @@ def verify(c: Candidate, limits: Limits | None = None) -> Verdict:
             return reject("no_answer")
         ok = math_equal(str(ref["answer"]), answer)
         return accept(correct=1.0) if ok else reject("wrong_answer", correct=0.0)
+    if c.task == "code" and has_tests(ref):
+        return verify_code(c, limits)
     return reject("no_verifier")
 
 

@@ -1,0 +1,162 @@
+"""Code verification: run the answer's last fenced code block against the prompt's tests, inside the sandbox.
+
+The three test formats datasets use (a record's `reference`):
+
+- HumanEval: {"test": "def check(candidate): ...", "entry_point": "f"}: the program, the test code, then check(f);
+  an optional "prefix" (the prompt's imports) goes before the program, as the prompt stood before the answer.
+  Without an entry_point the test code alone runs after the program (MBPP-style asserts).
+- stdin/stdout (APPS, TACO, CodeContests): {"inputs": [...], "outputs": [...]}: each input goes to a fresh process
+  (forked inside one sandbox: ~1 ms a case against ~13 ms for a sandbox each), whose stdout is compared line by line,
+  trailing whitespace and trailing blank lines ignored. `wall_s` covers all the cases of one answer together.
+- function calls (APPS/TACO call-based, LeetCode): {"fn_name": "f", "inputs": [[args], ...], "outputs": [...]}:
+  f(*args), or Solution().f(*args), compared with == as plain JSON values; an expected [x] also accepts x, as APPS.
+
+Reasons: no_code, syntax_error (compiled here, never run), wrong_answer, runtime_error, timeout, memory_limit,
+output_limit. The formats with cases score tests_passed / tests_total.
+
+How the verifier knows the tests ran. The harness (code_harness.py) reads a nonce drawn here for each run from fd 3
+and closes that fd before any candidate code runs; only a report line carrying the nonce counts, and a run without
+one failed. So exiting early (sys.exit(0), os._exit(0), a signal), swallowing an exception or printing "all tests
+passed" never passes. In the stdin and fn_name formats the expected outputs never enter the sandbox: a report is
+only a digest or a JSON value that this side compares, so even a forged report must hold the right answer.
+
+Residual risk, HumanEval format only: the tests run in the candidate's own process, so code written to attack this
+harness can cheat: walk the stack frames to read the nonce out of the harness's memory, or return an object whose
+__eq__ says True to the test's `assert candidate(x) == y`. Neither is an accident a model makes while answering;
+both would show in the stored programs, and the stdin and fn_name formats are not open to them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import marshal
+import re
+import secrets
+import textwrap
+from functools import cache
+from pathlib import Path
+
+from filters import sandbox
+from filters.answer import split_think
+from filters.base import Candidate, Verdict, accept, reject
+from filters.code_harness import normalize
+from filters.sandbox import Limits
+
+_FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
+_PYTHON = {"", "python", "py", "python3", "py3"}
+_REASONS = {"wrong_answer", "runtime_error", "timeout", "memory_limit", "output_limit"}
+
+
+def has_tests(ref: dict) -> bool:
+    """A reference this verifier can run: HumanEval test code, or cases with expected outputs."""
+    return bool(str(ref.get("test") or "").strip()) or bool(ref.get("outputs"))
+
+
+def extract_code(text: str, think: bool = True) -> str | None:
+    """The last ```python (or bare ```) block of the answer; with `think`, only after </think>."""
+    reasoning, summary = split_think(text)
+    if think and reasoning is None:
+        return None
+    blocks = [body for lang, body in _FENCE.findall(summary) if lang.lower() in _PYTHON]
+    code = textwrap.dedent(blocks[-1]) if blocks else ""
+    return code if code.strip() else None
+
+
+def verify_code(c: Candidate, limits: Limits | None = None) -> Verdict:
+    code = extract_code(c.text, c.think)
+    if code is None:
+        return reject("no_code")
+    ref = c.reference or {}
+    if ref.get("prefix"):  # what the prompt gave the answer to build on (HumanEval's imports)
+        code = f"{ref['prefix']}\n{code}"
+    try:  # cheap and safe: compile only, nothing of it runs here
+        compile(code, "solution.py", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return reject("syntax_error")
+    limits = limits or Limits()
+    if ref.get("fn_name"):
+        return _cases(code, ref, limits, "calls")
+    if str(ref.get("test") or "").strip():
+        return _humaneval(code, ref, limits)
+    if ref.get("outputs"):
+        return _cases(code, ref, limits, "stdio")
+    return reject("no_verifier")
+
+
+def _humaneval(code: str, ref: dict, limits: Limits) -> Verdict:
+    job = {"format": "humaneval", "test": ref["test"], "entry_point": ref.get("entry_point") or ""}
+    res, reports = _harness(code, job, limits)
+    if res.output_exceeded:
+        return reject("output_limit")
+    status = reports.get(0, ("", ""))[0]
+    if status == "passed":
+        return accept()
+    return reject(status if status in _REASONS else _lost(res))
+
+
+def _cases(code: str, ref: dict, limits: Limits, fmt: str) -> Verdict:
+    inputs, outputs = ref.get("inputs") or [], ref["outputs"]
+    if len(inputs) != len(outputs):
+        raise ValueError(f"reference: {len(inputs)} inputs but {len(outputs)} outputs; they must pair up")
+    job = {"format": fmt, "inputs": inputs, "fn_name": ref.get("fn_name"), "output_bytes": limits.output_kb << 10}
+    res, reports = _harness(code, job, limits)
+    n = len(outputs)
+    if res.output_exceeded:
+        return reject("output_limit", tests_passed=0, tests_total=n)
+    if -1 in reports:  # the program itself failed before any case
+        return reject(_reason(reports[-1][0], res), tests_passed=0, tests_total=n)
+    same = _same_call if fmt == "calls" else _same_stdout
+    passed, first = 0, None
+    for i, want in enumerate(outputs):
+        status, data = reports.get(i, ("", ""))
+        reason = _reason(status, res) if status != "ok" else None if same(data, want) else "wrong_answer"
+        passed += reason is None
+        first = first or reason
+    scores = {"tests_passed": passed, "tests_total": n}
+    return accept(**scores) if first is None else reject(first, **scores)
+
+
+def _reason(status: str, res: sandbox.Result) -> str:
+    return status if status in _REASONS else _lost(res)
+
+
+def _lost(res: sandbox.Result) -> str:
+    """Why a run ended without the report it owed."""
+    if res.output_exceeded:
+        return "output_limit"
+    if res.timed_out:
+        return "timeout"
+    if res.memory_exceeded:
+        return "memory_limit"
+    return "runtime_error"  # it exited or died before the tests finished
+
+
+def _same_call(data: str, want) -> bool:
+    try:
+        got = json.loads(data)
+    except ValueError:
+        return False
+    want = json.loads(json.dumps(want))  # tuples in a Python-built reference compare as the lists JSON gives
+    return got == want or (isinstance(want, list) and bool(want) and got == want[0])
+
+
+def _same_stdout(data: str, want) -> bool:
+    text = want if isinstance(want, str) else "\n".join(map(str, want))
+    return data == hashlib.sha256(normalize(text).encode()).hexdigest()
+
+
+def _harness(code: str, job: dict, limits: Limits) -> tuple[sandbox.Result, dict[int, tuple[str, str]]]:
+    """Run the harness on `code`; its reports by case, only those that carry this run's nonce."""
+    nonce = secrets.token_hex(16)
+    secret = marshal.dumps({**job, "nonce": nonce})
+    res = sandbox.run(_harness_source(), files={"solution.py": code}, secret=secret, limits=limits)
+    reports: dict[int, tuple[str, str]] = {}
+    for m in re.finditer(rf"^{nonce} (-?\d+) (\w+) (.*)$", res.stdout, re.M):
+        reports.setdefault(int(m[1]), (m[2], m[3]))
+    return res, reports
+
+
+@cache
+def _harness_source() -> str:
+    return Path(__file__).with_name("code_harness.py").read_text()
