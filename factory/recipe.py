@@ -20,12 +20,15 @@ import yaml
 
 from factory.errors import FactoryError
 from filters.judge import JudgeConfig
+from filters.language import LanguageConfig
+from filters.readability import ReadabilityConfig
 from filters.sandbox import Limits
 
 SOURCE_KINDS = ("reasoning_gym", "humaneval", "jsonl", "parquet", "hf")
 ENGINE_KINDS = ("vllm", "transformers", "openai")
 TASKS = ("math", "code", "general")
-FILTERS = ("format", "verify", "judge")  # registry keys (filters.registry) and the judge stage (factory.judging)
+# registry keys (filters.registry) and the judge stage (factory.judging)
+FILTERS = ("format", "verify", "readability", "language", "judge")
 
 
 @dataclass
@@ -99,6 +102,8 @@ class Recipe:
     filters: list[str] = field(default_factory=lambda: ["format", "verify"])
     sandbox: Limits = field(default_factory=Limits)  # for code answers, run against their tests
     judge: JudgeConfig = field(default_factory=JudgeConfig)  # for general prompts: filters [format, judge]
+    readability: ReadabilityConfig = field(default_factory=ReadabilityConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)  # target: the language answers must be in
     name: str = ""  # defaults to the file's stem
     text: str = field(default="", repr=False)  # the YAML as resolved, stored with the run
 

@@ -74,7 +74,8 @@ def make_pool(r: Recipe) -> VerifyPool:
     """Verification workers for a recipe. A code answer may take the sandbox's whole wall time on top of the
     checks, so the hard limit per candidate is never shorter than that."""
     timeout = max(r.verify.timeout, r.sandbox.wall_s + 5)
-    return VerifyPool(r.verify.workers, timeout, settings=Settings(sandbox=r.sandbox))
+    settings = Settings(sandbox=r.sandbox, readability=r.readability, language=r.language)
+    return VerifyPool(r.verify.workers, timeout, settings=settings)
 
 
 def _versions(engine) -> dict:

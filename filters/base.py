@@ -12,6 +12,7 @@ class Candidate:
     reference: dict = field(default_factory=dict)
     finish_reason: str = "stop"
     think: bool = True  # the model was asked to reason inside <think>...</think>
+    language: str | None = None  # the language it should answer in (a record's own; else the recipe's)
 
 
 @dataclass

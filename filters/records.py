@@ -51,4 +51,4 @@ def to_candidate(rec: dict, think: bool | None = None) -> Candidate:
         reference = {"answer": str(ref)} if ref is not None else {}
     if think is None:
         think = "<think>" in rec["completion"] or "</think>" in rec["completion"]
-    return Candidate(rec["completion"], task, reference, rec.get("finish_reason") or "stop", think)
+    return Candidate(rec["completion"], task, reference, rec.get("finish_reason") or "stop", think, rec.get("language"))

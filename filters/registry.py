@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from filters.base import Candidate, Verdict
 from filters.format import check_format
+from filters.language import LanguageConfig, language
+from filters.readability import ReadabilityConfig, readability
 from filters.sandbox import Limits
 from filters.verify import verify
 
@@ -20,11 +22,15 @@ class Settings:
     """What the filters need from a recipe, sent once to each verification worker."""
 
     sandbox: Limits = field(default_factory=Limits)
+    readability: ReadabilityConfig = field(default_factory=ReadabilityConfig)
+    language: LanguageConfig = field(default_factory=LanguageConfig)
 
 
 FILTERS: dict[str, Callable[[Candidate, Settings], Verdict]] = {
     "format": lambda c, s: check_format(c),
     "verify": lambda c, s: verify(c, s.sandbox),
+    "readability": lambda c, s: readability(c, s.readability),
+    "language": lambda c, s: language(c, s.language, c.language),
 }
 
 
