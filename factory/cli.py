@@ -102,7 +102,11 @@ def _summary(t, run_id: str, resumed: bool, db: Path) -> None:
     table = Table(show_header=False, box=None, pad_edge=False)
     rows = [
         ("run", f"{run_id}" + (" (resumed)" if resumed else "")),
-        ("prompts", f"{t.prompts} ({t.prompts_solved} with an accepted answer)"),
+        (
+            "prompts",
+            f"{t.prompts} ({t.prompts_solved} with an accepted answer)"
+            + (f"; {t.prompts_set_aside} set aside (benchmark leaks, near-duplicates)" if t.prompts_set_aside else ""),
+        ),
         ("candidates", f"{t.candidates} ({t.new_candidates} drawn now)"),
         ("accepted", f"{t.examples} examples; {t.passed} candidates passed ({rate:.1%})"),
         ("tokens/s", f"{t.tokens_per_s:,.0f} ({t.new_tokens:,} tokens in {t.seconds:.1f}s)"),

@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 from factory.errors import FactoryError
+from filters.decontam import DecontamConfig
+from filters.dedup import DedupConfig
 from filters.judge import JudgeConfig
 from filters.language import LanguageConfig
 from filters.readability import ReadabilityConfig
@@ -28,7 +30,7 @@ SOURCE_KINDS = ("reasoning_gym", "humaneval", "jsonl", "parquet", "hf")
 ENGINE_KINDS = ("vllm", "transformers", "openai")
 TASKS = ("math", "code", "general")
 # registry keys (filters.registry) and the judge stage (factory.judging)
-FILTERS = ("format", "verify", "readability", "language", "judge")
+FILTERS = ("format", "verify", "readability", "language", "judge", "dedup", "decontam")
 
 
 @dataclass
@@ -104,6 +106,8 @@ class Recipe:
     judge: JudgeConfig = field(default_factory=JudgeConfig)  # for general prompts: filters [format, judge]
     readability: ReadabilityConfig = field(default_factory=ReadabilityConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)  # target: the language answers must be in
+    dedup: DedupConfig = field(default_factory=DedupConfig)  # MinHash near-duplicates of prompts or responses
+    decontam: DecontamConfig = field(default_factory=DecontamConfig)  # benchmark n-gram overlap
     name: str = ""  # defaults to the file's stem
     text: str = field(default="", repr=False)  # the YAML as resolved, stored with the run
 
@@ -254,6 +258,7 @@ def _check(r: Recipe, problems: list[str]) -> None:
     for f in dataclasses.fields(sb):
         value = getattr(sb, f.name)
         bad(not isinstance(value, bool) and value <= 0, f"sandbox.{f.name}: {value} must be > 0")
+    problems += r.dedup.problems("dedup") + r.decontam.problems("decontam")
     for i, name in enumerate(r.filters):
         bad(name not in FILTERS, f"filters[{i}]: {name!r} is not a filter; allowed: {', '.join(FILTERS)}")
 

@@ -16,6 +16,7 @@ from factory import recipe as recipes
 from factory.recipe import Recipe
 from factory.sampler import Tally, pending, sample
 from factory.sources import Prompt
+from factory.stages import Gate, set_aside
 from factory.store import Store
 from factory.workers import VerifyPool
 from filters.registry import Settings
@@ -39,9 +40,13 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
     store = Store(db)
     try:
         run_id = None if new_run else store.find_run(r.hash())
+        gate = Gate(r, store)
+        if gate.active:
+            bar("decontaminating and deduplicating prompts")
+        prompts, dropped = gate.split(prompts)
         progress = store.progress(run_id) if run_id else {}
         if run_id and not pending(r, prompts, progress):  # finished already: no engine to load
-            return sample(r, prompts, None, None, store, run_id), run_id, True
+            return sample(r, prompts, None, None, store, run_id, dropped=len(dropped)), run_id, True
         drawn = sum(p[0] for p in progress.values())
         bar("starting verification workers")
         with make_pool(r) as pool:
@@ -55,10 +60,11 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
             else:
                 run_id = store.start_run(r.name, r.hash(), r.text, r.model, r.engine.kind,
                                          vars(r.sampling) | vars(r.rejection), _versions(engine))  # fmt: skip
+            set_aside(store, run_id, gate, dropped)
             bar("sampling", total=len(prompts))
             try:
                 judge = judging.build(r, engine)
-                tally = sample(r, prompts, engine, pool, store, run_id, update, judge)
+                tally = sample(r, prompts, engine, pool, store, run_id, update, judge, gate, len(dropped))
             except BaseException:
                 store.set_status(run_id, "interrupted")
                 raise

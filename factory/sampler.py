@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from factory.engines import Request
-from factory.judging import STAGE, merge
+from factory.judging import merge
 from factory.recipe import Recipe
 from factory.sources import Prompt
+from factory.stages import MAIN_STAGES
 from factory.store import Batch, Store, candidate_id, now
 from factory.workers import VerifyPool
 from filters.base import Candidate
@@ -31,6 +32,7 @@ class Tally:
     prompts: int = 0  # in this run
     prompts_done: int = 0
     prompts_solved: int = 0  # with at least one kept example
+    prompts_set_aside: int = 0  # benchmark leaks and near-duplicates, never sampled
     candidates: int = 0
     passed: int = 0
     examples: int = 0
@@ -84,11 +86,15 @@ def sample(
     run_id: str,
     on_progress: Callable[[Tally], None] | None = None,
     judge: Callable | None = None,
+    gate: Callable | None = None,
+    dropped: int = 0,
 ) -> Tally:
     rj = recipe.rejection
-    names = [f for f in recipe.filters if f != STAGE]  # the judge needs the engine: it runs here, not in workers
+    names = [f for f in recipe.filters if f not in MAIN_STAGES]  # these need the engine or shared state
     states = {p.prompt_id: _State(p) for p in prompts}
-    tally = Tally(prompts=len(states))  # a repeated prompt (same source and text, so same id) is sampled once
+    tally = Tally(
+        prompts=len(states), prompts_set_aside=dropped
+    )  # a repeated prompt (same source and text, so same id) is sampled once
     for pid, (drawn, passed, kept, tokens) in (store.progress(run_id) if run_id else {}).items():
         if pid in states:
             states[pid].drawn, states[pid].kept = drawn, kept
@@ -116,7 +122,7 @@ def sample(
             ]
             launched = (batch, outs, pool.submit(jobs))
         if inflight:  # judged while the engine worked on `batch`
-            judged = _commit(recipe, store, run_id, *inflight, tally, judge)
+            judged = _commit(recipe, store, run_id, *inflight, tally, judge, gate)
             queue.extendleft(reversed([s for s in judged if not done(s)]))
             tally.prompts_done += sum(done(s) for s in judged)
             tally.seconds = time.monotonic() - started
@@ -128,35 +134,31 @@ def sample(
     return tally
 
 
-def _judged(batch: list[_State], outs, verdicts: list, judge) -> list:
-    """Worker verdicts, with the judge's on the candidates that passed the worker filters."""
-    if judge is None:
-        return verdicts
-    flat = [(s.prompt, c) for s, comps in zip(batch, outs, strict=True) for c in comps]
-    todo = [i for i, v in enumerate(verdicts) if v.accepted]
-    items = [(flat[i][0].prompt, flat[i][0].reference.get("answer"), flat[i][1].text) for i in todo]
-    for i, v in zip(todo, judge(items), strict=True):
-        verdicts[i] = merge(verdicts[i], v)
+def _main_stages(run_id: str, batch: list[_State], outs, verdicts: list, judge, gate) -> list:
+    """Worker verdicts, then the judge's and the gate's (dedup, decontamination) on what passed so far."""
+    flat = [(s, j, c) for s, comps in zip(batch, outs, strict=True) for j, c in enumerate(comps)]
+    if judge is not None:
+        todo = [i for i, v in enumerate(verdicts) if v.accepted]
+        items = [(flat[i][0].prompt.prompt, flat[i][0].prompt.reference.get("answer"), flat[i][2].text) for i in todo]
+        for i, v in zip(todo, judge(items), strict=True):
+            verdicts[i] = merge(verdicts[i], v)
+    if gate is not None and gate.active:
+        todo = [i for i, v in enumerate(verdicts) if v.accepted]
+        items = [(candidate_id(run_id, s.prompt.prompt_id, s.drawn + j), c.text) for s, j, c in (flat[i] for i in todo)]
+        for i, v in zip(todo, gate(items), strict=True):
+            verdicts[i] = merge(verdicts[i], v)
     return verdicts
 
 
-def _commit(recipe: Recipe, store: Store, run_id: str, batch: list[_State], outs, future, tally: Tally, judge=None):
-    verdicts = iter(_judged(batch, outs, future.result(), judge))
+def _commit(recipe: Recipe, store: Store, run_id: str, batch: list[_State], outs, future, tally: Tally, judge=None,
+            gate=None):  # fmt: skip
+    verdicts = iter(_main_stages(run_id, batch, outs, future.result(), judge, gate))
     rows = Batch([], [], [])
     new_kept = []
     for s, comps in zip(batch, outs, strict=True):
         p, kept = s.prompt, s.kept
         if s.drawn == 0:
-            rows.prompts.append(
-                {
-                    "prompt_id": p.prompt_id,
-                    "source": p.source,
-                    "task": p.task,
-                    "prompt": p.prompt,
-                    "reference": json.dumps(p.reference),
-                    "metadata": json.dumps(p.metadata),
-                }  # fmt: skip
-            )
+            rows.prompts.append(p.row())
         for j, c in enumerate(comps):
             v = next(verdicts)
             cid = candidate_id(run_id, p.prompt_id, s.drawn + j)
@@ -195,6 +197,8 @@ def _commit(recipe: Recipe, store: Store, run_id: str, batch: list[_State], outs
                     }  # fmt: skip
                 )
         new_kept.append(kept)
+    if gate is not None:
+        rows.dedup = gate.new_signatures()
     store.commit(rows)
     for s, comps, kept in zip(batch, outs, new_kept, strict=True):  # only now, once it is in the store
         tally.prompts_solved += s.kept == 0 and kept > 0

@@ -50,3 +50,18 @@ CREATE TABLE IF NOT EXISTS examples (
     n_tokens      INTEGER,
     created_at    TIMESTAMP
 );
+
+CREATE TABLE IF NOT EXISTS prompt_drops (     -- prompts a run did not sample: a benchmark leak, a near-duplicate
+    run_id        VARCHAR NOT NULL,
+    prompt_id     VARCHAR NOT NULL,
+    reason        VARCHAR NOT NULL,            -- contaminated | near_duplicate
+    scores        JSON,                        -- which benchmark item and n-gram matched; which prompt it repeats
+    PRIMARY KEY (run_id, prompt_id)
+);
+
+CREATE TABLE IF NOT EXISTS dedup (            -- MinHash signatures of every kept text: dedup holds across runs
+    scope         VARCHAR NOT NULL,            -- which text and settings, e.g. 'prompt/minhash-v1/w3-p128-s1-num'
+    key           VARCHAR NOT NULL,            -- prompt_id or candidate_id of the kept text
+    signature     BLOB NOT NULL,               -- num_perm little-endian uint32 MinHash values
+    PRIMARY KEY (scope, key)
+);

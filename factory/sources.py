@@ -26,6 +26,11 @@ class Prompt:
     reference: dict = field(default_factory=dict)  # {"answer": ...} for math, {"test", "entry_point"} for code
     metadata: dict = field(default_factory=dict)
 
+    def row(self) -> dict:
+        """The store's `prompts` row."""
+        return {"prompt_id": self.prompt_id, "source": self.source, "task": self.task, "prompt": self.prompt,
+                "reference": json.dumps(self.reference), "metadata": json.dumps(self.metadata)}  # fmt: skip
+
 
 def prompt_id(source: str, text: str) -> str:
     return hashlib.sha256(f"{source}\n{text}".encode()).hexdigest()[:16]

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
 from pathlib import Path
@@ -53,6 +53,8 @@ _EXAMPLE = pa.schema(
         ("created_at", pa.timestamp("us")),
     ]
 )
+_DEDUP = pa.schema([("scope", pa.string()), ("key", pa.string()), ("signature", pa.binary())])
+_DROP = pa.schema([(n, pa.string()) for n in ("run_id", "prompt_id", "reason", "scores")])
 _PROMPT = pa.schema([(n, pa.string()) for n in ("prompt_id", "source", "task", "prompt", "reference", "metadata")])
 
 
@@ -71,6 +73,8 @@ class Batch:
     prompts: list[dict]
     candidates: list[dict]
     examples: list[dict]
+    dedup: list[dict] = field(default_factory=list)  # signatures of newly kept texts
+    prompt_drops: list[dict] = field(default_factory=list)
 
 
 class Store:
@@ -137,6 +141,8 @@ class Store:
             ("prompts", _PROMPT, batch.prompts, "INSERT OR IGNORE INTO prompts SELECT * FROM {t}"),
             ("candidates", _CANDIDATE, batch.candidates, "INSERT INTO candidates SELECT * FROM {t}"),
             ("examples", _EXAMPLE, batch.examples, "INSERT INTO examples SELECT * FROM {t}"),
+            ("dedup", _DEDUP, batch.dedup, "INSERT OR IGNORE INTO dedup SELECT * FROM {t}"),
+            ("prompt_drops", _DROP, batch.prompt_drops, "INSERT OR IGNORE INTO prompt_drops SELECT * FROM {t}"),
         ]
         self.con.execute("BEGIN TRANSACTION")
         try:
@@ -150,6 +156,10 @@ class Store:
         except BaseException:
             self.con.execute("ROLLBACK")
             raise
+
+    def dedup_rows(self, scope: str) -> list[tuple[str, bytes]]:
+        """(key, signature) of every text kept under this dedup scope, by any run."""
+        return self.con.execute("SELECT key, signature FROM dedup WHERE scope = ?", [scope]).fetchall()
 
     def publish(self, snapshot: dict) -> None:
         """Progress for readers that cannot open the file while this process writes it."""
@@ -179,7 +189,9 @@ class Store:
         keys = ("run_id", "name", "model", "status", "started_at", "ended_at", "prompts", "candidates", "passed",
                 "tokens")  # fmt: skip
         reasons = self.con.execute(
-            "SELECT reason, count(*) FROM candidates WHERE NOT accepted GROUP BY reason ORDER BY 2 DESC"
+            """SELECT reason, count(*) FROM (SELECT reason FROM candidates WHERE NOT accepted
+                                            UNION ALL SELECT 'prompt_' || reason FROM prompt_drops)
+               GROUP BY reason ORDER BY 2 DESC"""
         ).fetchall()
         by_source = self.con.execute(
             """SELECT p.source, p.task, count(*), count(*) FILTER (WHERE c.accepted), count(e.example_id)

@@ -116,11 +116,12 @@ def test_format_reasons(text, finish, think, reason):
 
 
 def test_registry_names():
-    from factory.judging import STAGE
     from factory.recipe import FILTERS as RECIPE_FILTERS
+    from factory.stages import MAIN_STAGES
 
-    # what a recipe may name is what the registry has, plus the judge, which runs on the engine
-    assert set(RECIPE_FILTERS) == set(FILTERS) | {STAGE}
+    # what a recipe may name is what the workers' registry has, plus the stages that run in the main process
+    assert set(RECIPE_FILTERS) == set(FILTERS) | set(MAIN_STAGES)
+    assert not set(FILTERS) & set(MAIN_STAGES)
 
 
 def test_run_chain_first_failure_wins_and_keeps_scores():

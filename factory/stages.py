@@ -1,0 +1,82 @@
+"""The stages that hold state across candidates, and so run in the main process: decontamination and MinHash dedup.
+
+Before sampling, prompts that leak a benchmark (an 8-word n-gram in common) or repeat a prompt the store already
+has are set aside, each with its reason, and are never sampled. At commit, responses that passed every other
+filter are checked the same way when the recipe asks (`decontam.fields` holds "response", `dedup.field` is
+"response"). The dedup index starts from the store's signatures and its new ones are written in the same
+transaction as the batch they came from, so dedup holds across runs, resumes and `factory filter --db`.
+"""
+
+from __future__ import annotations
+
+import json
+
+from factory.recipe import Recipe
+from factory.sources import Prompt
+from factory.store import Store
+from filters.base import Verdict
+
+DEDUP, DECONTAM = "dedup", "decontam"
+MAIN_STAGES = ("judge", DEDUP, DECONTAM)  # run in the main process; the other filters run in the verify workers
+
+
+class Gate:
+    """Decontamination and dedup for one recipe, on prompts (`split`) and on responses (`__call__`)."""
+
+    def __init__(self, recipe: Recipe, store: Store | None = None):
+        from filters.decontam import Decontaminator
+        from filters.dedup import Deduper
+
+        on = set(recipe.filters)
+        fields = set(recipe.decontam.fields) if DECONTAM in on else set()
+        self.decontam = Decontaminator(recipe.decontam) if fields else None
+        self.decontam_prompts, self.decontam_responses = "prompt" in fields, "response" in fields
+        self.dedup = Deduper(recipe.dedup) if DEDUP in on else None
+        self.dedup_field = recipe.dedup.field
+        if self.dedup is not None and store is not None:
+            self.dedup.load(store.dedup_rows(recipe.dedup.scope))
+
+    @property
+    def active(self) -> bool:
+        return self.decontam is not None or self.dedup is not None
+
+    def split(self, prompts: list[Prompt]) -> tuple[list[Prompt], list[tuple[Prompt, Verdict]]]:
+        """(prompts to sample, prompts set aside with their verdict)."""
+        verdicts = [Verdict(True) for _ in prompts]
+        if self.decontam is not None and self.decontam_prompts:
+            verdicts = [self.decontam(p.prompt) for p in prompts]
+        if self.dedup is not None and self.dedup_field == "prompt":
+            todo = [i for i, v in enumerate(verdicts) if v.accepted]
+            pairs = [(prompts[i].prompt_id, prompts[i].prompt) for i in todo]
+            for i, v in zip(todo, self.dedup.check_many(pairs), strict=True):
+                verdicts[i] = v
+        kept = [p for p, v in zip(prompts, verdicts, strict=True) if v.accepted]
+        return kept, [(p, v) for p, v in zip(prompts, verdicts, strict=True) if not v.accepted]
+
+    def __call__(self, items: list[tuple[str, str]]) -> list[Verdict]:
+        """Verdicts on (candidate_id, response text) pairs that passed every other filter, in order."""
+        verdicts = [Verdict(True) for _ in items]
+        if self.decontam is not None and self.decontam_responses:
+            verdicts = [self.decontam(text) for _, text in items]
+        if self.dedup is not None and self.dedup_field == "response":
+            todo = [i for i, v in enumerate(verdicts) if v.accepted]
+            for i, v in zip(todo, self.dedup.check_many([items[i] for i in todo]), strict=True):
+                verdicts[i] = v
+        return verdicts
+
+    def new_signatures(self) -> list[dict]:
+        """Signatures kept since the last call, for the store (written with the batch that made them)."""
+        return self.dedup.export_new() if self.dedup is not None else []
+
+
+def set_aside(store: Store, run_id: str, gate: Gate, dropped: list[tuple[Prompt, Verdict]]) -> None:
+    """Store the prompts `Gate.split` set aside, and the prompt signatures it added, in one transaction."""
+    from factory.store import Batch
+
+    rows = Batch([p.row() for p, _ in dropped], [], [])
+    rows.prompt_drops = [
+        {"run_id": run_id, "prompt_id": p.prompt_id, "reason": v.reason, "scores": json.dumps(v.scores)}
+        for p, v in dropped
+    ]
+    rows.dedup = gate.new_signatures()
+    store.commit(rows)
