@@ -131,6 +131,9 @@ def filter_(
     think: Annotated[
         bool | None, typer.Option("--think/--no-think", help="Completions reason in <think> (default: detect).")
     ] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Keep dedup state in this store: near-duplicates of its texts go too.")
+    ] = None,
 ) -> None:
     """Verify and filter existing records (curating a dataset someone else made).
 
@@ -140,17 +143,22 @@ def filter_(
     from factory import curate, judging
     from factory.recipe import Recipe, load
     from factory.run import make_pool
+    from factory.stages import Gate
+    from factory.store import Store
 
     r = load(recipe) if recipe else Recipe()
     n = curate.check(src)
+    store = Store(db) if db else None
     with _progress() as (bar, _), make_pool(r) as pool:
         if judging.STAGE in r.filters:
             bar(f"loading the judge {r.judge.model or r.model}")
         judge = judging.build(r)
+        gate = Gate(r, store)
         bar("filtering", total=n, unit="records")
-        counts = curate.run_filter(
-            src, out, r, pool, judge, think, lambda done, _c: bar("filtering", n, done, "records")
-        )
+        counts = curate.run_filter(src, out, r, pool, judge, think,
+                                   lambda done, _c: bar("filtering", n, done, "records"), gate, store)  # fmt: skip
+    if store:
+        store.close()
     rate = counts["accepted"] / counts["records"]
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts["reasons"].items(), key=lambda kv: -kv[1])) or "-"
     console.print(f"{counts['records']} records, {counts['accepted']} accepted ({rate:.1%}); rejected: {reasons}")

@@ -13,8 +13,10 @@ from itertools import islice
 from pathlib import Path
 
 from factory.errors import FactoryError
-from factory.judging import STAGE, merge
+from factory.judging import merge
 from factory.recipe import Recipe
+from factory.stages import MAIN_STAGES
+from factory.store import Batch
 from factory.workers import VerifyPool
 from filters.records import problems, to_candidate
 
@@ -34,6 +36,10 @@ def read_records(path: Path) -> Iterator[tuple[int, dict]]:
                 raise FactoryError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
 
 
+def _key(rec: dict) -> str:
+    return f"id:{rec['id']}" if rec.get("id") is not None else f"line:{rec['_line']}"
+
+
 def check(path: Path) -> int:
     """Count the records, or raise listing the first problems with their line and field."""
     found, n = [], 0
@@ -49,21 +55,26 @@ def check(path: Path) -> int:
     return n
 
 
-def run_filter(src: Path, out: Path, recipe: Recipe, pool: VerifyPool, judge=None,
-               think: bool | None = None, progress: Callable[[int, dict], None] | None = None) -> dict:  # fmt: skip
-    """Write every record of `src` to `out` with accepted, reason, scores; return counts of reasons."""
-    names = [f for f in recipe.filters if f != STAGE]
+def run_filter(src: Path, out: Path, recipe: Recipe, pool: VerifyPool, judge=None, think: bool | None = None,
+               progress: Callable[[int, dict], None] | None = None, gate=None, store=None) -> dict:  # fmt: skip
+    """Write every record of `src` to `out` with accepted, reason, scores; return counts of reasons.
+
+    With a `gate` (dedup, decontamination), records are keyed by their `id` (else their line); with a `store`, the
+    dedup index starts from the store's signatures and the new ones are saved there, chunk by chunk."""
+    names = [f for f in recipe.filters if f not in MAIN_STAGES]
     counts: dict = {"records": 0, "accepted": 0, "reasons": {}}
     tmp = out.with_name(out.name + ".part")
     out.parent.mkdir(parents=True, exist_ok=True)
-    records = (rec for _, rec in read_records(src))
+    records = ({"_line": n, **rec} for n, rec in read_records(src))
     with tmp.open("w") as f:
         pending = None
         while True:
             chunk = list(islice(records, CHUNK))
             launched = (chunk, pool.submit([(to_candidate(r, think), names) for r in chunk])) if chunk else None
             if pending:
-                _write(f, *pending, judge, counts)
+                _write(f, *pending, judge, gate, counts)
+                if store is not None and gate is not None:
+                    store.commit(Batch([], [], [], dedup=gate.new_signatures()))
                 if progress:
                     progress(counts["records"], counts)
             if not launched:
@@ -73,14 +84,20 @@ def run_filter(src: Path, out: Path, recipe: Recipe, pool: VerifyPool, judge=Non
     return counts
 
 
-def _write(f, chunk: list[dict], future, judge, counts: dict) -> None:
+def _write(f, chunk: list[dict], future, judge, gate, counts: dict) -> None:
     verdicts = future.result()
     if judge is not None:
         todo = [i for i, v in enumerate(verdicts) if v.accepted]
         items = [(chunk[i]["prompt"], chunk[i].get("reference"), chunk[i]["completion"]) for i in todo]
         for i, v in zip(todo, judge(items), strict=True):
             verdicts[i] = merge(verdicts[i], v)
+    if gate is not None and gate.active:
+        todo = [i for i, v in enumerate(verdicts) if v.accepted]
+        items = [(_key(chunk[i]), chunk[i]["prompt"], chunk[i]["completion"]) for i in todo]
+        for i, v in zip(todo, gate.records(items), strict=True):
+            verdicts[i] = merge(verdicts[i], v)
     for rec, v in zip(chunk, verdicts, strict=True):
+        rec.pop("_line")
         f.write(json.dumps({**rec, "accepted": v.accepted, "reason": v.reason, "scores": v.scores}) + "\n")
         counts["records"] += 1
         counts["accepted"] += v.accepted

@@ -64,6 +64,20 @@ class Gate:
                 verdicts[i] = v
         return verdicts
 
+    def records(self, items: list[tuple[str, str, str]]) -> list[Verdict]:
+        """Verdicts on (key, prompt, completion) records for `factory filter`: prompt stages, then response ones."""
+        verdicts = [Verdict(True) for _ in items]
+        if self.decontam is not None and self.decontam_prompts:
+            verdicts = [self.decontam(prompt) for _, prompt, _ in items]
+        if self.dedup is not None and self.dedup_field == "prompt":
+            todo = [i for i, v in enumerate(verdicts) if v.accepted]
+            for i, v in zip(todo, self.dedup.check_many([items[i][:2] for i in todo]), strict=True):
+                verdicts[i] = v
+        todo = [i for i, v in enumerate(verdicts) if v.accepted]
+        for i, v in zip(todo, self([(items[i][0], items[i][2]) for i in todo]), strict=True):
+            verdicts[i] = v
+        return verdicts
+
     def new_signatures(self) -> list[dict]:
         """Signatures kept since the last call, for the store (written with the batch that made them)."""
         return self.dedup.export_new() if self.dedup is not None else []

