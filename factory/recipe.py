@@ -88,7 +88,7 @@ class RejectionConfig:
 
 @dataclass
 class VerifyConfig:
-    workers: int = 2
+    workers: int = 0  # verification (and sandbox) processes; 0: one per CPU core
     timeout: float = 10.0  # seconds per candidate, enforced by killing the worker
 
 
@@ -246,7 +246,7 @@ def _check(r: Recipe, problems: list[str]) -> None:
         rj.max_samples < max(rj.round_size, rj.accept_per_prompt),
         f"rejection.max_samples: {rj.max_samples} must be >= round_size and accept_per_prompt",
     )
-    bad(r.verify.workers < 1, f"verify.workers: {r.verify.workers} must be >= 1")
+    bad(r.verify.workers < 0, f"verify.workers: {r.verify.workers} must be >= 0 (0: one per CPU core)")
     bad(r.verify.timeout <= 0, f"verify.timeout: {r.verify.timeout} must be > 0")
     j = r.judge
     bad(

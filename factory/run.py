@@ -7,6 +7,7 @@ row, so a run that could not start leaves nothing behind.
 from __future__ import annotations
 
 import logging
+import os
 import platform
 from importlib.metadata import version
 from pathlib import Path
@@ -81,7 +82,7 @@ def make_pool(r: Recipe) -> VerifyPool:
     checks, so the hard limit per candidate is never shorter than that."""
     timeout = max(r.verify.timeout, r.sandbox.wall_s + 5)
     settings = Settings(sandbox=r.sandbox, readability=r.readability, language=r.language)
-    return VerifyPool(r.verify.workers, timeout, settings=settings)
+    return VerifyPool(r.verify.workers or os.cpu_count() or 1, timeout, settings=settings)
 
 
 def _versions(engine) -> dict:
