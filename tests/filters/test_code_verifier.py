@@ -3,6 +3,8 @@ which fenced block counts, and the way from a record through `verify` and a veri
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from factory.workers import VerifyPool
@@ -27,8 +29,8 @@ def fenced(code: str, ref: dict, think: bool = False) -> Candidate:
     return Candidate(text, "code", ref, think=think)
 
 
-def judge(code: str, ref: dict):
-    return verify_code(fenced(code, ref), LIM)
+def judge(code: str, ref: dict, limits: Limits = LIM):
+    return verify_code(fenced(code, ref), limits)
 
 
 def body(lines: str) -> str:
@@ -83,7 +85,9 @@ ADD_IO = "a, b = map(int, input().split())\n"
     ],
 )
 def test_stdin_stdout_format(code, reason, passed):
-    v = judge(code, IO)
+    # the CPU limit is per case, the wall limit for all cases: on a loaded machine 2 CPU seconds can take more than
+    # 3 s of wall time, which would cut the cases after the loop; a wide wall limit keeps this about the CPU limit
+    v = judge(code, IO, dataclasses.replace(LIM, wall_s=20) if reason == "timeout" else LIM)
     assert v.reason == reason and v.accepted is (reason is None)
     assert v.scores == {"tests_passed": passed, "tests_total": 3}
 
