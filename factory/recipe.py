@@ -122,6 +122,14 @@ class Recipe:
 
 def load(path: str | Path, overrides: list[str] = ()) -> Recipe:
     """Read a recipe file, apply `key=value` overrides, validate; raise FactoryError listing every problem."""
+    raw = read(path, overrides)
+    recipe = build(Recipe, raw, str(path), _check)
+    recipe.text = yaml.safe_dump(raw, sort_keys=False)
+    return recipe
+
+
+def read(path: str | Path, overrides: list[str] = ()) -> dict:
+    """A recipe file's settings as a mapping, overrides applied; `name` defaults to the file's stem."""
     path = Path(path)
     if not path.exists():
         raise FactoryError(f"recipe not found: {path}")
@@ -134,9 +142,20 @@ def load(path: str | Path, overrides: list[str] = ()) -> Recipe:
     for item in overrides:
         apply_override(raw, item)
     raw.setdefault("name", path.stem)
-    recipe = parse(raw, where=str(path))
-    recipe.text = yaml.safe_dump(raw, sort_keys=False)
-    return recipe
+    return raw
+
+
+def build(cls, raw: dict, where: str, check=None):
+    """Settings into the dataclass `cls` (any recipe kind: generation, training); `check(obj, problems)` adds the
+    rules types cannot say. Every problem is reported at once."""
+    problems: list[str] = []
+    obj = _build(cls, raw, "", problems)
+    if check:
+        check(obj, problems)  # on the fields that parsed (a bad one keeps its default), so every problem shows
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        raise FactoryError(f"{where}: {len(problems)} problem(s):\n{lines}")
+    return obj
 
 
 def apply_override(raw: dict, item: str) -> None:
@@ -156,13 +175,7 @@ def apply_override(raw: dict, item: str) -> None:
 
 
 def parse(raw: dict, where: str = "recipe") -> Recipe:
-    problems: list[str] = []
-    recipe = _build(Recipe, raw, "", problems)
-    _check(recipe, problems)  # on the fields that parsed (a bad one keeps its default), so every problem shows
-    if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        raise FactoryError(f"{where}: {len(problems)} problem(s):\n{lines}")
-    return recipe
+    return build(Recipe, raw, where, _check)
 
 
 def _build(cls, raw: Any, prefix: str, problems: list[str]):
