@@ -194,9 +194,18 @@ def _build(cls, raw: Any, prefix: str, problems: list[str]):
             values[name] = _build(hint, value, f"{prefix}{name}.", problems)
         elif _matches(value, hint):
             values[name] = float(value) if hint is float else value
+        elif hint is float and isinstance(value, str) and _number(value) is not None:
+            values[name] = _number(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
         else:
             problems.append(f"{prefix}{name}: {value!r} is not {_describe(hint)}")
     return cls(**values)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def _matches(value: Any, hint) -> bool:

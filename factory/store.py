@@ -77,6 +77,10 @@ class Batch:
     prompt_drops: list[dict] = field(default_factory=list)
 
 
+class StoreBusy(FactoryError):
+    """The store is open for writing in another process (DuckDB allows one writer and no reader beside it)."""
+
+
 class Store:
     def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False):
         self.path = Path(path)
@@ -88,7 +92,7 @@ class Store:
             self.con = duckdb.connect(str(self.path), read_only=read_only)
         except duckdb.IOException as e:
             if "lock" in str(e).lower():
-                raise FactoryError(
+                raise StoreBusy(
                     f"the store {self.path} is open for writing in another process (a running `factory generate`?)."
                     f" Wait for it to end, or read its progress in {self.snapshot_path}"
                 ) from None
@@ -98,7 +102,11 @@ class Store:
 
     @property
     def snapshot_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".progress.json")
+        return self.snapshot_for(self.path)
+
+    @staticmethod
+    def snapshot_for(path: Path) -> Path:
+        return path.with_name(path.name + ".progress.json")
 
     def close(self) -> None:
         self.con.close()
@@ -222,6 +230,89 @@ class Store:
         except duckdb.Error as e:
             raise FactoryError(f"export failed: {e}") from None
         return n
+
+    # reads for export, publish and report
+    def _select(self, what: str, columns: list[str] | None, where: str | None, pass_rate: tuple | None) -> str:
+        if what not in VIEWS:
+            raise FactoryError(f"--what {what!r}: choose one of {', '.join(VIEWS)}")
+        have = self.columns(what)
+        unknown = [c for c in columns or [] if c not in have]
+        if unknown:
+            raise FactoryError(f"--columns {','.join(unknown)}: not a column of {what}; choose from {', '.join(have)}")
+        cond = [f"({where})"] if where else []
+        if pass_rate is not None:
+            lo, hi = (float(x) for x in pass_rate)
+            cond.append(f"prompt_id IN (SELECT prompt_id FROM ({_PASS}) WHERE pass_rate BETWEEN {lo} AND {hi})")
+        cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+        return f"SELECT {cols} FROM ({VIEWS[what]}) v" + (" WHERE " + " AND ".join(cond) if cond else "")
+
+    def columns(self, what: str) -> list[str]:
+        return [d[0] for d in self.con.execute(f"SELECT * FROM ({VIEWS[what]}) v LIMIT 0").description]
+
+    def rows(self, what: str, columns: list[str] | None = None, where: str | None = None, pass_rate=None,
+             batch_rows: int = 1024) -> pa.RecordBatchReader:  # fmt: skip
+        """Stream an export view (`VIEWS`) as Arrow batches: the rows `where` picks, in a stable order."""
+        sql = self._select(what, columns, where, pass_rate)
+        try:
+            return self.con.sql(f"{sql} ORDER BY {_ORDER[what]}").to_arrow_reader(batch_rows)
+        except duckdb.Error as e:
+            raise FactoryError(f"export failed: {e}") from None
+
+    def count(self, what: str, where: str | None = None, pass_rate=None) -> int:
+        sql = f"SELECT count(*) FROM ({self._select(what, None, where, pass_rate)})"
+        try:
+            return self.con.execute(sql).fetchone()[0]
+        except duckdb.Error as e:
+            raise FactoryError(f"export failed: {e}") from None
+
+    def runs(self) -> list[dict]:
+        cur = self.con.execute("SELECT * FROM runs ORDER BY started_at")
+        return [dict(zip([d[0] for d in cur.description], r, strict=True)) for r in cur.fetchall()]
+
+    def facts(self) -> dict:
+        """What a dataset card and a report show beyond `stats`: pass rates, lengths, tokens spent, dedup, leaks."""
+        col = lambda sql: [r[0] for r in self.con.execute(sql).fetchall()]  # noqa: E731
+        spent = self.con.execute(_SPENT).fetchall()
+        return {
+            "pass_rates": col(f"SELECT pass_rate FROM ({_PASS}) ORDER BY 1"),
+            "lengths": {
+                a: col(f"SELECT n_tokens FROM candidates WHERE accepted = {a} ORDER BY 1") for a in ("true", "false")
+            },
+            "tokens_per_example": [dict(zip(("source", "task", "tokens", "examples"), r, strict=True)) for r in spent],
+            "clusters": col(_CLUSTERS),  # texts per near-duplicate cluster: the kept one and those dropped for it
+            "contaminated": self.con.execute(_LEAKS).fetchall(),  # (benchmark, count)
+        }
+
+
+_SPENT = """SELECT p.source, p.task, coalesce(sum(c.n_tokens), 0), count(e.example_id)
+            FROM candidates c JOIN prompts p USING (prompt_id) LEFT JOIN examples e USING (candidate_id)
+            GROUP BY ALL ORDER BY 1, 2"""
+_CLUSTERS = """SELECT count(*) + 1 FROM (
+                 SELECT coalesce(scores->>'response_duplicate_of', scores->>'prompt_duplicate_of') AS of
+                 FROM candidates WHERE reason = 'near_duplicate'
+                 UNION ALL SELECT scores->>'prompt_duplicate_of' FROM prompt_drops WHERE reason = 'near_duplicate')
+               GROUP BY of ORDER BY 1"""
+_LEAKS = """SELECT scores->>'benchmark', count(*) FROM (
+              SELECT scores FROM prompt_drops WHERE reason = 'contaminated'
+              UNION ALL SELECT scores FROM candidates WHERE reason = 'contaminated')
+            GROUP BY 1 ORDER BY 2 DESC"""
+_PASS = "SELECT prompt_id, avg(accepted::INT) AS pass_rate FROM candidates GROUP BY prompt_id"
+# what `factory export` can write; each a view whose columns `--columns` and `--where` name
+VIEWS = {
+    "examples": "SELECT * EXCLUDE (created_at) FROM examples",
+    "candidates": """SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index, p.source, p.task, p.prompt,
+                            p.reference, c.text AS completion, c.n_tokens, c.finish_reason, c.accepted, c.reason,
+                            c.scores
+                     FROM candidates c JOIN prompts p USING (prompt_id)""",
+    "prompts": f"""SELECT p.prompt_id, p.source, p.task, p.prompt, p.reference, p.reference->>'answer' AS answer,
+                          count(*) AS samples, count(*) FILTER (WHERE c.accepted) AS passed, any_value(r.pass_rate)
+                          AS pass_rate
+                   FROM prompts p JOIN candidates c USING (prompt_id) JOIN ({_PASS}) r USING (prompt_id)
+                   GROUP BY ALL""",
+}
+VIEWS["rejected"] = f"SELECT * FROM ({VIEWS['candidates']}) WHERE NOT accepted"
+_ORDER = {"examples": "run_id, prompt_id, candidate_id", "prompts": "prompt_id"}
+_ORDER["candidates"] = _ORDER["rejected"] = "run_id, prompt_id, sample_index"
 
 
 def _quote(path: Path) -> str:

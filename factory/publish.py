@@ -1,0 +1,168 @@
+"""`factory publish`: the accepted examples as a Hugging Face dataset, one config per task, with a dataset card.
+
+factory publish --repo-id ORG/NAME --dry-run out/    # write exactly what would be uploaded; datasets.load_dataset(out/)
+factory publish --repo-id ORG/NAME [--private]      # the same folder, uploaded to the Hub
+
+The folder is built once: README.md (the card: YAML metadata and a body saying how the data was made) and
+TASK/train-00000-of-0000N.parquet. A push uploads that folder as it is, so the dry run is the upload, byte for byte.
+The token comes from HF_TOKEN or `hf auth login` (huggingface_hub finds it) and is never printed or written.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import yaml
+
+from factory import export
+from factory.errors import FactoryError
+from factory.recipe import parse
+from factory.store import Store
+
+COLUMNS = ["messages", "task", "source", "n_tokens", "prompt_id", "example_id", "run_id"]
+_REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+_SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+          (10_000_000, "1M<n<10M")]  # fmt: skip
+
+
+def check_repo_id(repo_id: str) -> str:
+    if not _REPO.fullmatch(repo_id) or len(repo_id) > 96:
+        raise FactoryError(f"--repo-id {repo_id!r}: use ORG/NAME (letters, digits, '-', '_', '.'), e.g. me/arith-r1")
+    return repo_id
+
+
+def build(store: Store, folder: Path, repo_id: str, license_: str, where: str | None = None,
+          shard_bytes: int = export.parse_size(export.DEFAULT_SHARD)) -> dict[str, int]:  # fmt: skip
+    """Write the dataset folder (card and shards); return examples per task."""
+    if folder.exists() and any(folder.iterdir()):
+        if not (folder / "README.md").exists():
+            raise FactoryError(f"--dry-run {folder}: not empty and not an earlier dry run; choose an empty folder")
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cond = f"({where}) AND " if where else ""
+    tasks = store.rows("examples", ["task"], where).read_all().column("task").to_pylist()
+    counts = {t: tasks.count(t) for t in sorted(set(tasks), key=lambda t: (-tasks.count(t), t))}
+    if not counts:
+        raise FactoryError("no examples to publish" + (f" where {where}" if where else "") + "; run `factory generate`")
+    for task in counts:
+        rows = store.rows("examples", COLUMNS, f"{cond}task = '{task}'")
+        export.write(rows, folder / task / "train.parquet", "parquet", shard_bytes, numbered=True)
+    (folder / "README.md").write_text(card(store, repo_id, license_, counts, where))
+    return counts
+
+
+def card(store: Store, repo_id: str, license_: str, counts: dict[str, int], where: str | None) -> str:
+    from huggingface_hub import DatasetCardData
+
+    total = sum(counts.values())
+    configs = [{"config_name": t, "data_files": [{"split": "train", "path": f"{t}/train-*.parquet"}]} for t in counts]
+    if len(configs) > 1:  # load_dataset(repo) with no name gets every task
+        configs.insert(0, {"config_name": "all", "data_files": [{"split": "train", "path": "*/train-*.parquet"}]})
+    configs[0]["default"] = True
+    meta = DatasetCardData(
+        license=license_, language=["en"], task_categories=["text-generation"], pretty_name=repo_id.split("/")[1],
+        size_categories=[next((name for n, name in _SIZES if total < n), "n>1T")], configs=configs,
+        tags=["reasoning", "synthetic", "rejection-sampling", "verified"],
+    )  # fmt: skip
+    body = [f"# {repo_id.split('/')[1]}", "", _summary(total, counts, where), "", *_loading(repo_id, counts)]
+    body += _generation(store) + _counts(store) + _filters(store) + _columns()
+    return f"---\n{meta.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"
+
+
+def _summary(total: int, counts: dict[str, int], where: str | None) -> str:
+    per = ", ".join(f"{n} {t}" for t, n in counts.items())
+    picked = f" The rows were chosen with `{where}`." if where else ""
+    return (
+        f"{total} verified reasoning examples ({per}), made by rejection sampling with `factory`: a model answered"
+        " each prompt several times and only answers that passed every verifier and filter were kept. Each row is"
+        f" one chat (`messages`) that TRL's `SFTTrainer` reads as is.{picked}"
+    )
+
+
+def _loading(repo_id: str, counts: dict[str, int]) -> list[str]:
+    t = next(iter(counts))
+    return ["```python", "from datasets import load_dataset", "", f'ds = load_dataset("{repo_id}")',
+            f'{t} = load_dataset("{repo_id}", "{t}", split="train")', "```", ""]  # fmt: skip
+
+
+def _generation(store: Store) -> list[str]:
+    out = ["## How it was made", "", "| run | recipe | model | engine | status | started | ended |",
+           "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    runs = store.runs()
+    for r in runs:
+        out.append(f"| {r['run_id']} | {r['name']} | {r['model']} | {r['engine']} | {r['status']} | "
+                   f"{_time(r['started_at'])} | {_time(r['ended_at'])} |")  # fmt: skip
+    for r in runs:
+        s = json.loads(r["sampling"] or "{}")
+        out += ["", f"### Run {r['run_id']}", "", "Sampling and rejection settings: "
+                + ", ".join(f"`{k}`={v}" for k, v in s.items()) + ".", "", "Recipe:", "", "```yaml",
+                r["recipe"].strip(), "```"]  # fmt: skip
+    return out + [""]
+
+
+def _time(t) -> str:
+    return f"{t:%Y-%m-%d %H:%M}" if t else "-"
+
+
+def _counts(store: Store) -> list[str]:
+    s = store.stats()
+    out = ["## Counts", "", "| source | task | candidates | passed | acceptance | examples |",
+           "| --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for r in s["by_source"]:
+        rate = r["passed"] / r["candidates"] if r["candidates"] else 0
+        out.append(
+            f"| {r['source']} | {r['task']} | {r['candidates']} | {r['passed']} | {rate:.1%} | {r['examples']} |"
+        )
+    rate = s["passed"] / s["candidates"] if s["candidates"] else 0
+    out += ["", f"In all: {s['prompts']} prompts, {s['candidates']} candidates, {s['passed']} passed ({rate:.1%}),"
+            f" {s['examples']} examples kept.", "", "### Drops by reason", ""]  # fmt: skip
+    out += ["| reason | count |", "| --- | ---: |", *(f"| {k} | {v} |" for k, v in s["reasons"].items())]
+    out += ["", "`prompt_*` reasons are prompts set aside before sampling; the others are rejected candidates.", ""]
+    return out
+
+
+def _filters(store: Store) -> list[str]:
+    out = ["## Dedup and decontamination", ""]
+    for r in store.runs():
+        recipe = parse(yaml.safe_load(r["recipe"]) or {})
+        d, c = recipe.dedup, recipe.decontam
+        dedup = (f"MinHash over {d.ngram}-word n-grams of the {d.field}, {d.num_perm} permutations, Jaccard "
+                 f"threshold {d.threshold}" if "dedup" in recipe.filters else "off")  # fmt: skip
+        decon = (f"{c.ngram}-word n-gram overlap of the {', '.join(c.fields)} with {json.dumps(c.sources)}"
+                 if "decontam" in recipe.filters else "off")  # fmt: skip
+        out += [f"- run {r['run_id']}: filters {', '.join(recipe.filters)}; dedup: {dedup}; decontamination: {decon}"]
+    f = store.facts()
+    sizes = f["clusters"]
+    out += ["", f"Findings: {sum(s - 1 for s in sizes)} near-duplicates dropped in {len(sizes)} clusters"
+            + (f" (largest: {max(sizes)} texts)" if sizes else "") + "; contaminated: "
+            + (", ".join(f"{n} ({b})" for b, n in f["contaminated"]) or "none") + ".", ""]  # fmt: skip
+    return out
+
+
+def _columns() -> list[str]:
+    return ["## Columns", "",
+            "- `messages`: the chat, a list of `{role, content}`: the prompt as the model saw it and the kept answer",
+            "- `task`: math, code or general; `source`: where the prompt came from",
+            "- `n_tokens`: the answer's length in tokens",
+            "- `prompt_id`, `example_id`, `run_id`: keys in the store"]  # fmt: skip
+
+
+def push(folder: Path, repo_id: str, private: bool) -> str:
+    """Upload the folder to a dataset repo; the token is found by huggingface_hub and never shown."""
+    from huggingface_hub import HfApi, get_token
+
+    token = get_token()
+    if not token:
+        raise FactoryError("no Hugging Face token: set HF_TOKEN, or run `hf auth login`, then publish again")
+    api = HfApi()
+    try:
+        url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(repo_id=repo_id, repo_type="dataset", folder_path=folder,
+                          commit_message="factory publish", delete_patterns=["*.parquet", "**/*.parquet"])  # fmt: skip
+    except Exception as e:  # whatever the Hub or the network says, without the token in it
+        msg = " ".join(str(e).replace(token, "***").split())[:600] or type(e).__name__
+        raise FactoryError(f"publishing to {repo_id} failed: {msg}") from None
+    return str(url)

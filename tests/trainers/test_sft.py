@@ -1,0 +1,144 @@
+"""SFT on a store made by the demo (the `demo_store` fixture): recipes are checked before anything loads, the prompt
+is masked out of the loss, the loss falls and the weights change, a second run resumes from the last checkpoint, and
+the saved folder loads in transformers and, as a generate recipe's model, in vLLM."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import ROOT, rows, run_cli
+from safetensors import safe_open
+
+from factory.errors import FactoryError
+from factory.models import resolve
+from trainers import sft
+from trainers.common import read_metrics
+from trainers.data import sft_rows
+from trainers.recipe import SFTRecipe, load
+
+RECIPE = ROOT / "recipes" / "sft_tiny.yaml"
+# two short examples seen again and again: the loss must fall within a few steps
+TINY = ["data.limit=2", "train.batch_size=2", "train.grad_accum=1", "train.learning_rate=1.0e-4",
+        "sft.max_length=96", "train.save_steps=3"]  # fmt: skip
+PARAM = "model.layers.0.self_attn.q_proj.weight"
+
+
+def tiny(*more: str) -> SFTRecipe:
+    return load(SFTRecipe, RECIPE, [*TINY, *more])
+
+
+def test_recipes_load():
+    for name in ("sft_tiny", "sft_gpu"):
+        recipe = load(SFTRecipe, ROOT / "recipes" / f"{name}.yaml")
+        assert recipe.name == name and recipe.train.max_steps != 0
+
+
+def test_recipe_problems_are_listed_at_once(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modle: x\ntrain: {batch_size: 0, precision: fp8, learning_rate: fast}\nsft: {packing: maybe}\n")
+    with pytest.raises(FactoryError) as e:
+        load(SFTRecipe, bad)
+    msg = str(e.value)
+    for part in ("modle: unknown key", "train.batch_size: 0", "train.precision: 'fp8'", "train.learning_rate: 'fast'",
+                 "sft.packing: 'maybe'", str(bad)):  # fmt: skip
+        assert part in msg, msg
+
+
+def test_yaml_exponents_without_a_dot_are_numbers(tmp_path):
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("train: {learning_rate: 1e-5}\n")  # YAML 1.1 reads this as a string
+    assert load(SFTRecipe, ok).train.learning_rate == 1e-5
+
+
+def test_unknown_trainer_kind_is_refused():
+    res = run_cli("train", "ppo", str(RECIPE), "--db", "/nonexistent.duckdb")
+    assert res.returncode == 2 and "sft, grpo, moe" in res.stderr
+
+
+@pytest.mark.slow
+def test_prompt_tokens_are_masked(demo_store, tmp_path):
+    recipe = tiny()
+    trainer = sft.build(recipe, demo_store, tmp_path)
+    first = sft_rows(demo_store, recipe.data)[0]  # the dataset keeps store order
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    ids, labels = batch["input_ids"][0], batch["labels"][0]
+    tok = trainer.processing_class
+    prompt = tok.apply_chat_template(first["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False)
+    n = len(prompt)
+    assert ids[:n].tolist() == prompt
+    assert (labels[:n] == -100).all()  # no loss on the prompt
+    assert (labels[n:] == ids[n:]).all()  # the reply (and its end-of-turn token) is learned
+    assert first["completion"][0]["content"].strip() in tok.decode(ids[n:])
+
+
+@pytest.mark.slow
+def test_packing_puts_whole_examples_in_one_sequence(demo_store, tmp_path):
+    trainer = sft.build(tiny("data.limit=6", "sft.packing=true", "sft.max_length=512"), demo_store, tmp_path)
+    assert len(trainer.train_dataset) < 6  # short examples share a sequence
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist()
+    assert len(starts) > 1 and (batch["labels"][0, starts] == -100).all()  # no label crosses into the next example
+    with torch.no_grad():
+        loss = trainer.model(**{k: batch[k] for k in ("input_ids", "position_ids", "labels")}).loss
+    assert math.isfinite(loss.item())
+
+
+@pytest.fixture(scope="module")
+def trained(demo_store, tmp_path_factory):
+    """Three steps, then a second run of the same recipe with five: it must resume at step 3."""
+    out = tmp_path_factory.mktemp("sft")
+    first = sft.train(tiny("train.max_steps=3"), demo_store, out)
+    second = sft.train(tiny("train.max_steps=5"), demo_store, out)
+    return out, first, second
+
+
+@pytest.mark.slow
+def test_loss_falls_and_weights_change(trained):
+    out, first, _ = trained
+    losses = [h["loss"] for h in first.state.log_history if "loss" in h]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    assert losses[-1] < losses[0]
+    with safe_open(Path(resolve("smollm2-135m-instruct")) / "model.safetensors", "pt") as base:
+        before = base.get_tensor(PARAM).float()
+    with safe_open(out / "model.safetensors", "pt") as trained_file:
+        after = trained_file.get_tensor(PARAM).float()
+    assert before.shape == after.shape and not torch.equal(before, after)
+
+
+@pytest.mark.slow
+def test_second_run_resumes_from_last_checkpoint(trained):
+    out, first, second = trained
+    assert first.state.global_step == 3 and second.state.global_step == 5
+    history = lambda t: [(h["step"], h["loss"]) for h in t.state.log_history if "loss" in h]  # noqa: E731
+    assert history(second)[:3] == history(first)  # the checkpoint's state, loaded
+    assert [step for step, _ in history(second)] == [1, 2, 3, 4, 5]
+    logged = [m["step"] for m in read_metrics(out) if "loss" in m]
+    assert logged == [1, 2, 3, 4, 5]  # steps 1-3 were not trained again: one metrics file across both runs
+    assert (out / "checkpoint-5" / "trainer_state.json").exists()
+
+
+@pytest.mark.slow
+def test_saved_model_loads_and_generates(trained):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = trained[0]
+    tok = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForCausalLM.from_pretrained(out)
+    ids = tok.apply_chat_template([{"role": "user", "content": "What is 2 + 3?"}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)  # fmt: skip
+    gen = model.generate(**ids, max_new_tokens=6, do_sample=False)
+    assert gen.shape[1] > ids["input_ids"].shape[1]
+
+
+@pytest.mark.slow
+def test_generate_recipe_can_name_the_trained_model(trained, demo_recipe, tmp_path):
+    """The folder is a model vLLM loads: `factory generate` samples from it like from any model."""
+    out, db = trained[0], tmp_path / "again.duckdb"
+    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "2", "--set", f"model={out}",
+                  "--set", "rejection.max_samples=2")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert rows(db, "SELECT model FROM runs")[0][0] == str(out)
+    assert rows(db, "SELECT count(*) FROM candidates")[0][0] >= 2

@@ -1,0 +1,130 @@
+"""What the SFT and GRPO trainers share: TRL's import, the loop's settings, the output folder and its metrics file.
+
+The output folder holds `checkpoint-N/` folders (model, optimizer, scheduler and RNG states: what resuming needs),
+`metrics.jsonl` (one JSON object per logging step: the step, the epoch and every metric the trainer logged),
+`recipe.yaml`, and in the end the trained model itself (weights, config, tokenizer with its chat template), so the
+folder is what `from_pretrained`, vLLM, and a `factory generate` recipe's `model:` load.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import yaml
+from transformers import TrainerCallback
+
+from factory.errors import FactoryError
+from factory.models import resolve
+from trainers.recipe import TrainConfig
+
+log = logging.getLogger(__name__)
+
+METRICS = "metrics.jsonl"
+
+
+def trl():
+    """TRL, imported when a trainer is built: it is the optional `train` extra."""
+    try:
+        import trl as module
+    except ImportError:
+        raise FactoryError("training needs TRL: pip install 'factory[train]' (or pip install trl==1.16.0)") from None
+    return module
+
+
+def out_dir(recipe, out: Path | None) -> Path:
+    path = Path(out or recipe.out or Path("data/runs") / recipe.name)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "recipe.yaml").write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
+    return path
+
+
+def last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+
+def precision(t: TrainConfig) -> str:
+    """fp32 or bf16: `auto` is bf16 only on a GPU that supports it (bf16 arithmetic is slow on most CPUs)."""
+    if t.precision != "auto":
+        return t.precision
+    import torch
+
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def loop_args(t: TrainConfig, out: Path) -> dict:
+    """The TrainingArguments that SFTConfig and GRPOConfig share, from the recipe's `train` section."""
+    import torch
+
+    bf16 = precision(t) == "bf16"
+    return dict(
+        output_dir=str(out),
+        max_steps=t.max_steps,
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        bf16=bf16,
+        model_init_kwargs={"dtype": "bfloat16" if bf16 else "float32"},
+        gradient_checkpointing=t.gradient_checkpointing,
+        logging_steps=t.logging_steps,
+        save_strategy="steps",
+        save_steps=t.save_steps,
+        save_total_limit=t.save_total_limit,
+        seed=t.seed,
+        report_to=t.report_to or "none",
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def model_path(name: str) -> str:
+    return resolve(name)
+
+
+def tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token is None:  # batches need one; the end-of-text token is never a label where it pads
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+class MetricsFile(TrainerCallback):
+    """Append every log (loss, learning rate, rewards, ...) to `metrics.jsonl` in the output folder."""
+
+    def __init__(self, out: Path):
+        self.path = out / METRICS
+        self.started = time.monotonic()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs:
+            return
+        row = {"step": state.global_step, "epoch": state.epoch, "elapsed_s": round(time.monotonic() - self.started, 2)}
+        with self.path.open("a") as f:
+            f.write(json.dumps(row | logs, default=float) + "\n")
+
+
+def fit(trainer, out: Path, resume: bool) -> None:
+    """Train (from the last checkpoint in `out` when resuming), then save the model and tokenizer into `out`."""
+    checkpoint = last_checkpoint(out) if resume else None
+    if checkpoint:
+        log.info("resuming from %s", checkpoint)
+    trainer.train(resume_from_checkpoint=checkpoint)
+    trainer.save_model(str(out))  # with the tokenizer (and its chat template)
+    log.info("saved the trained model to %s (metrics in %s)", out, out / METRICS)
+
+
+def read_metrics(out: Path) -> list[dict]:
+    path = Path(out) / METRICS
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -1,0 +1,109 @@
+"""The store as training data: `datasets.Dataset`s in the formats TRL's trainers read.
+
+- SFT: each example's `messages` becomes a conversational prompt (every message before the reply) and completion
+  (the assistant's reply), so TRL tokenizes both with the model's chat template and puts the loss on the reply only.
+- GRPO: prompts from the store (a SQL condition, and a window on each prompt's pass rate over its stored candidates)
+  or from a prompt source, written with the recipe's template and system message like generation writes them. The
+  `task` and `reference` columns go to the reward functions.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from factory.errors import FactoryError
+from factory.recipe import PromptConfig
+from factory.sources import Prompt, make
+from factory.store import Store
+from trainers.recipe import GRPORecipe, SFTData
+
+
+def _query(db: Path, sql: str) -> list[tuple]:
+    store = Store(db, read_only=True)
+    try:
+        return store.query(sql)[1]
+    finally:
+        store.close()
+
+
+def sft_rows(db: Path, data: SFTData) -> list[dict]:
+    """The examples `data.where` picks, in store order, as {prompt, completion} message lists."""
+    sql = "SELECT messages FROM examples" + (f" WHERE {data.where}" if data.where else "")
+    sql += " ORDER BY created_at, example_id" + (f" LIMIT {int(data.limit)}" if data.limit else "")
+    rows = []
+    for (messages,) in _query(db, sql):
+        if messages and messages[-1]["role"] == "assistant":  # every stored example ends with the reply
+            rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
+    if not rows:
+        picked = f" matching {data.where!r}" if data.where else ""
+        raise FactoryError(
+            f"no examples{picked} in {db}; see what there is with "
+            f'`factory query "SELECT task, source, count(*) FROM examples GROUP BY ALL" --db {db}`'
+        )
+    return rows
+
+
+def sft_dataset(db: Path, data: SFTData):
+    from datasets import Dataset
+
+    return Dataset.from_list(sft_rows(db, data))
+
+
+def store_prompts(db: Path, recipe: GRPORecipe) -> list[tuple[Prompt, float | None]]:
+    """(prompt, pass rate or None when never sampled) for the store's prompts the recipe picks."""
+    p = recipe.prompts
+    conditions = [f"({p.where})"] if p.where else []
+    if p.pass_rate is not None:
+        conditions.append(f"r.pass_rate BETWEEN {float(p.pass_rate[0])} AND {float(p.pass_rate[1])}")
+    sql = f"""WITH r AS (SELECT prompt_id, avg(accepted::INT) AS pass_rate FROM candidates GROUP BY prompt_id)
+              SELECT p.source, p.task, p.prompt, p.reference, p.metadata, r.pass_rate
+              FROM prompts p LEFT JOIN r USING (prompt_id)
+              {"WHERE " + " AND ".join(conditions) if conditions else ""}
+              ORDER BY p.prompt_id {f"LIMIT {int(p.limit)}" if p.limit else ""}"""
+    out = []
+    for source, task, text, reference, metadata, rate in _query(db, sql):
+        prompt = make(source, task, text, json.loads(reference or "{}"), json.loads(metadata or "{}"))
+        out.append((prompt, rate))
+    return out
+
+
+def grpo_prompts(db: Path | None, recipe: GRPORecipe) -> list[Prompt]:
+    if recipe.prompts.kind == "source":
+        from factory.sources import load
+
+        prompts = load(recipe.source, recipe.prompts.limit)
+    else:
+        if db is None:
+            raise FactoryError("prompts.kind is store: name the store with --db")
+        prompts = [prompt for prompt, _ in store_prompts(db, recipe)]
+    if not prompts:
+        raise FactoryError(
+            f"recipe {recipe.name}: no prompts match prompts.where={recipe.prompts.where!r} and"
+            f" prompts.pass_rate={recipe.prompts.pass_rate}; see the pass rates with "
+            f'`factory query "SELECT prompt_id, avg(accepted::INT) AS pass_rate FROM candidates GROUP BY 1" --db {db}`'
+        )
+    return prompts
+
+
+def render(cfg: PromptConfig, prompt: Prompt, chat: bool) -> list[dict] | str:
+    """The prompt as generation writes it: messages for a chat model, plain text for a model with no chat template."""
+    user = cfg.template.replace("{prompt}", prompt.prompt)
+    if chat:
+        system = [{"role": "system", "content": cfg.system}] if cfg.system else []
+        return [*system, {"role": "user", "content": user}]
+    return f"{cfg.system}\n\n{user}" if cfg.system else user
+
+
+def grpo_rows(prompts: list[Prompt], cfg: PromptConfig, chat: bool) -> list[dict]:
+    # reference as JSON text: its shape differs by task, and an Arrow column wants one type
+    return [
+        {"prompt": render(cfg, p, chat), "task": p.task, "reference": json.dumps(p.reference), "prompt_id": p.prompt_id}
+        for p in prompts
+    ]
+
+
+def grpo_dataset(prompts: list[Prompt], cfg: PromptConfig, chat: bool):
+    from datasets import Dataset
+
+    return Dataset.from_list(grpo_rows(prompts, cfg, chat))
