@@ -219,18 +219,6 @@ class Store:
             ],
         }
 
-    def export(self, out: Path, fmt: str, where: str | None = None) -> int:
-        """Write the examples (the rows `where` picks) to Parquet or JSONL; return the row count."""
-        sql = "SELECT * FROM examples" + (f" WHERE {where}" if where else "") + " ORDER BY created_at, example_id"
-        options = "FORMAT parquet, COMPRESSION zstd" if fmt == "parquet" else "FORMAT json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            n = self.con.execute(f"SELECT count(*) FROM ({sql})").fetchone()[0]
-            self.con.execute(f"COPY ({sql}) TO '{_quote(out)}' ({options})")
-        except duckdb.Error as e:
-            raise FactoryError(f"export failed: {e}") from None
-        return n
-
     # reads for export, publish and report
     def _select(self, what: str, columns: list[str] | None, where: str | None, pass_rate: tuple | None) -> str:
         if what not in VIEWS:
@@ -313,7 +301,3 @@ VIEWS = {
 VIEWS["rejected"] = f"SELECT * FROM ({VIEWS['candidates']}) WHERE NOT accepted"
 _ORDER = {"examples": "run_id, prompt_id, candidate_id", "prompts": "prompt_id"}
 _ORDER["candidates"] = _ORDER["rejected"] = "run_id, prompt_id, sample_index"
-
-
-def _quote(path: Path) -> str:
-    return str(path).replace("'", "''")

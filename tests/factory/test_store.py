@@ -8,7 +8,6 @@ import sys
 import time
 
 import duckdb
-import pyarrow.parquet as pq
 import pytest
 
 from factory.errors import FactoryError
@@ -150,34 +149,6 @@ def test_stats(filled):
 def test_stats_of_an_empty_store(store):
     s = store.stats()
     assert (s["prompts"], s["candidates"], s["runs"], s["reasons"], s["by_source"]) == (0, 0, [], {}, [])
-
-
-def _two_examples(store: Store) -> str:
-    run = _start(store)
-    a, b = _cand(run, "a", 0, True), _cand(run, "b", 0, True)
-    store.commit(Batch([_prompt("a"), _prompt("b", "humaneval", "code")], [a, b],
-                       [_example(a), _example(b, "code", "humaneval")]))  # fmt: skip
-    return run
-
-
-def test_export_parquet_and_jsonl(store, tmp_path):
-    _two_examples(store)
-    out = tmp_path / "out" / "all.parquet"
-    assert store.export(out, "parquet") == 2
-    table = pq.read_table(out)
-    assert table.num_rows == 2 and set(table.column("task").to_pylist()) == {"math", "code"}
-    assert table.column("messages").to_pylist()[0][1]["role"] == "assistant"
-
-    out = tmp_path / "math.jsonl"
-    assert store.export(out, "jsonl", where="task = 'math'") == 1
-    [row] = [json.loads(line) for line in out.read_text().splitlines()]
-    assert row["task"] == "math" and row["prompt_id"] == "a"
-    assert row["messages"] == [{"role": "user", "content": "question a"}, {"role": "assistant", "content": "answer 0"}]
-
-    out = tmp_path / "none.parquet"
-    assert store.export(out, "parquet", where="task = 'general'") == 0 and pq.read_table(out).num_rows == 0
-    with pytest.raises(FactoryError, match="export failed"):
-        store.export(tmp_path / "x.jsonl", "jsonl", where="no_such_column = 1")
 
 
 def test_query_errors_are_factory_errors(store):
