@@ -46,7 +46,24 @@ def reading(path: str | Path) -> Iterator[tuple[Store, str | None]]:
 
 
 def _stamp(files: list[Path]) -> list[tuple[int, int] | None]:
-    return [(f.stat().st_size, f.stat().st_mtime_ns) if f.exists() else None for f in files]
+    """Size and mtime of each file, None for one that is absent (the writer deletes its WAL at each checkpoint)."""
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            out.append(None)
+        else:
+            out.append((st.st_size, st.st_mtime_ns))
+    return out
+
+
+def _copy(src: Path, dst: Path) -> None:
+    dst.unlink(missing_ok=True)
+    try:
+        shutil.copyfile(src, dst)
+    except FileNotFoundError:
+        dst.unlink(missing_ok=True)  # gone between the stamp and the copy: the stamps differ and it is taken again
 
 
 def _open_copy(path: Path, tmp: Path) -> Store:
@@ -54,9 +71,7 @@ def _open_copy(path: Path, tmp: Path) -> Store:
     for attempt in range(TRIES):
         before = _stamp(files)
         for f in files:
-            (tmp / f.name).unlink(missing_ok=True)
-            if f.exists():
-                shutil.copyfile(f, tmp / f.name)
+            _copy(f, tmp / f.name)
         if _stamp(files) == before:
             try:
                 return Store(tmp / path.name)  # not read-only: opening replays the copied WAL into the copy

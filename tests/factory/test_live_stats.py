@@ -103,3 +103,33 @@ def test_stats_report_and_export_while_generate_runs(tmp_path, demo_recipe):
     assert final["live"] is None and final["runs"][0]["status"] == "complete"
     assert final["candidates"] >= live["candidates"] and final["examples"] >= live["examples"]
     assert len((tmp_path / "e.jsonl").read_text().splitlines()) <= final["examples"]
+
+
+def test_a_wal_checkpointed_away_mid_copy_is_taken_again(tmp_path, monkeypatch):
+    """The writer deletes its WAL at each checkpoint, at any instant: a copy that loses it is retaken, not an error."""
+    import shutil
+
+    from factory import live
+    from factory.store import Store
+
+    db = tmp_path / "f.duckdb"
+    Store(db).close()
+    wal = tmp_path / "f.duckdb.wal"
+    wal.write_bytes(b"")  # stands for the running writer's log, removed by the checkpoint below
+    real, calls = shutil.copyfile, []
+
+    def checkpoint_then_copy(src, dst):
+        calls.append(src)
+        if src == wal and wal.exists():
+            wal.unlink()  # the writer's checkpoint lands between the stamp and the copy
+        return real(src, dst)
+
+    monkeypatch.setattr(live.shutil, "copyfile", checkpoint_then_copy)
+    (tmp_path / "copy").mkdir()
+    store = live._open_copy(db, tmp_path / "copy")
+    try:
+        assert store.stats()["candidates"] == 0
+    finally:
+        store.close()
+    assert calls.count(db) == 2  # the take that lost the WAL was dropped and the store taken again
+    assert not (tmp_path / "copy" / wal.name).exists()
