@@ -198,7 +198,11 @@ def _build(cls, raw: Any, prefix: str, problems: list[str]):
             values[name] = _number(value)  # YAML 1.1 reads 1e-5 (no dot) as a string
         else:
             problems.append(f"{prefix}{name}: {value!r} is not {_describe(hint)}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ValueError as e:  # a section's own rule (its __post_init__)
+        problems.append(f"{prefix.rstrip('.') or 'recipe'}: {e}")
+        return cls()
 
 
 def _number(text: str) -> float | None:

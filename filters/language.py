@@ -3,7 +3,9 @@
 R1 (DeepSeek-AI 2025, §2.3.2) rewards the proportion of target-language words in the chain of thought during RL and
 drops chains of thought with mixed languages from its SFT data (§2.3.3). `language_consistency(text, target)` is that
 proportion, usable as a GRPO reward as is; `language(candidate, cfg, target)` stores it as `language_consistency`
-and drops the candidate below a threshold (reason `language_mixing`).
+and drops the candidate below a threshold (reason `language_mixing`). Both measure the reasoning (the text inside
+<think>...</think>) as R1 does; `scope: completion` measures reasoning and summary together, and a text with no closed
+think block (a model that does not reason in tags) is measured whole.
 
 What counts as a word: LaTeX, code (fenced and inline), URLs, tags, numbers and identifiers (`x1`, `snake_case`,
 `camelCase`, `np.linalg`) are skipped. A word is a run of two or more letters, or one Han or kana character (Chinese
@@ -28,6 +30,7 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 
+from filters.answer import split_think
 from filters.base import Candidate, Verdict, accept, reject
 
 
@@ -40,6 +43,7 @@ class LanguageConfig:
     # (0.95-0.98 in data/labelled/language_cases.jsonl), a foreign paragraph in a short trace does not (0.94 and
     # below); in a 4k-token trace one foreign paragraph is a few percent of the words and is kept
     threshold: float = 0.95
+    scope: str = "reasoning"  # what is measured: "reasoning" (R1's chain of thought) or "completion" (with the summary)
     min_words: int = 20  # fewer words than this (a bare formula, a one-line answer) are too few to judge: kept
     detector: str = "langdetect_rs"  # or "langdetect" (the pure-Python original, ~60x slower), or "script" (none)
     # langdetect judges a paragraph (line) at a time, short ones joined until they have this many words: one call
@@ -53,6 +57,20 @@ class LanguageConfig:
     max_term_words: int = 4  # "Chinese Remainder Theorem" in a Chinese trace is a term, a five-word run is not
     seed: int = 0
 
+    def __post_init__(self):
+        if self.scope not in SCOPES:
+            raise ValueError(f"scope {self.scope!r} is not one of {', '.join(SCOPES)}")
+
+    def measured(self, text: str) -> str:
+        """The part of a completion this config measures: its reasoning, unless scope is the whole completion."""
+        if self.scope == "reasoning":
+            reasoning, _ = split_think(text)
+            if reasoning is not None:
+                return reasoning
+        return text
+
+
+SCOPES = ("reasoning", "completion")
 
 # the scripts of the languages langdetect knows (ISO 639-1); Japanese is written in Han and kana together
 _LATIN = "af ca cs cy da de en es et fi fr hr hu id it lt lv nl no pl pt ro sk sl so sq sv sw tl tr vi"
@@ -112,15 +130,16 @@ def normalize(lang: str) -> str:
 
 
 def language_consistency(text: str, target: str = "en", cfg: LanguageConfig | None = None) -> float:
-    """The proportion of `target`-language words in `text` (1.0 when it has no words): R1's language reward."""
-    words, foreign = count_words(text, target, cfg or LanguageConfig())
+    """The proportion of `target`-language words in `text`'s reasoning (1.0 when it has no words): R1's reward."""
+    cfg = cfg or LanguageConfig()
+    words, foreign = count_words(cfg.measured(text), target, cfg)
     return 1.0 if words == 0 else 1.0 - foreign / words
 
 
 def language(c: Candidate, cfg: LanguageConfig | None = None, target: str | None = None) -> Verdict:
-    """Drop a completion (reasoning and summary) whose share of target-language words is under the threshold."""
+    """Drop a completion whose reasoning's share of target-language words is under the threshold."""
     cfg = cfg or LanguageConfig()
-    words, foreign = count_words(c.text, target or cfg.target, cfg)
+    words, foreign = count_words(cfg.measured(c.text) if c.think else c.text, target or cfg.target, cfg)
     score = 1.0 if words == 0 else round(1.0 - foreign / words, 4)
     if words >= cfg.min_words and score < cfg.threshold:
         return reject("language_mixing", language_consistency=score)

@@ -99,11 +99,12 @@ def test_every_problem_is_reported_at_once(tmp_path):
         source={"name": "basic_arithmetc"},  # unknown family
         filters=["format", "dedupe"],  # unknown filter
         engine={"kind": "tgi"},
+        language={"scope": "summary"},  # a rule of the section itself
     )
     msg = _problems(tmp_path, raw)
-    assert msg.startswith(f"{tmp_path / 'r.yaml'}: 7 problem(s):")
+    assert msg.startswith(f"{tmp_path / 'r.yaml'}: 8 problem(s):")
     for field in ("colour", "sampling.temperature", "sampling.seeed", "rejection.max_samples", "source.name",
-                  "filters[1]", "engine.kind"):  # fmt: skip
+                  "filters[1]", "engine.kind", "language"):  # fmt: skip
         assert f"  - {field}:" in msg
 
 

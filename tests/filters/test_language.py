@@ -147,3 +147,19 @@ def test_labelled_precision_recall_and_hard_cases():
 def test_script_counts_alone_miss_same_script_mixing():
     tp, fp, fn, _ = evaluate(LanguageConfig(detector="script"))
     assert tp / (tp + fn) < 0.8  # the French, German, Spanish and Ukrainian cases need langdetect
+
+
+def test_the_reasoning_is_measured_unless_the_scope_is_the_whole_completion():
+    en_then_zh = f"<think>\n{EN}\n</think>\n\n{ZH}"  # English reasoning, a Chinese summary
+    zh_then_en = f"<think>\n{ZH}\n</think>\n\n{EN}"
+    assert language(Candidate(en_then_zh)).scores == {"language_consistency": 1.0}  # R1's measure: the reasoning
+    assert language_consistency(en_then_zh, "en") == 1.0
+    v = language(Candidate(zh_then_en))
+    assert (v.accepted, v.reason, v.scores) == (False, "language_mixing", {"language_consistency": 0.0})
+    whole = LanguageConfig(scope="completion")
+    assert not language(Candidate(en_then_zh), whole).accepted
+    assert 0 < language_consistency(en_then_zh, "en", whole) < 1
+    assert language(Candidate(zh_then_en, think=False)).scores["language_consistency"] > 0  # no tags: all of it
+    assert language_consistency(ZH, "en") == 0.0  # no think block: the whole text
+    with pytest.raises(ValueError, match="scope 'summary' is not one of reasoning, completion"):
+        LanguageConfig(scope="summary")
