@@ -313,8 +313,8 @@ def publish(
         if dry_run:
             console.print(f"wrote {per} examples and the card to {folder}; nothing uploaded", highlight=False)
             return
-        with console.status(f"uploading {per} examples to {repo_id}"):
-            url = pub.push(folder, repo_id, private)
+        console.print(f"pushing {per} examples to {repo_id} with push_to_hub, one config per task", highlight=False)
+        url = pub.push(folder, repo_id, private)
     console.print(f"published {per} examples to {url}", highlight=False)
 
 

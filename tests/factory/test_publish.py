@@ -1,5 +1,6 @@
 """`factory publish` on a store made by a real demo run: the dry-run folder loads with `datasets`, the card parses
-with huggingface_hub, and the push reads the token from HF_TOKEN without ever showing it."""
+with huggingface_hub, the push (`push_to_hub`, against a local stand-in for the Hub) lands the dry run's files byte
+for byte, and the token is read from HF_TOKEN without ever being shown."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import duckdb
 import pytest
 from conftest import FACTORY, ROOT, rows, run_cli
+from local_hub import LocalHub
 
 pytestmark = pytest.mark.slow
 TOKEN = "hf_testSECRETtoken0123456789abcdefXYZ"
@@ -113,6 +115,43 @@ def test_push_reads_the_token_from_the_environment_and_never_shows_it(demo_store
     assert "refused by the test server" in res.stderr, (_Refuse.seen, res.stderr)
     stored = [p for p in home.rglob("*") if p.is_file() and TOKEN in p.read_bytes().decode("latin-1")]
     assert stored == []  # and was not written anywhere
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_push_lands_exactly_the_dry_run_with_push_to_hub(demo_store, tmp_path):
+    db = tmp_path / "two.duckdb"
+    shutil.copy(demo_store, db)
+    con = duckdb.connect(str(db))
+    con.execute("UPDATE examples SET task = 'code' WHERE example_id IN (SELECT min(example_id) FROM examples)")
+    con.close()
+    dry = tmp_path / "dry"
+    # small shards, so that each task's rows are cut into several, as a big store's are
+    assert _publish(db, "--repo-id", "me/two", "--dry-run", str(dry), "--shard-size", "300B").returncode == 0
+    assert len(list((dry / "math").glob("train-*.parquet"))) > 1
+    with LocalHub(TOKEN) as hub:
+        env = {"HF_TOKEN": TOKEN, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_XET": "1"}
+        res = _publish(db, "--repo-id", "me/two", "--private", "--shard-size", "300B", env=env)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert f"to {hub.url}/datasets/me/two" in res.stderr and TOKEN not in res.stdout + res.stderr
+        assert hub.repos == {"me/two": {"private": True}}
+        assert _files(dry) == hub.files  # every shard and the card, byte for byte
+        assert hub.commits == ["factory publish: code", "factory publish: math", "factory publish: dataset card"]
+        # published again with only one task left: the other task's shards are removed, nothing else remains
+        con = duckdb.connect(str(db))
+        con.execute("DELETE FROM examples WHERE task = 'code'")
+        con.close()
+        assert _publish(db, "--repo-id", "me/two", "--dry-run", str(dry)).returncode == 0
+        res = _publish(db, "--repo-id", "me/two", env=env)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert _files(dry) == hub.files and not any(f.startswith("code/") for f in hub.files)
+    repo_calls = [h.get("authorization") for m, p, h in hub.requests if p.startswith(("/api/datasets/", "/api/repos"))]
+    assert repo_calls and set(repo_calls) == {f"Bearer {TOKEN}"}  # every call on the repo carried the token
+    assert {h.get("authorization") for m, p, h in hub.requests} <= {f"Bearer {TOKEN}", None}
+    stored = [p for p in (tmp_path / "hf").rglob("*") if p.is_file() and TOKEN.encode() in p.read_bytes()]
+    assert stored == []
 
 
 def test_no_token_and_a_bad_repo_id_are_named(demo_store, tmp_path):
