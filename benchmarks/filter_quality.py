@@ -1,8 +1,9 @@
 """How well and how fast do the readability and language filters judge? Labelled sets and 4k-token traces, one run.
 
-Quality: precision and recall (drop = positive) on data/labelled/readability_cases.jsonl and language_cases.jsonl,
-per category, with a baseline in the same run: the format check alone for readability, script counts without
-langdetect for language. Speed: candidates per second of CPU time, one process, on synthetic ~4k-token traces built
+Quality: precision and recall (drop = positive) on data/labelled/readability_cases.jsonl and language_cases.jsonl
+(the development sets), then on data/labelled/heldout/ (written apart from the filters, never tuned on), per
+category, with a baseline in the same run: the format check alone for readability, script counts without langdetect
+for language. Speed: candidates per second of CPU time, one process, on synthetic ~4k-token traces built
 from the labelled sets' own sentences (tokens counted with the bundled SmolLM2 tokenizer); the language filter's
 langdetect cache is cleared before every candidate, so no trace profits from another.
 
@@ -117,15 +118,10 @@ def rate(traces: list[Candidate], judge, seconds: float) -> tuple[float, float]:
     return done / (time.process_time() - start), accepted / done
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--traces", type=int, default=40, help="synthetic traces per language")
-    ap.add_argument("--tokens", type=int, default=4096, help="tokens per synthetic trace")
-    ap.add_argument("--seconds", type=float, default=3.0, help="CPU seconds per speed measurement")
-    args = ap.parse_args()
-
-    read_cases, lang_cases = load("readability_cases.jsonl"), load("language_cases.jsonl")
+def report(title: str, read_cases: list[dict], lang_cases: list[dict]) -> None:
+    """Precision and recall of both filters on one pair of labelled sets, with their baselines."""
     header = ["category", "cases", "drop (labelled)", "dropped", "precision", "recall"]
+    print(f"# On {title}\n")
     print(f"## Readability ({len(read_cases)} labelled cases, drop = positive)\n")
     print(table(header + ["reason right"], quality(read_cases, lambda c: readability(candidate(c)), True)))
     print("\nBaseline in the same run:\n")
@@ -145,6 +141,24 @@ def main() -> None:
         summary_row("langdetect (pure Python)", lang_cases, lang(LanguageConfig(detector="langdetect"))),
         summary_row("langdetect-rs (default)", lang_cases, lang(LanguageConfig())),
     ]))  # fmt: skip
+    print()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--traces", type=int, default=40, help="synthetic traces per language")
+    ap.add_argument("--tokens", type=int, default=4096, help="tokens per synthetic trace")
+    ap.add_argument("--seconds", type=float, default=3.0, help="CPU seconds per speed measurement")
+    args = ap.parse_args()
+
+    read_cases, lang_cases = load("readability_cases.jsonl"), load("language_cases.jsonl")
+    report("the development sets (the filters were tuned on them)", read_cases, lang_cases)
+    if (LABELLED / "heldout").is_dir():
+        report(
+            "the held-out sets (written apart from the filters, never tuned on)",
+            load("heldout/readability_cases.jsonl"),
+            load("heldout/language_cases.jsonl"),
+        )
 
     count_tokens, unit = token_counter()
     en = synthetic(paragraphs_of(read_cases + lang_cases, "en"), args.traces, args.tokens, count_tokens)

@@ -116,14 +116,14 @@ def test_a_missing_detector_says_what_to_install(monkeypatch):
         language_consistency(EN, "en", LanguageConfig(detector="fasttext", seed=54321))
 
 
-def labelled() -> list[dict]:
-    return [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines()]
+def labelled(path: Path = CASES) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
-def evaluate(cfg: LanguageConfig) -> tuple[int, int, int, list]:
+def evaluate(cfg: LanguageConfig, path: Path = CASES) -> tuple[int, int, int, list]:
     tp = fp = fn = 0
     wrong_hard = []
-    for c in labelled():
+    for c in labelled(path):
         v = language(Candidate(c["text"]), cfg, c["target"])
         drop, want = not v.accepted, c["label"] == "drop"
         tp, fp, fn = tp + (drop and want), fp + (drop and not want), fn + (want and not drop)
@@ -142,6 +142,14 @@ def test_labelled_precision_recall_and_hard_cases():
     tp, fp, fn, wrong_hard = evaluate(LanguageConfig())
     assert tp / (tp + fp) >= 0.95 and tp / (tp + fn) >= 0.95, (tp, fp, fn)
     assert not wrong_hard
+
+
+def test_held_out_precision_and_recall():
+    # written apart from the filter and never tuned on: it misses one boundary case (11-14% foreign words)
+    held_out = CASES.parent / "heldout" / "language_cases.jsonl"
+    assert len(labelled(held_out)) >= 80
+    tp, fp, fn, _ = evaluate(LanguageConfig(), held_out)
+    assert tp / (tp + fp) >= 0.95 and tp / (tp + fn) >= 0.95, (tp, fp, fn)
 
 
 def test_script_counts_alone_miss_same_script_mixing():
