@@ -199,7 +199,7 @@ class Store:
         reasons = self.con.execute(
             """SELECT reason, count(*) FROM (SELECT reason FROM candidates WHERE NOT accepted
                                             UNION ALL SELECT 'prompt_' || reason FROM prompt_drops)
-               GROUP BY reason ORDER BY 2 DESC"""
+               GROUP BY reason ORDER BY 2 DESC, 1"""
         ).fetchall()
         by_source = self.con.execute(
             """SELECT p.source, p.task, count(*), count(*) FILTER (WHERE c.accepted), count(e.example_id)
@@ -283,7 +283,7 @@ _CLUSTERS = """SELECT count(*) + 1 FROM (
 _LEAKS = """SELECT scores->>'benchmark', count(*) FROM (
               SELECT scores FROM prompt_drops WHERE reason = 'contaminated'
               UNION ALL SELECT scores FROM candidates WHERE reason = 'contaminated')
-            GROUP BY 1 ORDER BY 2 DESC"""
+            GROUP BY 1 ORDER BY 2 DESC, 1"""
 _PASS = "SELECT prompt_id, avg(accepted::INT) AS pass_rate FROM candidates GROUP BY prompt_id"
 # what `factory export` can write; each a view whose columns `--columns` and `--where` name
 VIEWS = {
