@@ -269,6 +269,11 @@ def _check(r: Recipe, problems: list[str]) -> None:
     bad(rj.round_size < 1, f"rejection.round_size: {rj.round_size} must be >= 1")
     bad(rj.batch_prompts < 1, f"rejection.batch_prompts: {rj.batch_prompts} must be >= 1")
     bad(
+        sp.temperature == 0 and rj.max_samples > 1,
+        f"sampling.temperature: 0 is greedy, so every sample of a prompt is the same answer (and vLLM refuses n > 1);"
+        f" with rejection.max_samples {rj.max_samples} use a temperature > 0, or max_samples 1 and round_size 1",
+    )
+    bad(
         rj.max_samples < max(rj.round_size, rj.accept_per_prompt),
         f"rejection.max_samples: {rj.max_samples} must be >= round_size and accept_per_prompt",
     )

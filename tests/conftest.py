@@ -49,9 +49,11 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory, demo_recipe) -> Path:
     """A store made by a real demo run (the bundled SmolLM2 on vLLM): 8 prompts, response dedup on, so it holds
-    accepted, rejected and near-duplicate candidates. Shared by the export, publish and report tests."""
+    accepted, rejected and near-duplicate candidates. Shared by the export, publish and report tests. A low
+    temperature makes a solved prompt's samples repeat (near-duplicates in every run; at 0.7 some runs had none)
+    while unsolved prompts keep their wrong answers."""
     db = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "8",
+    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "8", "--set", "sampling.temperature=0.1",
                   "--set", "filters=[format,verify,dedup]", "--set", "dedup.field=response")  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     return db

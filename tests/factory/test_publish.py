@@ -48,7 +48,7 @@ def test_dry_run_writes_a_dataset_that_loads_and_a_card_that_parses(demo_store, 
                                   "data_files": [{"split": "train", "path": "math/train-*.parquet"}]}]  # fmt: skip
     text = card.text
     [(run_id, recipe)] = rows(demo_store, "SELECT run_id, recipe FROM runs")
-    for fact in ("smollm2-135m-instruct", run_id, "`temperature`=0.7", "basic_arithmetic", "wrong_answer",
+    for fact in ("smollm2-135m-instruct", run_id, "`temperature`=0.1", "basic_arithmetic", "wrong_answer",
                  "near_duplicate", "Jaccard threshold 0.6", "decontamination: off", "Findings:"):  # fmt: skip
         assert fact in text, fact
     assert recipe.strip() in text  # the recipe as run

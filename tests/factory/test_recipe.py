@@ -108,6 +108,13 @@ def test_every_problem_is_reported_at_once(tmp_path):
         assert f"  - {field}:" in msg
 
 
+def test_greedy_sampling_draws_one_sample(tmp_path):
+    raw = _merge(sampling={"temperature": 0})
+    assert "sampling.temperature: 0 is greedy" in _problems(tmp_path, raw)
+    raw = _merge(sampling={"temperature": 0}, rejection={"max_samples": 1, "round_size": 1})
+    assert recipes.load(_write(tmp_path, raw)).sampling.temperature == 0
+
+
 def test_set_overrides(tmp_path):
     sets = ["sampling.temperature=0.9", "rejection.max_samples=12", "prompt.think=true", "filters=[format]",
             "source.config.max_terms=3", "prompt.system=Be brief."]  # fmt: skip
