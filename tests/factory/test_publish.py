@@ -59,15 +59,21 @@ def test_dry_run_writes_a_dataset_that_loads_and_a_card_that_parses(demo_store, 
     assert _publish(demo_store, "--repo-id", "me/arith-demo", "--dry-run", str(out)).returncode == 0
 
 
-def test_one_config_per_task_and_a_default_with_all(demo_store, tmp_path):
-    import datasets
-    from huggingface_hub import DatasetCard
-
+def _two_tasks(demo_store, tmp_path):
+    """A copy of the demo store whose first example is a code example: two tasks to publish."""
     db = tmp_path / "two.duckdb"
     shutil.copy(demo_store, db)
     con = duckdb.connect(str(db))
     con.execute("UPDATE examples SET task = 'code' WHERE example_id IN (SELECT min(example_id) FROM examples)")
     con.close()
+    return db
+
+
+def test_one_config_per_task_and_a_default_with_all(demo_store, tmp_path):
+    import datasets
+    from huggingface_hub import DatasetCard
+
+    db = _two_tasks(demo_store, tmp_path)
     out = tmp_path / "ds"
     assert _publish(db, "--repo-id", "me/two", "--dry-run", str(out)).returncode == 0
     names = [c["config_name"] for c in DatasetCard.load(out / "README.md").data.configs]
@@ -122,11 +128,7 @@ def _files(folder) -> dict[str, bytes]:
 
 
 def test_push_lands_exactly_the_dry_run_with_push_to_hub(demo_store, tmp_path):
-    db = tmp_path / "two.duckdb"
-    shutil.copy(demo_store, db)
-    con = duckdb.connect(str(db))
-    con.execute("UPDATE examples SET task = 'code' WHERE example_id IN (SELECT min(example_id) FROM examples)")
-    con.close()
+    db = _two_tasks(demo_store, tmp_path)
     dry = tmp_path / "dry"
     # small shards, so that each task's rows are cut into several, as a big store's are
     assert _publish(db, "--repo-id", "me/two", "--dry-run", str(dry), "--shard-size", "300B").returncode == 0
