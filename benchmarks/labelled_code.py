@@ -100,7 +100,8 @@ def plain_run(program: str, p: dict) -> bool | None:
 
 def candidate(program: str, p: dict) -> Candidate:
     text = f"Here is the function:\n\n```python\n{program}```\n"
-    return Candidate(text, "code", {"test": p["test"], "entry_point": p["entry_point"]}, think=False)
+    ref = {"test": p["test"], "entry_point": p["entry_point"], "prefix": p["prompt"]}  # as the humaneval source has it
+    return Candidate(text, "code", ref, think=False)
 
 
 def cases(workers: int | None = None) -> list[tuple[str, Candidate, bool]]:

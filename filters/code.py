@@ -86,12 +86,15 @@ def verify_code(c: Candidate, limits: Limits | None = None) -> Verdict:
 
 def _humaneval(code: str, ref: dict, limits: Limits) -> Verdict:
     job = {"format": "humaneval", "test": ref["test"], "entry_point": ref.get("entry_point") or ""}
+    job |= {"prefix": ref.get("prefix") or "", "output_bytes": limits.output_kb << 10}
     res, reports = _harness(code, job, limits)
     if res.output_exceeded:
         return reject("output_limit")
-    status = reports.get(0, ("", ""))[0]
+    status, data = reports.get(0, ("", ""))
     if status == "passed":
         return accept()
+    if status == "bad_reference":  # the dataset's own code, not the answer's: a broken record, said as such
+        raise ValueError(f"reference: the prompt's code (prefix) or the test code does not run ({data})")
     return reject(status if status in _REASONS else _lost(res))
 
 

@@ -1,8 +1,20 @@
 """The test harness: runs inside the sandbox as /box/main.py, next to the candidate's program in /box/solution.py.
 
-Before any candidate code runs it reads its job from fd 3 and closes it: the format, the tests or inputs, and a
-nonce the host drew for this run. Every report it writes to stdout is one line that starts with the nonce, so
-nothing the candidate prints can pass for one (filters/code.py says what the host trusts, and why).
+Two processes, so that the one whose word counts never runs a line of the candidate's code:
+
+- the test process (this one) reads its job from fd 3 and closes it: the format, the tests or inputs, and a nonce
+  the host drew for this run. It runs the prompt's code, the tests and check(), and writes every report to stdout as
+  one line that starts with the nonce. It has made itself non-dumpable first, so a process of the same uid can
+  neither read its memory (/proc/<pid>/mem, process_vm_readv) nor ptrace it nor open its descriptors.
+- the candidate process, forked before the job is read (the nonce and the tests never enter its memory), runs the
+  program and answers requests over a pipe: call this function with these arguments, run the program on this stdin.
+  Its stdout is the sandbox's stderr, so nothing it prints can reach the reports. Whatever it does to itself
+  (patching builtins, frames, the garbage collector, its own memory) stays in its own process.
+
+The tests' `candidate` is a stub that sends the arguments over and gets the return value back as a marshal of
+builtin types alone, checked on arrival (exact types, no cycles, no code objects); anything else is a wrong answer.
+So `assert candidate(x) == y` compares a real int, list or tuple with y, never an object that says it equals
+anything. Helpers the tests call come from the prompt's code (the reference's "prefix"), never from the candidate.
 
     <nonce> <case> <status> <data>      e.g. "9f..e1 0 passed -", "9f..e1 3 ok [1, 2]", "9f..e1 -1 runtime_error -"
 
@@ -18,6 +30,17 @@ import sys
 
 MEMORY_EXIT = 86  # filters.sandbox.MEMORY_EXIT
 JOB_FD = 3  # sandbox_boot.SECRET_FD
+PLAIN = {type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset}
+CONTAINERS = (tuple, list, set, frozenset)
+
+
+class Gone(BaseException):
+    """The candidate process ended, or said something that is not a reply. Not an Exception, so a test's own
+    `except Exception` cannot swallow it."""
+
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status
 
 
 def normalize(text: str) -> str:
@@ -29,6 +52,8 @@ def normalize(text: str) -> str:
 
 
 def status_of(e: BaseException) -> str:
+    if isinstance(e, Gone):
+        return e.status
     if isinstance(e, AssertionError):
         return "wrong_answer"
     if isinstance(e, MemoryError):
@@ -41,53 +66,259 @@ def write_all(fd: int, data: bytes) -> None:
         data = data[os.write(fd, data) :]
 
 
-def humaneval(job: dict, src: str, report) -> None:
-    """The program, then the test code in the same namespace (tests call helpers the prompt defined), then check."""
-    ns = {"__name__": "solution", "__builtins__": builtins}  # not __main__: demo code under the guard stays out
+def read_exact(fd: int, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = os.read(fd, min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise EOFError
+        buf += chunk
+    return bytes(buf)
+
+
+def send(fd: int, msg) -> None:
+    data = marshal.dumps(msg)
+    write_all(fd, len(data).to_bytes(4, "big") + data)
+
+
+def recv(fd: int, cap: int):
+    n = int.from_bytes(read_exact(fd, 4), "big")
+    if n > cap:
+        raise Gone("output_limit")
+    return marshal.loads(read_exact(fd, n))
+
+
+def plain(value) -> bool:
+    """Builtin values only, of exact types, finite (marshal can build a list that holds itself)."""
+    done, path, stack = set(), set(), [(value, False)]
+    while stack:
+        v, leaving = stack.pop()
+        if leaving:
+            path.discard(id(v))
+            done.add(id(v))
+            continue
+        if type(v) not in PLAIN:
+            return False
+        if not isinstance(v, CONTAINERS + (dict,)) or id(v) in done:
+            continue
+        if id(v) in path:
+            return False
+        path.add(id(v))
+        stack.append((v, True))
+        stack.extend((x, False) for x in (v if isinstance(v, CONTAINERS) else [*v.keys(), *v.values()]))
+    return True
+
+
+# --- the test process: trusted, never runs candidate code ---
+
+
+class Side:
+    """The candidate process as the test process sees it: requests out, checked replies in."""
+
+    def __init__(self, pid: int, out: int, inp: int, cap: int):
+        self.pid, self.out, self.inp, self.cap = pid, out, inp, cap
+        self.dead = ""  # why it stopped answering, once it has
+
+    def ask(self, *msg) -> tuple:
+        if self.dead:
+            raise Gone(self.dead)
+        try:
+            send(self.out, msg)
+            reply = recv(self.inp, self.cap)
+        except Gone as e:  # a reply past the cap: the rest of it is still in the pipe, so no more requests
+            self.dead = e.status
+            self.why()
+            raise
+        except (OSError, EOFError, ValueError, TypeError):
+            self.dead = self.why()
+            raise Gone(self.dead) from None
+        if type(reply) is not tuple or not reply or type(reply[0]) is not str:
+            self.dead = "wrong_answer"
+            self.why()
+            raise Gone(self.dead)
+        return reply
+
+    def why(self) -> str:
+        """Why the candidate process stopped answering (CPU time, memory, anything else); and end it."""
+        try:  # noqa: SIM105
+            os.kill(self.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+        except OSError:
+            return "runtime_error"
+        if code == -signal.SIGXCPU:
+            return "timeout"
+        return "memory_limit" if code == MEMORY_EXIT else "runtime_error"
+
+    def call(self, name: str, args: tuple, kwargs: dict, method: bool = False):
+        reply = self.ask("call", name, args, kwargs, method)
+        if reply[0] == "ok" and len(reply) == 2 and plain(reply[1]):
+            return reply[1]
+        if reply[0] == "raise":
+            raise exception(reply[1:])
+        raise Gone("wrong_answer")  # not a builtin value: a generator, an object, a value that claims equality
+
+    def stub(self, name: str, method: bool = False):
+        def candidate(*args, **kwargs):
+            return self.call(name, args, kwargs, method)
+
+        candidate.__name__ = candidate.__qualname__ = name
+        return candidate
+
+
+def exception(reply: tuple) -> BaseException:
+    """The candidate's exception, as a builtin of the same name where there is one (AssertionError still means a
+    wrong answer, MemoryError the memory limit), else RuntimeError."""
+    name = reply[0] if len(reply) == 1 and type(reply[0]) is str else ""
+    cls = getattr(builtins, name, None) if name.isidentifier() else None
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        return cls()
+    return RuntimeError(name[:100])
+
+
+def fork_candidate(cap: int) -> Side:
+    """The candidate process, forked before the job is read, so neither the nonce nor the tests are in its memory."""
+    req_r, req_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:  # noqa: SIM105
+            os.close(JOB_FD)
+        except OSError:
+            pass
+        os.close(req_w)
+        os.close(rep_r)
+        os.dup2(2, 1)  # what it prints goes to stderr: nothing it writes reaches the reports' stream
+        serve(req_r, rep_w)
+    os.close(req_r)
+    os.close(rep_w)
+    return Side(pid, req_w, rep_r, cap)
+
+
+def names_in(code) -> set:
+    """Every global name the test code (and the functions it defines) refers to."""
+    names, stack = set(), [code]
+    while stack:
+        c = stack.pop()
+        names.update(c.co_names)
+        stack.extend(k for k in c.co_consts if hasattr(k, "co_names"))
+    return names
+
+
+def humaneval(job: dict, side: Side, report) -> None:
+    """The prompt's code, stubs for what the tests call of the candidate's, the test code, then check(candidate)."""
+    ns = {"__name__": "tests", "__builtins__": builtins}
     try:
-        exec(compile(src, "solution.py", "exec"), ns)
-        exec(compile(job["test"], "test.py", "exec"), ns)
-        if job["entry_point"]:
-            ns["check"](ns[job["entry_point"]])
+        exec(compile(job["prefix"], "prompt.py", "exec"), ns)
+        test = compile(job["test"], "test.py", "exec")
+    except BaseException as e:
+        return report(0, "bad_reference", type(e).__name__)
+    entry = job["entry_point"]
+    try:
+        reply = side.ask("load")
+        if reply[0] != "ok":
+            raise exception(reply[1:])
+        defined = reply[1] if len(reply) == 2 and type(reply[1]) is list else []
+        for name in names_in(test) - set(ns) - set(dir(builtins)) - {entry}:
+            if name in defined:  # MBPP-style tests call the program's functions by name
+                ns[name] = side.stub(name)
+        if entry:
+            ns[entry] = fn = side.stub(entry)
+        exec(test, ns)
+        if entry:
+            ns["check"](fn)
     except BaseException as e:
         report(0, status_of(e), type(e).__name__)
     else:
         report(0, "passed")
 
 
-def calls(job: dict, src: str, report) -> None:
+def calls(job: dict, side: Side, report) -> None:
     """f(*args) per case, or Solution().f(*args) as LeetCode and TACO write them; results go back as JSON."""
     import json
 
-    ns = {"__name__": "solution", "__builtins__": builtins}
     try:
-        exec(compile(src, "solution.py", "exec"), ns)
+        reply = side.ask("load")
+        if reply[0] != "ok":
+            raise exception(reply[1:])
     except BaseException as e:
         return report(-1, status_of(e), type(e).__name__)
-    name = job["fn_name"]
     for i, args in enumerate(job["inputs"]):
         try:
-            cls = ns.get("Solution")
-            fn = getattr(cls(), name) if isinstance(cls, type) and hasattr(cls, name) else ns[name]
-            got = fn(*args) if isinstance(args, list) else fn(args)
+            got = side.call(job["fn_name"], tuple(args) if isinstance(args, list) else (args,), {}, True)
         except BaseException as e:
             report(i, status_of(e), type(e).__name__)
+            if side.dead:
+                break  # the candidate process is gone: the other cases have no report, and fail
             continue
-        try:  # plain JSON values only: an object that says it equals anything never reaches the comparison
+        try:  # one line of JSON; the host compares it with the expected value
             report(i, "ok", json.dumps(got))
         except (TypeError, ValueError, RecursionError):
             report(i, "wrong_answer", "unserializable")
 
 
-def stdio(job: dict, src: str, report) -> None:
-    """Each input in a fresh process forked from this one, which never ran candidate code: a fresh module state."""
+def stdio(job: dict, side: Side, report) -> None:
+    """Each input in a fresh process forked from the candidate process, which never runs the program itself."""
     import hashlib
 
-    code = compile(src, "solution.py", "exec")
+    cap = job["output_bytes"]
     for i, text in enumerate(job["inputs"]):
-        status, out = one_case(code, text if isinstance(text, str) else "\n".join(text), job["output_bytes"])
+        text = text if isinstance(text, str) else "\n".join(text)
+        try:
+            reply = side.ask("stdio", text, cap)
+        except Gone as e:
+            report(i, e.status)
+            break
+        ok = len(reply) == 3 and type(reply[1]) is str and type(reply[2]) is bytes and len(reply[2]) <= cap
+        status, out = (reply[1], reply[2]) if ok else ("wrong_answer", b"")
         digest = hashlib.sha256(normalize(out.decode("utf-8", "replace")).encode()).hexdigest()
         report(i, status, digest if status == "ok" else "-")
+
+
+# --- the candidate process: runs the program, answers requests; nothing it says is trusted ---
+
+
+def serve(inp: int, out: int) -> None:
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "solution.py")
+    with open(path, encoding="utf-8") as f:
+        code = compile(f.read(), "solution.py", "exec")
+    ns = {"__name__": "solution", "__builtins__": builtins}  # not __main__: demo code under the guard stays out
+    while True:
+        try:
+            msg = recv(inp, 1 << 30)
+        except BaseException:
+            os._exit(0)
+        if msg[0] == "load":
+            reply = load(code, ns)
+        elif msg[0] == "call":
+            reply = call(ns, *msg[1:])
+        else:
+            reply = ("done", *one_case(code, msg[1], msg[2]))
+        try:
+            send(out, reply)
+        except ValueError:  # marshal: not a builtin value
+            send(out, ("bad",))
+
+
+def load(code, ns: dict) -> tuple:
+    try:
+        exec(code, ns)
+    except BaseException as e:
+        return ("raise", type(e).__name__)
+    return ("ok", [k for k, v in list(ns.items()) if callable(v) and isinstance(k, str)])
+
+
+def call(ns: dict, name: str, args: tuple, kwargs: dict, method: bool) -> tuple:
+    try:
+        cls = ns.get("Solution")
+        fn = getattr(cls(), name) if method and isinstance(cls, type) and hasattr(cls, name) else ns[name]
+        return ("ok", fn(*args, **kwargs))
+    except KeyError:
+        return ("raise", "NameError")
+    except BaseException as e:
+        return ("raise", type(e).__name__)
 
 
 def one_case(code, text: str, cap: int) -> tuple[str, bytes]:
@@ -160,23 +391,37 @@ def read_capped(fd: int, cap: int) -> tuple[bytes, bool]:
     return bytes(buf), False
 
 
+# --- start ---
+
+
+def no_dump() -> None:
+    """PR_SET_DUMPABLE 0: else the candidate process (the same uid) could read this one's memory, the nonce with it."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0 or libc.prctl(3, 0, 0, 0, 0) != 0:  # PR_SET_DUMPABLE, PR_GET_DUMPABLE
+        os.write(2, b"harness: cannot make the test process non-dumpable\n")
+        os._exit(71)  # fail closed: no report, so no pass
+
+
 def main() -> None:
-    with open(JOB_FD, "rb") as f:  # read and closed before candidate code runs: the nonce lives on in memory only
+    no_dump()
+    side = fork_candidate(1 << 20)
+    with open(JOB_FD, "rb") as f:  # read and closed after the fork: the nonce lives in this process alone
         job = marshal.loads(f.read())
+    side.cap = max(job.get("output_bytes", 0), 1 << 20)
     nonce = job["nonce"]
 
     def report(case: int, status: str, data: str = "-") -> None:
         write_all(1, f"\n{nonce} {case} {status} {data}\n".encode())
 
-    with open(os.path.join(os.path.dirname(__file__), "solution.py"), encoding="utf-8") as f:
-        src = f.read()
-    {"humaneval": humaneval, "calls": calls, "stdio": stdio}[job["format"]](job, src, report)
+    {"humaneval": humaneval, "calls": calls, "stdio": stdio}[job["format"]](job, side, report)
     for stream in (sys.stdout, sys.stderr):
         try:  # noqa: SIM105
             stream.flush()
         except BaseException:
             pass
-    os._exit(0)  # not the candidate's atexit handlers or lingering threads
+    os._exit(0)  # whatever the candidate process still does ends with the sandbox
 
 
 if __name__ == "__main__":
