@@ -2,28 +2,31 @@
 
 The three test formats datasets use (a record's `reference`):
 
-- HumanEval: {"test": "def check(candidate): ...", "entry_point": "f"}: the program, the test code, then check(f);
-  an optional "prefix" (the prompt's imports) goes before the program, as the prompt stood before the answer.
-  Without an entry_point the test code alone runs after the program (MBPP-style asserts).
+- HumanEval: {"test": "def check(candidate): ...", "entry_point": "f", "prefix": "<the prompt's code>"}: the
+  prefix and the program, then the test code and check(f). The prefix is the prompt as it stood before the answer
+  (HumanEval's imports, helpers such as /32 `poly` and /38 `encode_cyclic`); the tests take those helpers from it,
+  never from the answer. Without an entry_point the test code alone runs (MBPP-style asserts), calling the program's
+  functions by name.
 - stdin/stdout (APPS, TACO, CodeContests): {"inputs": [...], "outputs": [...]}: each input goes to a fresh process
   (forked inside one sandbox: ~1 ms a case against ~13 ms for a sandbox each), whose stdout is compared line by line,
   trailing whitespace and trailing blank lines ignored. `wall_s` covers all the cases of one answer together.
 - function calls (APPS/TACO call-based, LeetCode): {"fn_name": "f", "inputs": [[args], ...], "outputs": [...]}:
-  f(*args), or Solution().f(*args), compared with == as plain JSON values; an expected [x] also accepts x, as APPS.
+  f(*args), or Solution().f(*args), compared exactly as JSON values (`_equal`: True is not 1, floats within a stated
+  tolerance); an expected [x] also accepts x, as APPS, only when the list has one element.
 
 Reasons: no_code, syntax_error (compiled here, never run), wrong_answer, runtime_error, timeout, memory_limit,
 output_limit. The formats with cases score tests_passed / tests_total.
 
-How the verifier knows the tests ran. The harness (code_harness.py) reads a nonce drawn here for each run from fd 3
-and closes that fd before any candidate code runs; only a report line carrying the nonce counts, and a run without
-one failed. So exiting early (sys.exit(0), os._exit(0), a signal), swallowing an exception or printing "all tests
-passed" never passes. In the stdin and fn_name formats the expected outputs never enter the sandbox: a report is
-only a digest or a JSON value that this side compares, so even a forged report must hold the right answer.
-
-Residual risk, HumanEval format only: the tests run in the candidate's own process, so code written to attack this
-harness can cheat: walk the stack frames to read the nonce out of the harness's memory, or return an object whose
-__eq__ says True to the test's `assert candidate(x) == y`. Neither is an accident a model makes while answering;
-both would show in the stored programs, and the stdin and fn_name formats are not open to them.
+Why a verdict cannot be gamed (a verdict is a reward, and RL tries everything; tests/filters/test_reward_hacking.py
+tries it). Inside the sandbox the harness (code_harness.py) is two processes. The test process runs the tests and
+writes the reports; it never executes a line of the candidate's code, and it is non-dumpable, so the candidate's
+process (the same uid) cannot read its memory, trace it, or open its descriptors. The candidate's process is forked
+before the job is read, so the nonce and the tests are never in its memory; its return values come back as builtin
+values checked on arrival (no object that claims to equal anything), its stdout goes to stderr. The nonce is drawn
+here for each run and reaches the test process on fd 3; only a report line carrying it counts, and a run without
+one failed. So exiting early, killing the test process, swallowing an exception, patching builtins, walking frames,
+reading memory or printing "all tests passed" never passes. In the stdin and fn_name formats the expected outputs
+never enter the sandbox at all: a report is only a digest or a JSON value that this side compares.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import marshal
+import math
 import re
 import secrets
 import textwrap
@@ -45,6 +49,8 @@ from filters.sandbox import Limits
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
 _PYTHON = {"", "python", "py", "python3", "py3"}
+FLOAT_REL_TOL = 1e-6  # function-call answers: Codeforces and LeetCode accept 1e-5 (relative or absolute); tighter here
+FLOAT_ABS_TOL = 1e-9
 _REASONS = {"wrong_answer", "runtime_error", "timeout", "memory_limit", "output_limit"}
 
 
@@ -136,12 +142,32 @@ def _lost(res: sandbox.Result) -> str:
 
 
 def _same_call(data: str, want) -> bool:
+    """The reported JSON value against the expected one, exactly: see `_equal`. An expected [x] also takes x (APPS
+    wraps single answers in a list), but only a list of one element."""
     try:
         got = json.loads(data)
-    except ValueError:
+        want = json.loads(json.dumps(want))  # tuples in a Python-built reference compare as the lists JSON gives
+        return _equal(got, want) or (type(want) is list and len(want) == 1 and _equal(got, want[0]))
+    except (ValueError, TypeError, RecursionError):  # JSON nested past the recursion limit is a wrong answer
         return False
-    want = json.loads(json.dumps(want))  # tuples in a Python-built reference compare as the lists JSON gives
-    return got == want or (isinstance(want, list) and bool(want) and got == want[0])
+
+
+def _equal(got, want) -> bool:
+    """== without Python's loose corners: True is not 1, an int answer is its exact value (2.0 passes for 2, not
+    2.0000001), and a float answer is within FLOAT_REL_TOL of the expected, or FLOAT_ABS_TOL of it near zero."""
+    if type(got) is bool or type(want) is bool:
+        return type(got) is type(want) and got == want
+    if type(got) in (int, float) and type(want) in (int, float):
+        if type(want) is int:
+            return got == want
+        return math.isclose(got, want, rel_tol=FLOAT_REL_TOL, abs_tol=FLOAT_ABS_TOL)
+    if type(got) is not type(want):
+        return False
+    if type(want) is list:
+        return len(got) == len(want) and all(map(_equal, got, want))
+    if type(want) is dict:
+        return got.keys() == want.keys() and all(_equal(got[k], want[k]) for k in want)
+    return got == want
 
 
 def _same_stdout(data: str, want) -> bool:
@@ -154,10 +180,16 @@ def _harness(code: str, job: dict, limits: Limits) -> tuple[sandbox.Result, dict
     nonce = secrets.token_hex(16)
     secret = marshal.dumps({**job, "nonce": nonce})
     res = sandbox.run(_harness_source(), files={"solution.py": code}, secret=secret, limits=limits)
+    return res, _reports(res.stdout, nonce)
+
+
+def _reports(stdout: str, nonce: str) -> dict[int, tuple[str, str]]:
+    """The harness's reports by case: only lines that carry the nonce, the first for each case. A case number of
+    more than 9 digits is no case (int() of 5,000 digits would raise)."""
     reports: dict[int, tuple[str, str]] = {}
-    for m in re.finditer(rf"^{nonce} (-?\d+) (\w+) (.*)$", res.stdout, re.M):
+    for m in re.finditer(rf"^{nonce} (-?\d{{1,9}}) (\w+) (.*)$", stdout, re.M):
         reports.setdefault(int(m[1]), (m[2], m[3]))
-    return res, reports
+    return reports
 
 
 @cache

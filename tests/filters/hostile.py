@@ -1,0 +1,319 @@
+"""Programs written to pass the code verifier without solving the task, one per trick, in the three test formats.
+
+Each is a wrong answer (or a right one that attacks the harness, which is hostile all the same) plus a trick. The
+test module runs them as root and as an unprivileged uid; `python hostile.py` (as that uid, with the filters package
+on PYTHONPATH) reads the cases as JSON on stdin and writes the verdicts as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+# --- the references: the same tiny task, `add`, in each format ---
+
+HE = {
+    "test": "import math\n\n\ndef check(candidate):\n    assert candidate(2, 3) == 5\n"
+    "    assert candidate(-1, 1) == 0\n    assert abs(candidate(1.5, 1.0) - 2.5) < 1e-9\n"
+    "    assert math.isclose(candidate(0.5, 0.25), 0.75)\n",
+    "entry_point": "add",
+    "prefix": 'def add(a, b):\n    """Return a + b."""\n',
+}
+IO = {"inputs": ["1 2\n", "5 7\n", "10 -3\n"], "outputs": ["3\n", "12\n", "7\n"]}
+FN = {"fn_name": "add", "inputs": [[1, 2], [5, 7], [10, -3], [1.5, 1.0], [0.5, 0.25]], "outputs": [3, 12, 7, 2.5, 0.75]}
+REFS = {"humaneval": HE, "stdio": IO, "calls": FN}
+
+RIGHT = {"humaneval": "def add(a, b):\n    return a + b\n", "calls": "def add(a, b):\n    return a + b\n",
+         "stdio": "a, b = map(int, input().split())\nprint(a + b)\n"}  # fmt: skip
+WRONG = {"humaneval": "def add(a, b):\n    return a - b\n", "calls": "def add(a, b):\n    return a - b\n",
+         "stdio": "a, b = map(int, input().split())\nprint(a - b)\n"}  # fmt: skip
+
+# --- tricks: module-level code put before the wrong answer ---
+
+# Forge a passing report for every 32-hex-digit string found, on our stdout and on the test process's if it opens.
+FORGE = r"""
+import os, re
+def _forge(found):
+    lines = b""
+    for n in list(found)[:1000]:
+        n = n.decode() if isinstance(n, bytes) else n
+        lines += f"\n{n} 0 passed -\n".encode()
+        for i in range(3):
+            lines += f"\n{n} {i} ok {[3, 12, 7][i]}\n".encode()
+    for path in ("/dev/stdout", f"/proc/{os.getppid()}/fd/1", "/proc/1/fd/1"):
+        try:
+            fd = os.open(path, os.O_WRONLY)
+            os.write(fd, lines)
+            os.close(fd)
+        except OSError:
+            pass
+    os.write(1, lines)
+_HEX = re.compile(rb"(?<![0-9a-f])[0-9a-f]{32}(?![0-9a-f])")
+_CSTR = re.compile(rb"(?<![0-9a-f])([0-9a-f]{32})\x00")  # how CPython keeps an ASCII str: NUL after the text
+"""
+STEAL_FRAMES = (
+    FORGE
+    + r"""
+import sys
+_f, _found = sys._getframe(), set()
+while _f is not None:
+    for _v in list(_f.f_locals.values()) + list(_f.f_globals.values()):
+        if isinstance(_v, str) and len(_v) == 32:
+            _found.add(_v)
+        if isinstance(_v, dict) and isinstance(_v.get("nonce"), str):
+            _found.add(_v["nonce"])
+    _f = _f.f_back
+_forge(_found)
+"""
+)
+STEAL_GC = (
+    FORGE
+    + r"""
+import gc
+_found = set()
+for _o in gc.get_objects():  # strings are not tracked, but the functions and dicts that hold them are
+    _cells = getattr(_o, "__closure__", None) or ()
+    for _v in [c.cell_contents for c in _cells if c.cell_contents is not None] + (
+        list(_o.values()) if isinstance(_o, dict) else []
+    ):
+        if isinstance(_v, str) and _HEX.fullmatch(_v.encode()):
+            _found.add(_v)
+_forge(_found)
+"""
+)
+SCAN = (
+    FORGE
+    + r"""
+def _scan(pid):
+    found = set()
+    try:
+        maps = open(f"/proc/{pid}/maps").read().splitlines()
+        mem = open(f"/proc/{pid}/mem", "rb", buffering=0)
+    except OSError:
+        return found
+    for line in maps:
+        span, perms = line.split()[:2]
+        lo, hi = (int(x, 16) for x in span.split("-"))
+        if "r" not in perms or hi - lo > 64 << 20:
+            continue
+        try:
+            mem.seek(lo)
+            found.update(_CSTR.findall(mem.read(hi - lo)))
+        except (OSError, ValueError, OverflowError):
+            pass
+    return found
+"""
+)
+STEAL_SELF_MEM = SCAN + "_forge(_scan('self'))\n"
+STEAL_PARENT_MEM = SCAN + "_forge(_scan(os.getppid()) | _scan(1))\n"
+STEAL_CTYPES = (
+    FORGE
+    + r"""
+import ctypes
+_found = set()
+for _line in open("/proc/self/maps").read().splitlines():
+    _span, _perms = _line.split()[:2]
+    _lo, _hi = (int(x, 16) for x in _span.split("-"))
+    if _perms.startswith("rw") and _hi - _lo < 64 << 20 and "[v" not in _line:
+        _found.update(_CSTR.findall(ctypes.string_at(_lo, _hi - _lo)))
+_forge(_found)
+"""
+)
+STEAL_ENVIRON = (
+    FORGE
+    + r"""
+_found = set()
+for _pid in ("self", os.getppid(), 1):
+    try:
+        _found.update(_HEX.findall(open(f"/proc/{_pid}/environ", "rb").read()))
+    except OSError:
+        pass
+_found.update(_HEX.findall(repr(dict(os.environ)).encode()))
+_forge(_found)
+"""
+)
+STEAL_JOB_FD = (
+    FORGE
+    + r"""
+_found = set()
+for _path in ("/proc/self/fd/3", f"/proc/{os.getppid()}/fd/3"):
+    try:
+        _found.update(_HEX.findall(open(_path, "rb").read()))
+    except OSError:
+        pass
+_forge(_found)
+"""
+)
+PTRACE_PARENT = (
+    FORGE
+    + r"""
+import ctypes
+_libc = ctypes.CDLL(None, use_errno=True)
+if _libc.ptrace(16, os.getppid(), 0, 0) == 0:  # PTRACE_ATTACH: on success we could read anything
+    raise SystemExit("attached")
+"""
+)
+REPORT_ON_STACK = r"""
+import sys
+def _passed():
+    f = sys._getframe()
+    while f is not None:
+        r = f.f_locals.get("report")
+        if callable(r):
+            r(0, "passed")
+            for i in range(3):
+                r(i, "ok", str([3, 12, 7][i]))
+            import os
+            os._exit(0)
+        f = f.f_back
+"""
+REWRITE_TEST = r"""
+import sys
+def _rewrite():
+    f = sys._getframe()
+    while f is not None:
+        job = f.f_locals.get("job")
+        if isinstance(job, dict):
+            job["test"] = "def check(candidate):\n    pass\n"
+            job["outputs"] = [[]] * 3
+        f = f.f_back
+_rewrite()
+"""
+SETTRACE = r"""
+import sys
+def _jump_over_check():
+    # the harness's own frame is on the stack while this module runs: find the line that calls check() and the
+    # one that reports a pass (its source is /box/main.py), and jump from the first to the second
+    lines = open("/box/main.py").read().splitlines()
+    f = sys._getframe(1)  # not this function's own frame, whose constants hold "check" too
+    while f is not None and "check" not in f.f_code.co_consts:
+        f = f.f_back
+    if f is None:
+        return
+    call = next(i for i, ln in enumerate(lines, 1) if 'ns["check"]' in ln and i > f.f_code.co_firstlineno)
+    passed = next(i for i, ln in enumerate(lines, 1) if 'report(0, "passed")' in ln and i > call)
+
+    def trace(frame, event, arg):
+        if event == "line" and frame.f_lineno == call:
+            frame.f_lineno = passed
+        return trace
+
+    f.f_trace = trace
+    sys.settrace(lambda *a: None)
+_jump_over_check()
+"""
+PATCH_BUILTINS = "import builtins\nbuiltins.abs = lambda x: 0\n"
+PATCH_ISCLOSE = "import math\nmath.isclose = lambda *a, **k: True\n"
+PATCH_MARSHAL = r"""
+import marshal, json
+_dumps = marshal.dumps
+marshal.dumps = lambda v, *a: _dumps(("ok", 5) if isinstance(v, tuple) and v[:1] == ("ok",) else v, *a)
+json.dumps = lambda *a, **k: "3"
+"""
+ATEXIT = (
+    FORGE
+    + r"""
+import atexit
+atexit.register(lambda: _forge(["0" * 32]))
+"""
+)
+
+
+def WRONG_AT(x) -> str:  # noqa: N802  (reads as a constant)
+    return f"def add(a, b):\n    return 0.0 if a == {x} else a + b\n"
+
+
+CLOSE_STDOUT = "import os\nos.close(1)\nos.close(2)\n"
+FORGE_PLAIN = "print('0 passed -')\nprint('\\n' + '0' * 32 + ' 0 passed -')\nprint('All tests passed')\n"
+KILL_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n"
+KILL_GROUP = "import os, signal\nos.kill(0, signal.SIGKILL)\n"
+STOP_PARENT = "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\n"
+REDEFINE_CHECK = "def check(candidate):\n    pass\n"
+
+# --- tricks that replace the answer itself ---
+
+ALWAYS_EQUAL = """
+class Y:
+    def __eq__(self, other):
+        return True
+    def __sub__(self, other):
+        return self
+    def __abs__(self):
+        return 0
+    def __float__(self):
+        return 0.75
+    __hash__ = None
+def add(a, b):
+    return Y()
+"""
+INT_EQ = "class I(int):\n    __eq__ = lambda s, o: True\n    __hash__ = int.__hash__\n    __sub__ = lambda s, o: 0.0\n"
+INT_EQ += "    __float__ = lambda s: 0.75\ndef add(a, b):\n    return I(0)\n"
+FAKE = "    __eq__ = lambda s, o: True\n    __sub__ = lambda s, o: 0.0\n    __float__ = lambda s: 0.75\n"
+STR_EQ = "class S(str):\n" + FAKE + "    __hash__ = str.__hash__\ndef add(a, b):\n    return S()\n"
+LIST_EQ = "class L(list):\n" + FAKE + "def add(a, b):\n    return L()\n"
+EQ_RAISES = "class R:\n    def __eq__(self, o):\n        raise AssertionError\ndef add(a, b):\n    return R()\n"
+BYTECODE = r"""
+import sys
+def add(a, b):
+    # the test's constants come in the order it wrote them: ..., a, b, expected, ...
+    k = sys._getframe(1).f_code.co_consts
+    same = lambda x, y: type(x) is type(y) and x == y
+    for i in range(len(k) - 2):
+        if same(k[i], a) and same(k[i + 1], b):
+            return k[i + 2]
+    return 0
+"""
+OS_EXIT_MID = "import os\ndef add(a, b):\n    if (a, b) in ((-1, 1), (5, 7)):\n        os._exit(0)\n    return a + b\n"
+GENERATOR = "def add(a, b):\n    yield a + b\n"
+
+
+def attacks() -> list[tuple[str, str, str]]:
+    """(name, format, program); every one must be rejected."""
+    front = {
+        "steal_nonce_frames": STEAL_FRAMES, "steal_nonce_gc": STEAL_GC, "steal_nonce_ctypes": STEAL_CTYPES,
+        "steal_nonce_proc_self_mem": STEAL_SELF_MEM, "steal_nonce_parent_mem": STEAL_PARENT_MEM,
+        "steal_nonce_environ": STEAL_ENVIRON, "steal_nonce_job_fd": STEAL_JOB_FD, "ptrace_parent": PTRACE_PARENT,
+        "report_on_stack": REPORT_ON_STACK + "_passed()\n", "rewrite_test": REWRITE_TEST, "settrace": SETTRACE,
+        "patch_marshal_json": PATCH_MARSHAL,
+        "atexit_forge": ATEXIT, "close_stdout": CLOSE_STDOUT, "forge_without_nonce": FORGE_PLAIN,
+        "redefine_check": REDEFINE_CHECK,
+    }  # fmt: skip
+    out = [(name, fmt, code + WRONG[fmt]) for name, code in front.items() for fmt in REFS]
+    # a patched abs or isclose hides a wrong answer exactly where the tests use it
+    out += [("patch_builtins_abs", fmt, PATCH_BUILTINS + WRONG_AT(1.5)) for fmt in ("humaneval", "calls")]
+    out += [("patch_math_isclose", fmt, PATCH_ISCLOSE + WRONG_AT(0.5)) for fmt in ("humaneval", "calls")]
+    # hostile, yet with the right answer: a harness that can be killed or stopped must not call that a pass
+    for name, code in {"kill_parent": KILL_PARENT, "kill_group": KILL_GROUP, "stop_parent": STOP_PARENT}.items():
+        out += [(name, fmt, code + RIGHT[fmt]) for fmt in REFS]
+    # the trick is the answer (the function-call and HumanEval formats return values)
+    answers = {
+        "always_equal": ALWAYS_EQUAL, "int_subclass_eq": INT_EQ, "str_subclass_eq": STR_EQ,
+        "list_subclass_eq": LIST_EQ, "eq_raises": EQ_RAISES, "bytecode_constant": BYTECODE,
+        "os_exit_mid_test": OS_EXIT_MID, "generator": GENERATOR,
+        "report_on_stack_in_call": REPORT_ON_STACK + "def add(a, b):\n    _passed()\n    return 0\n",
+    }  # fmt: skip
+    out += [(name, fmt, code) for name, code in answers.items() for fmt in ("humaneval", "calls")]
+    return out
+
+
+def judge_all(cases: list[tuple[str, str]]) -> list[tuple[bool, str | None]]:
+    """(accepted, reason) for each (format, program), from the real verifier, two at a time."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from filters.base import Candidate
+    from filters.code import verify_code
+    from filters.sandbox import Limits
+
+    lim = Limits(wall_s=8, cpu_s=3, memory_mb=512, processes=16, file_mb=4, output_kb=256)
+
+    def one(case):
+        fmt, code = case
+        v = verify_code(Candidate(f"```python\n{code}\n```", "code", REFS[fmt], think=False), lim)
+        return v.accepted, v.reason
+
+    with ThreadPoolExecutor(2) as ex:
+        return list(ex.map(one, cases))
+
+
+if __name__ == "__main__":
+    print(json.dumps(judge_all([tuple(c) for c in json.load(sys.stdin)])))

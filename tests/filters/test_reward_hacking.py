@@ -1,0 +1,205 @@
+"""The reward-hacking battery: every program in hostile.py is rejected, as root and as an unprivileged uid, in the
+three test formats, and honest programs still pass. The same attacks against the old one-interpreter harness
+(weak_harness.py) pass, which shows each of these tests can fail."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import hostile
+import pytest
+
+from filters import code as code_verifier
+from filters.code import _reports, _same_call
+from filters.sandbox import _interpreter
+
+ATTACKS = hostile.attacks()
+HERE = Path(__file__).parent
+ROOT = HERE.parent.parent
+MODES = ["root", "user"] if os.geteuid() == 0 else ["user"]
+UID = 47_123  # an unprivileged uid with no account: nothing to create or clean up
+STDLIB_ONLY = [
+    "__init__",
+    "base",
+    "answer",
+    "code",
+    "code_harness",
+    "sandbox",
+    "sandbox_boot",
+]  # what verify_code needs
+
+
+def honest() -> list[tuple[str, str, str]]:
+    """Right answers, some of them noisy: they print, define helpers, read stdin in odd ways, return tuples."""
+    out = [(f"right_{fmt}", fmt, hostile.RIGHT[fmt]) for fmt in hostile.REFS]
+    out += [
+        ("prints_and_helpers", "humaneval", "def _sum(xs):\n    return sum(xs)\n\ndef add(a, b):\n"
+         "    print('adding', a, b)\n    return _sum([a, b])\n"),
+        ("solution_class", "calls", "class Solution:\n    def add(self, a, b):\n        return a + b\n"),
+        ("float_sum", "calls", "def add(a, b):\n    return float(a + b)\n"),  # 3.0 for 3: the same number
+        ("sys_stdin", "stdio", "import sys\nfor line in sys.stdin:\n    print(sum(map(int, line.split())))\n"),
+    ]  # fmt: skip
+    return out
+
+
+@functools.cache
+def verdicts(mode: str) -> dict[tuple[str, str], tuple[bool, str | None]]:
+    cases = ATTACKS + honest()
+    pairs = [(fmt, prog) for _, fmt, prog in cases]
+    got = hostile.judge_all(pairs) if mode == "root" or os.geteuid() != 0 else as_user(pairs)
+    return {(name, fmt): tuple(v) for (name, fmt, _), v in zip(cases, got, strict=True)}
+
+
+def as_user(pairs: list) -> list:
+    """Run the verifier as an unprivileged uid (bubblewrap then makes a user namespace), on a world-readable copy
+    of the modules it needs, with an interpreter that uid can run."""
+    python = next((p for p in (_interpreter(), "/usr/bin/python3") if _runs_as_user(p)), None)
+    assert python, f"no Python interpreter that uid {UID} can run (tried {_interpreter()} and /usr/bin/python3)"
+    with tempfile.TemporaryDirectory() as tmp:
+        pkg = Path(tmp, "filters")
+        pkg.mkdir()
+        for name in STDLIB_ONLY:
+            shutil.copy(ROOT / "filters" / f"{name}.py", pkg)
+        shutil.copy(HERE / "hostile.py", tmp)
+        os.chmod(tmp, 0o755)
+        for p in [pkg, *pkg.iterdir(), Path(tmp, "hostile.py")]:
+            os.chmod(p, 0o755 if p.is_dir() else 0o644)
+        res = subprocess.run(
+            [*_setpriv(), python, "-S", "hostile.py"], input=json.dumps(pairs), capture_output=True, text=True,
+            cwd=tmp, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": tmp}, timeout=600,
+        )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout)
+
+
+def _setpriv() -> list[str]:
+    return ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--inh-caps=-all"]
+
+
+def _runs_as_user(python: str) -> bool:
+    try:
+        return subprocess.run([*_setpriv(), python, "-c", "pass"], capture_output=True, timeout=60).returncode == 0
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("name", "fmt"), [(n, f) for n, f, _ in ATTACKS], ids=[f"{n}-{f}" for n, f, _ in ATTACKS])
+def test_attack_is_rejected(mode, name, fmt):
+    accepted, reason = verdicts(mode)[(name, fmt)]
+    assert not accepted, f"{name} ({fmt}) passed as {mode}"
+    assert reason in {"wrong_answer", "runtime_error", "timeout", "output_limit"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(("name", "fmt"), [(n, f) for n, f, _ in honest()], ids=[n for n, _, _ in honest()])
+def test_honest_programs_pass(mode, name, fmt):
+    assert verdicts(mode)[(name, fmt)] == (True, None)
+
+
+def test_the_same_verdicts_as_root_and_as_a_user():
+    if len(MODES) < 2:
+        pytest.skip("needs root, to run the verifier both ways")
+    assert verdicts("root") == verdicts("user")
+
+
+# What the one-interpreter harness let through (the issue that asked for this battery lists them): against it,
+# these attacks pass, so the tests above are not passing for want of a working attack. (Reading /proc/self/mem is
+# left out: as root the old harness was already non-dumpable after its uid switch, which closes that file to it.)
+WEAK_PASSES = [
+    "always_equal", "int_subclass_eq", "str_subclass_eq", "list_subclass_eq", "patch_builtins_abs",
+    "patch_math_isclose", "steal_nonce_frames", "steal_nonce_gc", "steal_nonce_ctypes", "report_on_stack",
+    "rewrite_test", "settrace", "bytecode_constant", "report_on_stack_in_call",
+]  # fmt: skip
+
+
+def test_the_attacks_pass_the_old_one_interpreter_harness(monkeypatch):
+    weak = (HERE / "weak_harness.py").read_text()
+    monkeypatch.setattr(code_verifier, "_harness_source", lambda: weak)
+    progs = {name: prog for name, fmt, prog in ATTACKS if fmt == "humaneval"}
+    got = hostile.judge_all([("humaneval", progs[name]) for name in WEAK_PASSES])
+    passed = [name for name, (ok, _) in zip(WEAK_PASSES, got, strict=True) if ok]
+    assert passed == WEAK_PASSES
+
+
+# --- the function-call format's comparison and the host's reading of reports ---
+
+
+@pytest.mark.parametrize(
+    ("got", "want", "same"),
+    [
+        (1, [1, 2], False),  # the first element of a longer list is not the list
+        ([1, 2], [[1, 2]], True),  # a one-element list stands for its element (APPS wraps answers so)
+        ([[1, 2], [3]], [[1, 2], [3]], True),
+        ([1, 2], [[1, 2], [3]], False),
+        (True, 1, False),  # bool is not int
+        (1, True, False),
+        ([True, False], [1, 0], False),
+        (True, True, True),
+        (2.0, 2, True),  # an int answer's exact value
+        (2.0000001, 2, False),
+        (0.30000000000000004, 0.3, True),  # float answers within the stated tolerance
+        (0.3001, 0.3, False),
+        (float("nan"), float("nan"), False),
+        ({"a": 1}, {"a": 1}, True),
+        ({"a": True}, {"a": 1}, False),
+        ("1", 1, False),
+        (None, [], False),
+    ],
+)
+def test_function_call_comparison_is_exact(got, want, same):
+    assert _same_call(json.dumps(got), want) is same
+
+
+def test_no_report_can_crash_the_host():
+    nonce = "ab" * 16
+    huge_case = f"{nonce} {'9' * 5000} ok 1\n{nonce} 0 ok 1\n"
+    assert _reports(huge_case, nonce) == {0: ("ok", "1")}
+    deep = "[" * 100_000 + "]" * 100_000
+    assert _same_call(deep, [1]) is False  # nested past the recursion limit: a wrong answer
+    assert _same_call("not json", 1) is False
+    assert _same_call("1" * 5000, 1) is False  # int() of 5,000 digits raises ValueError; still a wrong answer
+
+
+def test_a_deep_or_cyclic_return_value_is_a_wrong_answer():
+    ref = {"fn_name": "f", "inputs": [[1]], "outputs": [[1]]}
+    deep = "def f(x):\n    v = []\n    for _ in range(100_000):\n        v = [v]\n    return v\n"
+    cyclic = "def f(x):\n    v = []\n    v.append(v)\n    return v\n"
+    he = {"test": "def check(candidate):\n    assert candidate(1) != [1]\n", "entry_point": "f"}
+    got = hostile.judge_all([("calls", deep), ("calls", cyclic)])
+    assert [ok for ok, _ in got] == [False, False]
+    # cyclic values never reach a test's comparison, whatever the test says about them
+    from filters.base import Candidate
+    from filters.code import verify_code
+
+    assert not verify_code(Candidate(f"```python\n{cyclic}```", "code", he, think=False)).accepted
+    del ref
+
+
+def test_the_test_process_takes_helpers_from_the_prompt_not_the_answer():
+    # HumanEval/32 style: the tests check the answer with `poly`, which the prompt defines; an answer that redefines
+    # poly to return 0 must not make any root look right
+    prefix = "def poly(xs, x):\n    return sum(c * x**i for i, c in enumerate(xs))\n\ndef find_zero(xs):\n    ...\n"
+    test = "def check(candidate):\n    assert abs(poly([-6, 11, -6, 1], candidate([-6, 11, -6, 1]))) < 1e-6\n"
+    ref = {"test": test, "entry_point": "find_zero", "prefix": prefix}
+    cheat = "def poly(xs, x):\n    return 0\n\ndef find_zero(xs):\n    return 42.0\n"
+    right = "def find_zero(xs):\n    return 1.0\n"
+    from filters.base import Candidate
+    from filters.code import verify_code
+
+    def judge(p):
+        return verify_code(Candidate(f"```python\n{p}```", "code", ref, think=False))
+
+    assert judge(cheat).reason == "wrong_answer"
+    assert judge(right).accepted
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
