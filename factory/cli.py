@@ -126,7 +126,11 @@ def filter_(
     ],
     out: Annotated[Path, typer.Option("--out", help="Where to write the records back with their verdicts.")],
     recipe: Annotated[
-        Path | None, typer.Option(help="Take filters, sandbox limits, judge and workers from this recipe.")
+        Path | None,
+        typer.Option(
+            help="Take filters, verify workers, sandbox limits, judge and quality settings from this recipe;"
+            " it needs no source (e.g. recipes/filter_math.yaml)."
+        ),
     ] = None,
     think: Annotated[
         bool | None, typer.Option("--think/--no-think", help="Completions reason in <think> (default: detect).")
@@ -146,7 +150,7 @@ def filter_(
     from factory.stages import Gate
     from factory.store import Store
 
-    r = load(recipe) if recipe else Recipe()
+    r = load(recipe, needs_source=False) if recipe else Recipe()
     n = curate.check(src)
     store = Store(db) if db else None
     with _progress() as (bar, _), make_pool(r) as pool:

@@ -2,6 +2,9 @@
 
 Loading rejects unknown keys and wrong types and reports every problem at once (field, value, what is allowed),
 before anything runs. `--set key=value` overrides are applied to the YAML before validation.
+
+A recipe for `factory generate` names its `source`; one used only by `factory filter` may leave it out (and model and
+sampling, which have defaults), holding just the filter settings: `load(path, needs_source=False)`.
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ class VerifyConfig:
 
 @dataclass
 class Recipe:
-    source: SourceConfig = field(default_factory=SourceConfig)
+    source: SourceConfig | None = None  # the prompts to sample; None only in a recipe for `factory filter`
     model: str = "smollm2-135m-instruct"
     engine: EngineConfig = field(default_factory=EngineConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
@@ -120,10 +123,11 @@ class Recipe:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def load(path: str | Path, overrides: list[str] = ()) -> Recipe:
-    """Read a recipe file, apply `key=value` overrides, validate; raise FactoryError listing every problem."""
+def load(path: str | Path, overrides: list[str] = (), needs_source: bool = True) -> Recipe:
+    """Read a recipe file, apply `key=value` overrides, validate; raise FactoryError listing every problem.
+    `needs_source=False` for a recipe that only filters (`factory filter`): then it may have no `source`."""
     raw = read(path, overrides)
-    recipe = build(Recipe, raw, str(path), _check)
+    recipe = build(Recipe, raw, str(path), lambda r, problems: _check(r, problems, needs_source))
     recipe.text = yaml.safe_dump(raw, sort_keys=False)
     return recipe
 
@@ -190,8 +194,9 @@ def _build(cls, raw: Any, prefix: str, problems: list[str]):
     values = {}
     for name in known & raw.keys():
         hint, value = hints[name], raw[name]
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, f"{prefix}{name}.", problems)
+        section = _section(hint)
+        if section and not (value is None and _matches(value, hint)):  # an optional section may be null
+            values[name] = _build(section, value, f"{prefix}{name}.", problems)
         elif _matches(value, hint):
             values[name] = float(value) if hint is float else value
         elif hint is float and isinstance(value, str) and _number(value) is not None:
@@ -203,6 +208,13 @@ def _build(cls, raw: Any, prefix: str, problems: list[str]):
     except ValueError as e:  # a section's own rule (its __post_init__)
         problems.append(f"{prefix.rstrip('.') or 'recipe'}: {e}")
         return cls()
+
+
+def _section(hint):
+    """The dataclass a field holds, also when it is optional (`SourceConfig | None`); None for a plain value."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return next((h for h in typing.get_args(hint) if dataclasses.is_dataclass(h)), None)
+    return hint if dataclasses.is_dataclass(hint) else None
 
 
 def _number(text: str) -> float | None:
@@ -240,19 +252,19 @@ def _describe(hint) -> str:
     )
 
 
-def _check(r: Recipe, problems: list[str]) -> None:
+def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
     def bad(cond: bool, msg: str) -> None:
         if cond:
             problems.append(msg)
 
-    s = r.source
-    bad(s.kind not in SOURCE_KINDS, f"source.kind: {s.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
-    bad(s.task not in TASKS, f"source.task: {s.task!r} is not one of {', '.join(TASKS)}")
-    bad(s.size is not None and s.size < 0, f"source.size: {s.size} must be >= 0")
-    if s.kind == "reasoning_gym":
-        _check_families(s, problems)
-    if s.kind in ("jsonl", "parquet", "hf"):
-        bad(not s.path, f"source.path: required for source.kind {s.kind}")
+    if r.source is not None:
+        _check_source(r.source, problems)
+    bad(
+        r.source is None and needs_source,
+        "source: missing; factory generate needs prompts to sample. Add a source section, e.g."
+        " `source: {kind: reasoning_gym, name: basic_arithmetic}` or `source: {kind: jsonl, path: prompts.jsonl}`"
+        " (a recipe without one serves only factory filter)",
+    )
     bad(r.engine.kind not in ENGINE_KINDS, f"engine.kind: {r.engine.kind!r} is not one of {', '.join(ENGINE_KINDS)}")
     e = r.engine
     bad(e.concurrency < 1, f"engine.concurrency: {e.concurrency} must be >= 1")
@@ -292,6 +304,19 @@ def _check(r: Recipe, problems: list[str]) -> None:
     problems += r.dedup.problems("dedup") + r.decontam.problems("decontam")
     for i, name in enumerate(r.filters):
         bad(name not in FILTERS, f"filters[{i}]: {name!r} is not a filter; allowed: {', '.join(FILTERS)}")
+
+
+def _check_source(s: SourceConfig, problems: list[str]) -> None:
+    if s.kind not in SOURCE_KINDS:
+        problems.append(f"source.kind: {s.kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+    if s.task not in TASKS:
+        problems.append(f"source.task: {s.task!r} is not one of {', '.join(TASKS)}")
+    if s.size is not None and s.size < 0:
+        problems.append(f"source.size: {s.size} must be >= 0")
+    if s.kind == "reasoning_gym":
+        _check_families(s, problems)
+    if s.kind in ("jsonl", "parquet", "hf") and not s.path:
+        problems.append(f"source.path: required for source.kind {s.kind}")
 
 
 def _check_families(s: SourceConfig, problems: list[str]) -> None:

@@ -134,3 +134,12 @@ def test_a_model_folder_that_is_not_there(tmp_path):
                  "engine.kind=vllm")  # fmt: skip
     assert "is not a model folder" in err and "nowhere" in err
     assert _runs(db) == 0
+
+
+def test_a_recipe_without_a_source_says_how_to_add_one(tmp_path):
+    recipe = _recipe(tmp_path, filters=["format", "verify"])  # a filter-only recipe
+    db = tmp_path / "f.duckdb"
+    err = _fails("generate", str(recipe), "--db", str(db))
+    assert f"{recipe}: 1 problem(s)" in err and "source: missing; factory generate needs prompts to sample" in err
+    assert "`source: {kind: jsonl, path: prompts.jsonl}`" in err and "only factory filter" in err
+    assert not db.exists()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 RECORDS = [
     {
@@ -86,3 +86,46 @@ def test_dedup_and_decontamination_hold_across_calls_through_the_store(tmp_path)
     _write(src, [{"id": 9, "task": "general", "prompt": "Explain again.", "completion": trace}])
     res = run_cli("filter", str(src), "--out", str(out), "--recipe", str(recipe), "--db", str(db), timeout=300)
     assert json.loads(out.read_text())["reason"] == "near_duplicate"
+
+
+REASONING = (
+    "<think>We need 12 times 12. 12 times 10 is 120 and 12 times 2 is 24, so together 120 plus 24 gives 144. "
+    "Check: 144 divided by 12 is 12.</think>\nThe answer is \\boxed{144}."
+)
+GERMAN = (
+    "<think>Wir addieren sieben und fünf, das ergibt zwölf, denn sieben plus drei ist zehn und dann noch zwei dazu "
+    "macht zwölf insgesamt, also ist das Ergebnis eindeutig.</think> \\boxed{12}"
+)
+MATH = [
+    {"id": "a", "task": "math", "prompt": "What is 12*12?", "reference": "144", "completion": REASONING},
+    {"id": "b", "task": "math", "prompt": "What is 12*12?", "reference": "144",
+     "completion": REASONING.replace("144", "142")},
+    {"id": "c", "task": "math", "prompt": "Compute 12 squared.", "reference": 144, "completion": REASONING},
+    {"id": "d", "task": "math", "prompt": "Half of 1?", "reference": "1/2",
+     "completion": "<think>ok</think> \\boxed{0.5}"},
+    {"id": "e", "task": "math", "prompt": "What is 7+5?", "reference": "12", "completion": GERMAN},
+]  # fmt: skip
+
+
+def test_the_filter_only_recipe_curates_math_records(tmp_path):
+    """recipes/filter_math.yaml has no source, model or sampling: factory filter runs it; generate refuses it."""
+    recipe = ROOT / "recipes" / "filter_math.yaml"
+    src, out = _write(tmp_path / "in.jsonl", MATH), tmp_path / "out.jsonl"
+    res = run_cli("filter", str(src), "--out", str(out), "--recipe", str(recipe), timeout=300)
+    assert res.returncode == 0, res.stderr
+    back = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(r["id"], r["accepted"], r["reason"]) for r in back] == [
+        ("a", True, None),
+        ("b", False, "wrong_answer"),  # verify: the boxed answer is not the reference
+        ("c", False, "near_duplicate"),  # dedup on responses: a's trace again
+        ("d", False, "too_short"),  # readability: two characters of reasoning
+        ("e", False, "language_mixing"),  # language: German reasoning, English wanted
+    ]
+    assert back[0]["scores"]["correct"] == 1.0 and back[2]["scores"]["response_duplicate_of"] == "id:a"
+    assert "5 records, 1 accepted" in res.stderr
+
+    res = run_cli("generate", str(recipe), "--db", str(tmp_path / "f.duckdb"), timeout=120)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert "source: missing; factory generate needs prompts to sample" in res.stderr
+    assert "source: {kind: reasoning_gym, name: basic_arithmetic}" in res.stderr
+    assert not (tmp_path / "f.duckdb").exists()

@@ -11,6 +11,7 @@ from factory import recipe as recipes
 from factory.errors import FactoryError
 
 DEMO = Path(__file__).resolve().parents[2] / "recipes" / "arithmetic_demo.yaml"
+FILTER_MATH = DEMO.with_name("filter_math.yaml")
 BASE = {"source": {"kind": "reasoning_gym", "name": "basic_arithmetic", "size": 4}}
 
 
@@ -43,6 +44,40 @@ def test_demo_recipe_loads():
     assert r.verify.timeout == 10.0 and isinstance(r.verify.timeout, float)  # an int where a number goes
     assert r.filters == ["format", "verify"]
     assert yaml.safe_load(r.text)["sampling"]["max_tokens"] == 64  # the resolved YAML is kept
+
+
+def test_filter_recipe_needs_no_source():
+    r = recipes.load(FILTER_MATH, needs_source=False)
+    assert r.source is None and r.name == "filter_math"
+    assert r.filters == ["format", "verify", "readability", "language", "dedup"]
+    assert r.verify.workers == 2 and r.dedup.field == "response" and r.language.target == "en"
+    assert r.model == recipes.Recipe().model  # model and sampling keep their defaults: a filter does not sample
+    assert len(r.hash()) == 16
+
+
+def test_a_recipe_without_source_cannot_generate(tmp_path):
+    with pytest.raises(FactoryError) as e:
+        recipes.load(FILTER_MATH)  # as factory generate loads it
+    msg = str(e.value)
+    assert msg.startswith(f"{FILTER_MATH}: 1 problem(s):\n  - source: missing; factory generate needs prompts")
+    assert "source: {kind: reasoning_gym, name: basic_arithmetic}" in msg and "only factory filter" in msg
+    assert "source: missing" in _problems(tmp_path, {"source": None})  # written out as null: the same
+
+
+def test_a_filter_recipe_is_still_checked_whole(tmp_path):
+    raw = {"filters": ["format", "verifyy"], "colour": "red", "dedup": {"field": "answer"}, "verify": {"workers": -1}}
+    with pytest.raises(FactoryError) as e:
+        recipes.load(_write(tmp_path, raw), needs_source=False)
+    msg = str(e.value)
+    assert msg.startswith(f"{tmp_path / 'r.yaml'}: 4 problem(s):") and "source: missing" not in msg
+    for field in ("filters[1]", "colour", "dedup.field", "verify.workers"):
+        assert f"  - {field}:" in msg
+    with pytest.raises(FactoryError) as e:
+        recipes.load(_write(tmp_path, raw))  # for generate: the missing source is one more problem, not the only one
+    assert str(e.value).startswith(f"{tmp_path / 'r.yaml'}: 5 problem(s):") and "  - source: missing" in str(e.value)
+    # a source given to a filter recipe is checked like any other section
+    with pytest.raises(FactoryError, match=r"source.kind: 'csv' is not one of"):
+        recipes.load(_write(tmp_path, {"source": {"kind": "csv"}}), needs_source=False)
 
 
 def test_name_defaults_to_the_file_stem(tmp_path):
