@@ -122,7 +122,8 @@ def _summary(t, run_id: str, resumed: bool, db: Path) -> None:
 @app.command(name="filter")
 def filter_(
     src: Annotated[
-        Path, typer.Argument(help="Records, one JSON object per line: id, task, prompt, reference, completion.")
+        Path,
+        typer.Argument(help="Records, UTF-8, one JSON object per line: id, task, prompt, reference, completion."),
     ],
     out: Annotated[Path, typer.Option("--out", help="Where to write the records back with their verdicts.")],
     recipe: Annotated[
@@ -143,6 +144,8 @@ def filter_(
 
     Each record comes back with "accepted", "reason" (a snake_case code, null when accepted) and "scores".
     Without --recipe the filters are format and verify (math answers, code run against its tests in the sandbox).
+    A file that is not UTF-8 (a UTF-8 byte-order mark is fine) is refused, naming the line, before any work; OUT
+    is written whole at the end or not at all.
     """
     from factory import curate, judging
     from factory.recipe import Recipe, load

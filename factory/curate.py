@@ -1,7 +1,8 @@
 """`factory filter`: judge records someone else made, streaming, in parallel, and write each back with its verdict.
 
-The input is checked whole first (a broken line is an error naming it, before any work); the output is written to
-a temporary file beside OUT and renamed at the end, so a crash never leaves a half file under the real name.
+The input is checked whole first (a broken line, or one that is not UTF-8, is an error naming it, before any work);
+the output is written to a temporary file beside OUT and renamed at the end, so a crash never leaves a half file
+under the real name, and the temporary file is removed on an error.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
 
+from factory import textfile
 from factory.errors import FactoryError
 from factory.judging import merge
 from factory.recipe import Recipe
@@ -24,16 +26,10 @@ CHUNK = 256  # records per pool submission; two chunks are in flight at once
 
 
 def read_records(path: Path) -> Iterator[tuple[int, dict]]:
+    """The records of a UTF-8 JSONL file with their line numbers (see factory.textfile for the encodings)."""
     if not path.is_file():
         raise FactoryError(f"input not found: {path}")
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield lineno, json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FactoryError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+    yield from textfile.json_lines(path)
 
 
 def _key(rec: dict) -> str:
@@ -66,20 +62,24 @@ def run_filter(src: Path, out: Path, recipe: Recipe, pool: VerifyPool, judge=Non
     tmp = out.with_name(out.name + ".part")
     out.parent.mkdir(parents=True, exist_ok=True)
     records = ({"_line": n, **rec} for n, rec in read_records(src))
-    with tmp.open("w") as f:
-        pending = None
-        while True:
-            chunk = list(islice(records, CHUNK))
-            launched = (chunk, pool.submit([(to_candidate(r, think), names) for r in chunk])) if chunk else None
-            if pending:
-                _write(f, *pending, judge, gate, counts)
-                if store is not None and gate is not None:
-                    store.commit(Batch([], [], [], dedup=gate.new_signatures()))
-                if progress:
-                    progress(counts["records"], counts)
-            if not launched:
-                break
-            pending = launched
+    try:
+        with tmp.open("w", encoding="utf-8") as f:
+            pending = None
+            while True:
+                chunk = list(islice(records, CHUNK))
+                launched = (chunk, pool.submit([(to_candidate(r, think), names) for r in chunk])) if chunk else None
+                if pending:
+                    _write(f, *pending, judge, gate, counts)
+                    if store is not None and gate is not None:
+                        store.commit(Batch([], [], [], dedup=gate.new_signatures()))
+                    if progress:
+                        progress(counts["records"], counts)
+                if not launched:
+                    break
+                pending = launched
+    except BaseException:  # an error or ^C: no half file, not even the temporary one; OUT keeps what it held
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, out)
     return counts
 

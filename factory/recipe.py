@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from factory import textfile
 from factory.errors import FactoryError
 from filters.decontam import DecontamConfig
 from filters.dedup import DedupConfig
@@ -137,8 +138,9 @@ def read(path: str | Path, overrides: list[str] = ()) -> dict:
     path = Path(path)
     if not path.exists():
         raise FactoryError(f"recipe not found: {path}")
+    text = "".join(line for _, line in textfile.lines(path))  # UTF-8 only: another encoding names its line
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         raise FactoryError(f"{path}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):

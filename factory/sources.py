@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
+from typing import NoReturn
 
+from factory import textfile
 from factory.errors import FactoryError
 from factory.recipe import SourceConfig
 
@@ -97,18 +99,12 @@ def humaneval(cfg: SourceConfig) -> Iterator[Prompt]:
 
 
 def jsonl(cfg: SourceConfig) -> Iterator[Prompt]:
+    """One JSON object per line, UTF-8 (a byte-order mark at the start is fine)."""
     path = _existing(cfg.path)
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise FactoryError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise FactoryError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield _from_row(row, cfg, f"jsonl:{path.name}", f"{path}:{lineno}")
+    for lineno, row in textfile.json_lines(path):
+        if not isinstance(row, dict):
+            raise FactoryError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+        yield _from_row(row, cfg, f"jsonl:{path.name}", f"{path}:{lineno}")
 
 
 def parquet(cfg: SourceConfig) -> Iterator[Prompt]:
@@ -119,8 +115,30 @@ def parquet(cfg: SourceConfig) -> Iterator[Prompt]:
         table = pq.read_table(path)
     except Exception as e:
         raise FactoryError(f"{path}: not a readable Parquet file ({e})") from None
-    for i, row in enumerate(table.to_pylist()):
-        yield _from_row(row, cfg, f"parquet:{path.name}", f"{path} row {i}")
+    i = 0
+    for batch in table.to_batches():
+        try:
+            rows = batch.to_pylist()
+        except UnicodeDecodeError:  # Parquet strings are UTF-8, but not every writer checks
+            _not_utf8(batch, path, i)
+        for row in rows:
+            yield _from_row(row, cfg, f"parquet:{path.name}", f"{path} row {i}")
+            i += 1
+
+
+def _not_utf8(batch, path: Path, first: int) -> NoReturn:
+    """Raise naming the row and column of a batch whose text is not UTF-8."""
+    for r in range(batch.num_rows):
+        for name, column in zip(batch.schema.names, batch.columns, strict=True):
+            try:
+                column[r].as_py()
+            except UnicodeDecodeError as e:
+                raise FactoryError(
+                    f"{path} row {first + r}, column {name!r}: text that is not UTF-8 (byte {e.object[e.start]:#04x}"
+                    f" at byte {e.start + 1}); Parquet strings must be UTF-8: decode that column from its real"
+                    " encoding where the file is made (e.g. Windows-1252) and write the file again"
+                ) from None
+    raise AssertionError("a batch that failed to decode decoded row by row")
 
 
 def hf(cfg: SourceConfig) -> Iterator[Prompt]:

@@ -136,6 +136,26 @@ def test_a_model_folder_that_is_not_there(tmp_path):
     assert _runs(db) == 0
 
 
+@pytest.mark.parametrize(
+    "encode, says",
+    [
+        (lambda t: t.encode("utf-16"), ":1: the file is UTF-16 (it starts with a UTF-16 byte-order mark)"),
+        (lambda t: t.encode().replace("Café".encode(), b"Caf\xe9"), ":3: not UTF-8 (byte 0xe9 at column 16)"),
+    ],
+    ids=["utf16_export", "stray_byte_on_line_3"],
+)
+def test_a_prompt_file_that_is_not_utf8_names_file_and_line(tmp_path, encode, says):
+    data = tmp_path / "prompts.jsonl"
+    rows = [{"prompt": "1+1?", "answer": "2"}, {"prompt": "2+2?", "answer": "4"}, {"prompt": "Café: 3+3?"}]
+    data.write_bytes(encode("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)))
+    recipe = _recipe(tmp_path, source={"kind": "jsonl", "path": str(data)})
+    db = tmp_path / "f.duckdb"
+    Store(db).close()
+    err = _fails("generate", str(recipe), "--db", str(db))
+    assert f"{data}{says}" in err and "must be UTF-8" in err and "re-save it as UTF-8" in err
+    assert _runs(db) == 0
+
+
 def test_a_recipe_without_a_source_says_how_to_add_one(tmp_path):
     recipe = _recipe(tmp_path, filters=["format", "verify"])  # a filter-only recipe
     db = tmp_path / "f.duckdb"

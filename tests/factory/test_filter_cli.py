@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import ROOT, run_cli
 
 RECORDS = [
@@ -129,3 +130,60 @@ def test_the_filter_only_recipe_curates_math_records(tmp_path):
     assert "source: missing; factory generate needs prompts to sample" in res.stderr
     assert "source: {kind: reasoning_gym, name: basic_arithmetic}" in res.stderr
     assert not (tmp_path / "f.duckdb").exists()
+
+
+def _refused(src, out) -> str:
+    res = run_cli("filter", str(src), "--out", str(out), timeout=120, COLUMNS="80")
+    assert res.returncode == 2 and "Traceback" not in res.stderr and "error:" in res.stderr, res.stderr
+    return res.stderr
+
+
+def test_a_records_file_that_is_not_utf8_is_refused_by_line(tmp_path):
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MATH)  # e's reasoning holds ü and ö
+    src, out = tmp_path / "a folder" / "export.jsonl", tmp_path / "out.jsonl"
+    src.parent.mkdir()
+    out.write_text("kept from before\n")  # a refused input leaves an existing OUT as it was
+
+    src.write_bytes(text.encode("utf-16"))  # Windows' "Unicode" export, with its byte-order mark
+    err = _refused(src, out)
+    assert f"{src}:1: the file is UTF-16 (it starts with a UTF-16 byte-order mark); it must be UTF-8" in err
+    assert "re-save it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8" in err
+
+    src.write_bytes(text.encode().replace("fünf".encode(), b"f\xfcnf"))  # one Windows-1252 byte on line 5
+    err = _refused(src, out)
+    assert f"{src}:5: not UTF-8 (byte 0xfc at column" in err and "iconv -f CP1252 -t UTF-8" in err
+
+    lines = text.encode().splitlines(keepends=True)
+    src.write_bytes(b"".join(lines[:2]) + b'{"id": "x", "prompt": "caf\xe9"}\n' + b"".join(lines[2:]))  # line 3
+    assert f"{src}:3: not UTF-8 (byte 0xe9 at column 27)" in _refused(src, out)
+
+    src.write_bytes(text.encode("utf-16-le"))  # UTF-16 without a byte-order mark
+    assert f"{src}:1: holds NUL bytes, so the file looks like UTF-16" in _refused(src, out)
+
+    assert out.read_text() == "kept from before\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a folder", "out.jsonl"]  # no .part left either
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path):
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_bytes("".join(json.dumps(r) + "\n" for r in RECORDS).encode("utf-8-sig"))  # Notepad, Excel
+    res = run_cli("filter", str(src), "--out", str(out), timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert [json.loads(line)["id"] for line in out.read_text().splitlines()] == [r["id"] for r in RECORDS]
+
+
+def test_an_error_midway_leaves_no_part_file(tmp_path):
+    """Past the whole-file check (a file changed under the run, an engine that fails): the temporary file goes."""
+    from factory.curate import CHUNK, run_filter
+    from factory.errors import FactoryError
+    from factory.recipe import Recipe
+    from factory.run import make_pool
+
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    good = (json.dumps(RECORDS[1]) + "\n").encode()
+    src.write_bytes(good * (CHUNK + 10) + b'{"id": "late", "prompt": "caf\xe9"}\n')  # the bad line is in chunk 2
+    r = Recipe()
+    r.verify.workers = 1
+    with make_pool(r) as pool, pytest.raises(FactoryError, match=f"{src}:{CHUNK + 11}: not UTF-8"):
+        run_filter(src, out, r, pool)
+    assert list(tmp_path.iterdir()) == [src]

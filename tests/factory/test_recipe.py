@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -201,6 +202,18 @@ def test_missing_or_bad_file(tmp_path):
     bad.write_text("- a\n- list\n")
     with pytest.raises(FactoryError, match="a recipe is a mapping of settings, got list"):
         recipes.load(bad)
+
+
+def test_recipe_file_must_be_utf8(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_bytes(b"\xef\xbb\xbf" + DEMO.read_bytes())  # a UTF-8 byte-order mark (Notepad) is fine
+    assert recipes.load(path).hash() == recipes.load(DEMO).hash()
+    path.write_bytes(DEMO.read_text().encode("utf-16"))
+    with pytest.raises(FactoryError, match=re.escape(f"{path}:1: the file is UTF-16")):
+        recipes.load(path)
+    path.write_bytes(b"name: caf\xe9\nfilters: [format]\n")
+    with pytest.raises(FactoryError, match=re.escape(f"{path}:1: not UTF-8 (byte 0xe9 at column 10)")):
+        recipes.load(path)
 
 
 def test_hash_identifies_the_job(tmp_path):

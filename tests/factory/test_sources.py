@@ -116,6 +116,54 @@ def test_jsonl_missing_prompt_field_names_line_and_field(tmp_path):
         sources.load(SourceConfig(kind="jsonl", path=str(path)))
 
 
+ROWS = [{"prompt": "1+1?", "answer": "2"}, {"prompt": "2+2?", "answer": "4"}, {"prompt": "Café: 3+3?", "answer": "6"}]
+TEXT = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS)
+
+
+def _refused(path: Path) -> str:
+    with pytest.raises(FactoryError) as e:
+        sources.load(SourceConfig(kind="jsonl", path=str(path)))
+    return str(e.value)
+
+
+def test_jsonl_utf16_export_is_refused_naming_file_and_line(tmp_path):
+    path = tmp_path / "export.jsonl"
+    path.write_bytes(TEXT.encode("utf-16"))  # with its byte-order mark, as Windows' "Unicode" writes it
+    msg = _refused(path)
+    assert msg.startswith(f"{path}:1: the file is UTF-16") and "must be UTF-8" in msg
+    assert f"iconv -f UTF-16 -t UTF-8 {path} > {tmp_path / 'export.utf8.jsonl'}" in msg
+    path.write_bytes(TEXT.encode("utf-16-le"))  # no byte-order mark: NUL bytes give it away
+    msg = _refused(path)
+    assert msg.startswith(f"{path}:1: holds NUL bytes") and "UTF-16" in msg and "re-save it as UTF-8" in msg
+
+
+def test_jsonl_stray_byte_names_its_line_and_column(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(TEXT.encode().replace("Café".encode(), b"Caf\xe9"))  # one Windows-1252 character on line 3
+    msg = _refused(path)
+    assert msg.startswith(f"{path}:3: not UTF-8 (byte 0xe9 at column 16)")
+    assert "iconv -f CP1252 -t UTF-8" in msg
+
+
+def test_jsonl_utf8_byte_order_mark_is_accepted(tmp_path):
+    path = tmp_path / "p.jsonl"
+    path.write_bytes(TEXT.encode("utf-8-sig"))  # Notepad's and Excel's "UTF-8": the text is UTF-8 all the same
+    ps = sources.load(SourceConfig(kind="jsonl", path=str(path)))
+    assert [p.prompt for p in ps] == [r["prompt"] for r in ROWS]
+    assert ps[0].prompt_id == sources.load(SourceConfig(kind="jsonl", path=str(_jsonl(path, ROWS))))[0].prompt_id
+
+
+def test_parquet_text_that_is_not_utf8_names_row_and_column(tmp_path):
+    path = tmp_path / "p.parquet"
+    prompts = pa.array([b"1+1?", b"Caf\xe9: 3+3?"], pa.binary()).view(pa.string())  # a writer that did not check
+    pq.write_table(pa.table({"answer": ["2", "6"], "prompt": prompts}), path)
+    with pytest.raises(FactoryError) as e:
+        sources.load(SourceConfig(kind="parquet", path=str(path)))
+    msg = str(e.value)
+    assert msg.startswith(f"{path} row 1, column 'prompt': text that is not UTF-8 (byte 0xe9 at byte 4)")
+    assert "Parquet strings must be UTF-8" in msg
+
+
 def test_missing_file_names_the_path(tmp_path):
     for kind in ("jsonl", "parquet"):
         missing = tmp_path / f"nope.{kind}"
