@@ -7,9 +7,10 @@ How each limit holds (tests/filters/test_sandbox.py attacks every one of them):
 
 - bubblewrap puts the program in new pid, net, ipc and uts namespaces (a user namespace too when we are not root).
   Net: only a loopback of its own, so nothing on the host, 127.0.0.1 included, can be reached. Pid: it sees only
-  itself, and when its first process ends (or bwrap is killed: `--die-with-parent`) the kernel kills every process
-  left in the namespace, daemons included; `run` returns only once the namespace's init is gone, which the kernel
-  allows only after every other process in it.
+  itself, and when its first process ends the kernel kills every process left in the namespace, daemons included.
+  That first process is the boot code (`--as-pid-1`), run with the program's uid, so signals to pid 1 fare alike as
+  root and as a user; it ends when the program does, when the host closes its stdout, or past the wall clock.
+  `run` returns only once the namespace's init is gone, which the kernel allows only after every other process in it.
 - Files: the root is an empty tmpfs with read-only binds of /usr, the /lib links and the interpreter's prefix; the
   program's files are copied in through descriptors as read-only /box/<name>, so nothing is written to the host's
   disk. /proc is the namespace's own, /dev a minimal one. The only writable place is /tmp, a tmpfs of `disk_mb`
@@ -135,7 +136,7 @@ def _run(source, argv, files, stdin, secret, limits: Limits, isolated: bool) -> 
         cfg = _config(limits, isolated, argv, fsec.fileno() if fsec else None)
         if isolated:  # the files go in through descriptors: nothing is left on the host's disk, even if we are killed
             fds = {name: stack.enter_context(_unnamed(data)) for name, data in files.items()}
-            cmd = _bwrap(fds, limits) + _python(cfg | {"box": BOX, "work": WORK})
+            cmd = _bwrap(fds, limits) + _python(cfg | {"box": BOX, "work": WORK, "init": True})
             return _launch(cmd, fin, [fsec, *fds.values()], limits, isolated, cwd="/")
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sandbox-")))
         for name, data in files.items():
@@ -167,6 +168,7 @@ def _config(limits: Limits, isolated: bool, argv, secret_fd) -> dict:
     root = os.geteuid() == 0
     return {
         "cpu_s": max(1, math.ceil(limits.cpu_s)),
+        "wall_s": limits.wall_s,
         "memory_mb": limits.memory_mb,
         "file_mb": limits.file_mb,
         "open_files": limits.open_files,
@@ -179,7 +181,7 @@ def _config(limits: Limits, isolated: bool, argv, secret_fd) -> dict:
 
 
 def _bwrap(files: dict, limits: Limits) -> list[str]:
-    args = [shutil.which("bwrap"), "--die-with-parent", "--new-session", "--clearenv", "--unshare-pid"]
+    args = [shutil.which("bwrap"), "--die-with-parent", "--new-session", "--clearenv", "--unshare-pid", "--as-pid-1"]
     args += ["--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
     if os.geteuid() == 0:  # no user namespace: the boot code drops to an unprivileged uid instead
         args += ["--cap-drop", "ALL"] + [a for cap in _CAPS for a in ("--cap-add", cap)]
@@ -258,14 +260,16 @@ def _launch(cmd: list[str], fin, passed: list, limits: Limits, isolated: bool, c
         out, err, timed_out, exceeded = _collect(proc, start + limits.wall_s, limits.output_kb << 10)
     finally:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # bwrap first; the pid namespace dies with it
+            os.killpg(proc.pid, signal.SIGKILL)  # bwrap first, then the namespace's init below
         _, status = os.waitpid(proc.pid, 0)
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         proc.stdout.close()
         proc.stderr.close()
         if info is not None:
             os.close(info)
-        if init is not None:  # bwrap reports the exit before the namespace is torn down: wait for its init to end,
+        if init is not None:  # bwrap reports the exit before the namespace is torn down: end its init, and wait,
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                signal.pidfd_send_signal(init, signal.SIGKILL)
             select.select([init], [], [], 5.0)  # which the kernel lets happen only once every process in it is gone
             os.close(init)
     sig = -code if code < 0 else code - 128 if isolated and code > 128 else 0

@@ -44,6 +44,43 @@ def drop_root(uid: int | None, work: str) -> None:
         os._exit(70)
 
 
+def init(child: int, wall_s: float) -> None:
+    """As pid 1 of the sandbox's pid namespace (bwrap --as-pid-1), after the uid switch: reap until the program
+    ends, then end with its status, which ends every process left in the namespace.
+
+    Being pid 1 ourselves, with the program's own uid, makes signals to pid 1 behave alike as root and as an
+    ordinary user: the kernel drops what the namespace sends its init. (bwrap's own init stays root when we are
+    root, so a program's kill(1, ...) failed as root and went through silently as a user: two verdicts.)
+
+    The uid switch cleared the parent-death signal bwrap set, so we watch for the host ourselves: its end of our
+    stdout closes when it ends or gives up on us (POLLERR here), and past the wall clock we end regardless."""
+    if child == 0:
+        return
+    import select
+    import time
+
+    try:  # noqa: SIM105
+        os.close(SECRET_FD)
+    except OSError:
+        pass
+    poll = select.poll()
+    poll.register(os.pidfd_open(child), select.POLLIN)
+    poll.register(1, 0)  # POLLERR and POLLHUP come unasked
+    deadline = time.monotonic() + wall_s + 1
+    while time.monotonic() < deadline:
+        for fd, _ in poll.poll(50):
+            if fd == 1:
+                os._exit(137)
+            code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+            os._exit(128 - code if code < 0 else code)  # a signal N reads 128 + N, as bwrap reports it
+        try:  # orphans the namespace hands us: a zombie still counts against the process limit
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+    os._exit(137)
+
+
 def _exit(code=None):
     raise SystemExit(code)
 
@@ -55,6 +92,8 @@ def main() -> None:
         os.close(cfg["secret_fd"])
     set_limits(cfg)
     drop_root(cfg["uid"], cfg["work"])
+    if cfg.get("init"):
+        init(os.fork(), cfg["wall_s"])
     os.chdir(cfg["work"])
     if cfg["argv"]:
         os.execvp(cfg["argv"][0], cfg["argv"])

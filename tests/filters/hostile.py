@@ -296,6 +296,18 @@ def attacks() -> list[tuple[str, str, str]]:
     return out
 
 
+def uniform() -> list[tuple[str, str, str]]:
+    """Tricks whose verdict may be either, as long as it is the same as root and as a user: they signal pid 1 (the
+    kernel drops it), everything they may signal, or leave the session."""
+    tricks = {
+        "kill_init": "import os, signal\nos.kill(1, signal.SIGKILL)\n",
+        "term_init": "import os, signal\nos.kill(1, signal.SIGTERM)\n",
+        "kill_everything": "import os, signal\nos.kill(-1, signal.SIGKILL)\n",
+        "setsid": "import os\nos.setsid()\n",
+    }
+    return [(name, fmt, code + RIGHT[fmt]) for name, code in tricks.items() for fmt in REFS]
+
+
 def judge_all(cases: list[tuple[str, str]]) -> list[tuple[bool, str | None]]:
     """(accepted, reason) for each (format, program), from the real verifier, two at a time."""
     from concurrent.futures import ThreadPoolExecutor

@@ -51,7 +51,7 @@ def honest() -> list[tuple[str, str, str]]:
 
 @functools.cache
 def verdicts(mode: str) -> dict[tuple[str, str], tuple[bool, str | None]]:
-    cases = ATTACKS + honest()
+    cases = ATTACKS + honest() + hostile.uniform()
     pairs = [(fmt, prog) for _, fmt, prog in cases]
     got = hostile.judge_all(pairs) if mode == "root" or os.geteuid() != 0 else as_user(pairs)
     return {(name, fmt): tuple(v) for (name, fmt, _), v in zip(cases, got, strict=True)}
