@@ -16,6 +16,10 @@ costs only another sample, so here numbers are compared exactly:
   5 cm, which math-verify would take).
 - Numbers past 20,000 digits are equal only in the same form: telling them apart would take seconds.
 - A set written with braces is never an interval: (1, 3) != {1, 3}. And ±2 is the set {-2, 2}, so it is not 2.
+- Both answers are first read as people write them (filters/math_written.py): 12 000 and 12\\,000 are 12000,
+  2\\mathrm{e} is 2e, 4\\frac{4}{9} is 40/9, a closing full stop is dropped, and 3,5 is 3.5 against the gold 3.5. A
+  form with two readings (a gold 12,500, perhaps the list 12, 500) passes only when both readings do, and one
+  math-verify misreads is not read at all (1 2, which it takes for 3; LaTeX it could not parse).
 
 math-verify's own timeout uses signals and so works only on a main thread; the caller runs this in a worker
 process whose main thread it is, and kills the worker if a check runs past the hard limit.
@@ -27,10 +31,13 @@ import math
 import re
 from contextlib import contextmanager
 from fractions import Fraction
+from functools import lru_cache
 
 import mpmath
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, grader, parse, verify
 from sympy import Expr, FiniteSet, Float, Integer, Interval, N, Rational, UnevaluatedExpr
+
+from filters.math_written import comma_readings, decimal_comma, normalise, unreadable
 
 _CONFIG = [LatexExtractionConfig(), ExprExtractionConfig()]
 _DIGITS = 40  # two closed forms that agree this far are one number; answers are never that close and different
@@ -48,17 +55,24 @@ _SAME_UNIT = {"centimeter": "cm", "centimetre": "cm", "meter": "m", "metre": "m"
               "degree": "deg", "dollar": "usd"}  # fmt: skip
 _UNITS = set(_SAME_UNIT.values())
 _REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\s*\{?(\d+)\}?")  # 0.1\overline{6}, which parses as 0.1 (or 0.)
-_THIN = re.compile(r"(?<=\d)\\[,;!]\s*(?=\d{3}\b)")  # 1\,000, which LaTeX parsing reads as 1*000 = 0
 
 
-def _parse(answer: str):
-    unit = _unit(answer.strip().rstrip("."))
+@lru_cache(maxsize=4096)
+def _parse(answer: str) -> list:
+    """What math-verify reads in a normalised answer; [] when it reads nothing, or nothing to trust."""
+    unit = _unit(answer)
     if unit and unit[0] in _UNITS:
-        answer = answer.strip().rstrip(".")[: unit[1]]  # one math-verify does not know (5 centimeters: 5*c*e*n*t*i)
+        answer = answer[: unit[1]]  # one math-verify does not know (5 centimeters: 5*c*e*n*t*i)
     answer = answer.replace("\\$", "").replace("\\varnothing", "\\emptyset")
-    answer = _SCI.sub(r"\1\\times 10^{\2}", _REPEATING.sub(_repeating, _THIN.sub("", answer)))
-    text = answer if "$" in answer or "\\boxed" in answer else f"${answer}$"
-    return parse(text, extraction_config=_CONFIG) or parse(answer, extraction_config=_CONFIG)
+    answer = _SCI.sub(r"\1\\times 10^{\2}", _REPEATING.sub(_repeating, answer))
+    if "$" in answer or "\\boxed" in answer:
+        found = parse(answer, extraction_config=_CONFIG)  # a whole text: math-verify finds the answer in it
+    else:
+        found = parse(f"${answer}$", extraction_config=_CONFIG[:1])
+        if found and isinstance(found[0], str) and "\\" in answer:
+            return []  # LaTeX that did not parse: the expression reader would take its first number (1\frac12\% = 1)
+        found = found if found and not isinstance(found[0], str) else parse(answer, extraction_config=_CONFIG)
+    return [] if found and isinstance(found[-1], str) and unreadable(found[-1]) else found
 
 
 def _repeating(m: re.Match) -> str:
@@ -71,16 +85,31 @@ def _repeating(m: re.Match) -> str:
 
 def math_equal(gold: str, pred: str) -> bool:
     """True when `pred` is mathematically the same answer as `gold`."""
-    g, p = _parse(str(gold)), _parse(pred)
+    gold, pred = normalise(str(gold)), normalise(pred)
+    g_number, g_list = comma_readings(gold)
+    single = _is_number(_parse(g_number)) and _is_number(_parse(g_list))
+    p_number, p_list = comma_readings(pred, numbers=single)
+    same = _same(g_number, p_number)
+    if (g_number, p_number) != (g_list, p_list):
+        same = same and _same(g_list, p_list)  # 12,500 may be 12500 or the list 12, 500: both must be right
+    return same or decimal_comma(gold, pred)
+
+
+def _same(gold: str, pred: str) -> bool:
+    g, p = _parse(gold), _parse(pred)
     if not g or not p:
-        return str(gold).strip() == pred.strip()
+        return gold.strip() == pred.strip()
     if "\\{" in pred and _is(g, Interval) and _is(p, FiniteSet):
         return False  # math-verify reads the gold (1, 3) as a possible pair, and so takes {1, 3}
-    units = _unit(str(gold).strip().rstrip(".")), _unit(pred.strip().rstrip("."))
+    units = _unit(gold), _unit(pred)
     if None not in units and units[0][0] != units[1][0]:
         return False  # math-verify drops units: 5 m would be 5 cm
     with _exact_numbers():
         return bool(verify(g, p))
+
+
+def _is_number(parsed: list) -> bool:
+    return bool(parsed) and isinstance(parsed[0], Expr) and not parsed[0].free_symbols
 
 
 def _unit(answer: str) -> tuple[str, int] | None:

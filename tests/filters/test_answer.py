@@ -1,10 +1,13 @@
-"""Final-answer extraction: boxed, tags, "the answer is", a closing equation; only after </think> when thinking."""
+"""Final answers: extraction (boxed, tags, "the answer is", a closing equation; only after </think> when thinking),
+and the math comparison reading them as people write them, with near misses rejected.
+"""
 
 from __future__ import annotations
 
 import pytest
 
 from filters.answer import extract_answer, last_boxed, split_think
+from filters.math_answer import math_equal
 
 
 @pytest.mark.parametrize(
@@ -68,3 +71,79 @@ def test_split_think_and_last_boxed():
     assert last_boxed(r"\fbox{2} and \boxed{x^{2}}") == "x^{2}"
     assert last_boxed(r"\boxed{unbalanced") is None
     assert last_boxed("nothing") is None
+
+
+def _accepts(gold: str, right: list[str], wrong: list[str]) -> None:
+    for pred in right:
+        assert math_equal(gold, pred), f"{pred!r} should equal {gold!r}"
+    for pred in wrong:
+        assert not math_equal(gold, pred), f"{pred!r} should not equal {gold!r}"
+
+
+def test_thousands_separators():
+    _accepts("12000", ["12,000", r"12\,000", "12 000", "12{,}000", r"12,\!000", "12~000", r"\boxed{12 000}", "12000."],
+             ["12,001", "12 001", r"12\,001", "1,200", "12", "120 000", "12 0000"])  # fmt: skip
+    _accepts("1000", ["1{,}000", "1,000", r"1\,000"], ["1,001", "100", "0"])
+    _accepts("1234567.5", ["1,234,567.5", "1 234 567.5"], ["1,234,567", "1.2345675"])
+    _accepts("12 000", ["12000", "12,000"], ["0", "12"])  # the gold written with a space
+    _accepts("0", [], ["12 000", r"12\,000", "12 0000"])  # math-verify alone reads 12 000 as 12*000 = 0
+
+
+def test_commas_in_lists_are_not_thousands():
+    _accepts("1, 2", ["1,2", r"\{1, 2\}"], ["12", "1.2"])
+    _accepts("(1, 3)", ["(1,3)"], [r"\{1, 3\}", "13"])
+    _accepts("(12, 102)", ["(12,102)"], ["12102"])  # a comma run inside brackets is a pair
+    _accepts("12102", [], ["(12,102)", "12, 102"])
+    _accepts(r"\{1000, 5\}", [r"\{1,000, 5\}"], [r"\{1, 0, 5\}"])  # 000 is never a list item
+    _accepts(r"\{0, 1\}", [], [r"\{1,000\}"])
+    # a gold 12,500 on its own may be 12500 or the list 12, 500: only an answer right under both readings passes
+    _accepts("12,500", ["12,500"], ["12500", "12, 500", "{12, 500}"])
+    _accepts("12500", ["12,500", "12 500"], ["12, 500", "(12,500)"])  # the answer's commas, against a number
+
+
+def test_numerals_side_by_side_are_not_read():
+    # math-verify reads `1 2` as 3 and `2\ 3` as 5
+    _accepts("3", [], ["1 2", r"1\quad 2"])
+    _accepts("5", [], [r"2\ 3"])
+    _accepts(r"\frac{1}{2}", [r"\frac 1 2", r"\frac12"], [])
+
+
+def test_decimal_comma_only_in_the_answer_against_a_decimal_gold():
+    wrong = ["3,6", "35", "x = 3,5", "3, 5", "3 ,5", "$3, 5$", "1,2,3,5"]  # 3, 5 is a list, never 3.5
+    _accepts("3.5", ["3,5", "$3,5$", r"\boxed{3,5}", "3,50", "3{,}5"], wrong)
+    _accepts("0.25", ["0,25"], ["0,26", "25"])
+    _accepts("0.111", ["0,111"], ["111"])  # a leading group of 0 is no thousands number
+    _accepts("-3.5", ["-3,5"], ["3,5"])
+    _accepts("1.234", [], ["1,234"])  # three digits after the comma: a thousands number
+    _accepts(r"\frac{7}{2}", [], ["3,5"])  # a gold not written as a decimal does not say a decimal was asked for
+    _accepts("3", [], ["3,0"])  # 3,0 may be the roots 3 and 0
+    _accepts("3,5", [r"\{3, 5\}"], ["3.5"])  # a gold 3,5 is a list: the roots 3 and 5
+
+
+def test_upright_e_and_i():
+    _accepts("2e", [r"2\mathrm{e}", r"2\,\mathrm{e}"], ["2", r"2\mathrm{i}", r"\mathrm{e}"])
+    _accepts(r"e^{2}", [r"\mathrm{e}^2", r"\mathrm e^{2}"], ["2", r"\mathrm{e}^3"])
+    _accepts(r"1 - \frac{1}{e}", [r"1 - \frac{1}{\mathrm{e}}", r"\frac{\mathrm{e} - 1}{\mathrm{e}}"],
+             [r"1 + \frac{1}{\mathrm{e}}", "1"])  # fmt: skip
+    _accepts("1", [], [r"1 - \frac{1}{\mathrm{e}}", r"1 - \frac{1}{\text{e}}"])  # math-verify reads both as 1
+    _accepts("2+3i", [r"2+3\mathrm{i}", r"3\mathrm{i}+2"], [r"2-3\mathrm{i}", "2", "5"])
+
+
+def test_mixed_numbers():
+    _accepts(r"\frac{40}{9}", [r"4\frac{4}{9}", r"4 \frac{4}{9}", r"4\tfrac49", r"4\frac{4}{9} \text{ cups}"],
+             [r"\frac{16}{9}", r"4\frac{4}{9}x", "4"])  # fmt: skip
+    _accepts(r"\frac{16}{9}", [], [r"4\frac{4}{9}"])  # a mixed number, not 4 times 4/9
+    _accepts(r"-\frac{40}{9}", [r"-4\frac{4}{9}"], [r"4\frac{4}{9}"])
+    _accepts(r"-\frac{32}{9}", [], [r"-4\frac{4}{9}"])  # the sign covers the whole number: not -4 + 4/9
+    # beside a factor it may be a product or a mixed number; either reading could let a wrong answer in
+    _accepts("x", [], [r"2\frac{1}{2}x"])
+    _accepts(r"\frac{5}{2}x", [], [r"2\frac{1}{2}x"])
+    _accepts("3", [], [r"2\frac{3}{2}"])  # no mixed number has a fraction over 1
+    _accepts("1", [], [r"1\frac{1}{2}\%"])  # math-verify fails on the LaTeX and reads the leading 1
+
+
+def test_trailing_punctuation_inside_the_math():
+    right = [r"$\frac{1}{3}.$", r"\frac{1}{3}.", r"\frac{1}{3},", r"\frac{1}{3}\,.", r"$\frac{1}{3}$."]
+    _accepts(r"\frac{1}{3}", right, [r"$\frac{1}{2}.$", r"\frac{1}{3}!", "3."])
+    _accepts("120", ["5!", "5!."], ["5"])  # ! is a factorial, never punctuation
+    _accepts(r"\{1, 2\}", [r"\{1, 2\}."], [r"\{1, 2, 3\}."])

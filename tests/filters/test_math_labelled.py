@@ -21,7 +21,8 @@ PAIRS = Path(__file__).resolve().parents[2] / "data" / "labelled" / "math_pairs.
 ROWS = [json.loads(line) for line in PAIRS.read_text().splitlines() if line.strip()]
 KINDS = {"fraction_decimal", "rounded", "near", "radical", "interval", "set", "tuple", "degrees", "thousands",
          "percent", "units", "scientific", "negative", "sign_error", "expression", "wrong_variable", "equation",
-         "plus_minus", "factorial", "off_by_one", "matrix"}  # fmt: skip
+         "plus_minus", "factorial", "off_by_one", "matrix", "decimal_comma", "constant", "mixed_number",
+         "punctuation"}  # fmt: skip
 
 
 def judged(r: dict) -> bool:
