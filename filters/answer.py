@@ -9,7 +9,7 @@ import re
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 _ANSWER_IS = re.compile(r"(?:final answer|answer)\**\s*(?:is:?|:)\s*(.+)", re.I)  # also **Answer**: and **Answer:**
-_ENDS_WITH = re.compile(r"(?:=|\bis|\bequals|\bequal to|\bgives)\s*([^=]+?)\s*$", re.I)
+_SAYS = re.compile(r"=|\bis\b|\bequals\b|\bequal to\b|\bgives\b", re.I)
 
 
 def split_think(text: str) -> tuple[str | None, str]:
@@ -47,10 +47,21 @@ def extract_answer(text: str, think: bool = True) -> str | None:
         lines = [ln for ln in summary.strip().splitlines() if ln.strip()]
         if not lines:
             return None
-        last = lines[-1]
-        m = _ENDS_WITH.search(last.rstrip(" .!"))
-        found = m.group(1) if m else last
+        found = _after_relation(lines[-1].rstrip(" .!")) or lines[-1]
     return clean(found)
+
+
+def _after_relation(line: str) -> str | None:
+    """What follows the line's last `=` outside braces, else its first `is`, `equals` or `gives`:
+    `S = \\sum_{k=0}^{n} k` ends with the sum, not with `0}^{n} k`."""
+    depth = [0]
+    for ch in line:
+        depth.append(depth[-1] + {"{": 1, "}": -1}.get(ch, 0))
+    said = [m for m in _SAYS.finditer(line) if depth[m.start()] == 0]
+    equals = [m for m in said if m[0] == "="]
+    if not said:
+        return None
+    return line[(equals or said)[-1 if equals else 0].end() :].strip() or None
 
 
 def clean(answer: str) -> str | None:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import pytest
 
 from filters.answer import extract_answer, last_boxed, split_think
+from filters.base import Candidate
 from filters.math_answer import math_equal
+from filters.verify import verify
 
 
 @pytest.mark.parametrize(
@@ -35,6 +37,9 @@ from filters.math_answer import math_equal
         (r"Final Answer: $\frac{1}{2}$", r"\frac{1}{2}"),
         (r"The answer is \(x+1\)", "x+1"),
         ("just 17", "just 17"),  # nothing better: the last line as it is
+        (r"Thus $S = \sum_{k=0}^{n} k$.", r"\sum_{k=0}^{n} k"),  # the subscript's = is not the last relation
+        (r"So $S = \sum_{k=0}^{3} k = 6$.", "6"),
+        (r"The total is $\sum_{k=1}^{n} k^{2}$", r"\sum_{k=1}^{n} k^{2}"),
     ],
 )
 def test_extract_without_think(text, expected):
@@ -147,3 +152,12 @@ def test_trailing_punctuation_inside_the_math():
     _accepts(r"\frac{1}{3}", right, [r"$\frac{1}{2}.$", r"\frac{1}{3}!", "3."])
     _accepts("120", ["5!", "5!."], ["5"])  # ! is a factorial, never punctuation
     _accepts(r"\{1, 2\}", [r"\{1, 2\}."], [r"\{1, 2, 3\}."])
+
+
+def test_the_answer_after_a_sum_is_not_its_subscript():
+    text = r"<think>add them</think>Thus $S = \sum_{k=0}^{n} k$."
+    assert not verify(Candidate(text, "math", {"answer": "0"})).accepted  # k=0's 0 was taken as the answer
+    assert verify(Candidate(text, "math", {"answer": r"\sum_{k=0}^{n} k"})).accepted
+    ok = r"<think>add them</think>So $S = \sum_{k=1}^{3} k = 6$."
+    assert verify(Candidate(ok, "math", {"answer": "6"})).accepted
+    assert not verify(Candidate(ok, "math", {"answer": "1"})).accepted
