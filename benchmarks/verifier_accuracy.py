@@ -2,6 +2,11 @@
 
 Math: the pairs in data/labelled/math_pairs.jsonl, judged by `filters.math_answer.math_equal` and, as the baseline,
 by math-verify alone (`verify(parse(gold), parse(pred))` with its defaults) after the same answer extraction.
+Math-Verify's own suite: the (gold, answer, label) cases of its tests, extracted into
+data/labelled/math_verify_suite.jsonl by benchmarks/math_verify_suite.py, judged by `math_equal`, by the project's
+extraction then `math_equal`, and by math-verify twice: called as its tests call it (their options) and with its
+defaults. A disagreement on a row the data marks with a `policy` (a rounded decimal is not the exact value, an option
+that is off by default, a label that pins a misreading) is counted apart from errors.
 Code: the cases of benchmarks/labelled_code.py through `filters.code.verify_code`, skipped with a note until both
 exist. The aim is no false positive: a wrong answer accepted becomes training data.
 
@@ -19,12 +24,13 @@ from collections import Counter
 from pathlib import Path
 
 from common import table
-from math_verify import parse, verify
+from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 
 from filters.answer import extract_answer
 from filters.math_answer import math_equal
 
 PAIRS = Path(__file__).resolve().parents[1] / "data" / "labelled" / "math_pairs.jsonl"
+SUITE = PAIRS.with_name("math_verify_suite.jsonl")
 
 
 def plain_math_verify(gold: str, pred: str) -> bool:
@@ -84,6 +90,70 @@ def math_section() -> None:
             print(table(["", "category", "gold", "pred", "known miss", "note"], cells))
 
 
+def as_its_tests_call_it(r: dict) -> bool:
+    """math-verify with the options the suite's test passes (tests/test_all.py::compare_strings)."""
+    o = r["options"]
+    kinds = o.get("match_types", ["latex", "expr"])
+    configs = [LatexExtractionConfig(boxed_match_priority=0) if k == "latex" else ExprExtractionConfig() for k in kinds]
+    g, p = parse(r["gold"], configs), parse(r["answer"], configs)
+    return bool(verify(g, p, float_rounding=o.get("precision", 6), strict=o.get("strict", True),
+                       allow_set_relation_comp=o.get("allow_set_relation_comp", False)))  # fmt: skip
+
+
+def extracted_equal(gold: str, text: str) -> bool:
+    """The pipeline's way: the project's answer extraction, then the comparison."""
+    answer = extract_answer(text, think=False)
+    return answer is not None and math_equal(gold, answer)
+
+
+SUITE_JUDGES = {
+    "math_equal": lambda r: math_equal(r["gold"], r["answer"]),
+    "extract_answer, then math_equal": lambda r: extracted_equal(r["gold"], r["answer"]),
+    "math-verify (the suite's options)": as_its_tests_call_it,
+    "math-verify (defaults)": lambda r: bool(verify(parse(r["gold"]), parse(r["answer"]))),
+}
+
+
+def suite_section() -> None:
+    rows = [json.loads(line) for line in SUITE.read_text().splitlines() if line.strip()]
+    n_equal = sum(r["expected"] for r in rows)
+    print(f"\n## Math-Verify's test suite: {len(rows)} cases ({n_equal} equal, {len(rows) - n_equal} not)\n")
+    said = {name: [judge(r) for r in rows] for name, judge in SUITE_JUDGES.items()}
+    print(table(["verifier", "cases", "agree", "agreement", "FP", "FN", "policy", "error"],
+                [[name, *suite_scores(rows, v)] for name, v in said.items()]))  # fmt: skip
+    print("\nFP: accepted where the label says wrong; FN: rejected where it says right. policy: a disagreement the")
+    print("data documents as deliberate (its `policy` field); error: any other.\n")
+    kinds = sorted({_kind(r) for name in said for r, _ in _off(rows, said[name])})
+    counts = [[k, *[sum(_kind(r) == k for r, _ in _off(rows, v)) for v in said.values()]] for k in kinds]
+    print(table(["disagreements", *said], counts))
+    off = _off(rows, said["math_equal"])
+    print(f"\n### math_equal: {len(off)} disagreements with the suite\n")
+    cells = [["FP" if v else "FN", _kind(r), r["source"].split("::")[1], _short(r["gold"]), _short(r["answer"]),
+              r.get("note", "")] for r, v in off]  # fmt: skip
+    print(table(["", "category", "test", "gold", "answer", "why"], cells))
+
+
+def suite_scores(rows: list[dict], said: list[bool]) -> list:
+    off = _off(rows, said)
+    policy = sum(1 for r, _ in off if r.get("policy"))
+    fp = sum(1 for _, v in off if v)
+    return [len(rows), len(rows) - len(off), f"{1 - len(off) / len(rows):.3f}", fp, len(off) - fp, policy,
+            len(off) - policy]  # fmt: skip
+
+
+def _off(rows: list[dict], said: list[bool]) -> list[tuple[dict, bool]]:
+    return [(r, v) for r, v in zip(rows, said, strict=True) if v != r["expected"]]
+
+
+def _kind(r: dict) -> str:
+    return r.get("policy") or "error"
+
+
+def _short(text: str, n: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else "..." + text[-n:]
+
+
 def category(name: str) -> str:
     """A name's last part less its numbers, else its first: HumanEval/0/mutant12.3 is mutant, HumanEval/0 HumanEval."""
     parts = re.split(r"[/:]", name)
@@ -131,6 +201,7 @@ def code_section() -> None:
 def main() -> None:
     t = time.perf_counter()
     math_section()
+    suite_section()
     code_section()
     print(f"\n({time.perf_counter() - t:.0f} s)")
 
