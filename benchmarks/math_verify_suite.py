@@ -10,8 +10,9 @@ lists. This reads them with `ast`, without importing or running anything, and wr
 upstream's: where this project deliberately disagrees with a label, the row says why (see
 benchmarks/verifier_accuracy.py). Re-extracting keeps them on the rows that are still there.
 
-    git clone https://github.com/huggingface/Math-Verify /tmp/Math-Verify
-    .venv/bin/python benchmarks/math_verify_suite.py /tmp/Math-Verify   # rewrites data/labelled/math_verify_suite.jsonl
+    git clone https://github.com/huggingface/Math-Verify ../Math-Verify
+    git -C ../Math-Verify checkout 5d148cfaaf99214c2e4ffb4bc497ab042c592a7a   # the commit the data file holds
+    .venv/bin/python benchmarks/math_verify_suite.py ../Math-Verify   # rewrites data/labelled/math_verify_suite.jsonl
 """
 
 from __future__ import annotations
