@@ -173,7 +173,12 @@ def exception(reply: tuple) -> BaseException:
     wrong answer, MemoryError the memory limit), else RuntimeError."""
     name = reply[0] if len(reply) == 1 and type(reply[0]) is str else ""
     cls = getattr(builtins, name, None) if name.isidentifier() else None
-    if isinstance(cls, type) and issubclass(cls, Exception):
+    # never StopIteration: raised inside the tests' map(candidate, xs) it would end the iteration, not fail it
+    if (
+        isinstance(cls, type)
+        and issubclass(cls, Exception)
+        and not issubclass(cls, (StopIteration, StopAsyncIteration))
+    ):
         return cls()
     return RuntimeError(name[:100])
 
@@ -295,7 +300,7 @@ def serve(inp: int, out: int) -> None:
         elif msg[0] == "call":
             reply = call(ns, *msg[1:])
         else:
-            reply = ("done", *one_case(code, msg[1], msg[2]))
+            reply = ("done", *one_case(code, msg[1], msg[2], (inp, out)))
         try:
             send(out, reply)
         except ValueError:  # marshal: not a builtin value
@@ -321,14 +326,17 @@ def call(ns: dict, name: str, args: tuple, kwargs: dict, method: bool) -> tuple:
         return ("raise", type(e).__name__)
 
 
-def one_case(code, text: str, cap: int) -> tuple[str, bytes]:
+def one_case(code, text: str, cap: int, private: tuple = ()) -> tuple[str, bytes]:
+    """Run the program on one input in a fresh child; `private` are descriptors it must not inherit (the pipes to
+    the test process: a case could read the next case's input, or write replies of its own)."""
     stdin = os.memfd_create("stdin")  # unnamed, any size, no deadlock against a program that never reads it
     write_all(stdin, text.encode())
     os.lseek(stdin, 0, os.SEEK_SET)
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.close(r)
+        for fd in (r, *private):
+            os.close(fd)
         run_child(code, stdin, w)
     os.close(w)
     os.close(stdin)

@@ -22,6 +22,9 @@ HE = {
 IO = {"inputs": ["1 2\n", "5 7\n", "10 -3\n"], "outputs": ["3\n", "12\n", "7\n"]}
 FN = {"fn_name": "add", "inputs": [[1, 2], [5, 7], [10, -3], [1.5, 1.0], [0.5, 0.25]], "outputs": [3, 12, 7, 2.5, 0.75]}
 REFS = {"humaneval": HE, "stdio": IO, "calls": FN}
+MAP_TEST = "def check(candidate):\n    assert all(r == e for r, e in zip(map(candidate, [1, 4], [2, 4]), [3, 8]))\n"
+REFS["humaneval_map"] = {**HE, "test": MAP_TEST}  # tests that map the candidate over inputs
+FORMATS = ("humaneval", "stdio", "calls")
 
 RIGHT = {"humaneval": "def add(a, b):\n    return a + b\n", "calls": "def add(a, b):\n    return a + b\n",
          "stdio": "a, b = map(int, input().split())\nprint(a + b)\n"}  # fmt: skip
@@ -265,6 +268,8 @@ def add(a, b):
 """
 OS_EXIT_MID = "import os\ndef add(a, b):\n    if (a, b) in ((-1, 1), (5, 7)):\n        os._exit(0)\n    return a + b\n"
 GENERATOR = "def add(a, b):\n    yield a + b\n"
+# StopIteration out of the candidate would end the tests' map(candidate, ...) early: no case left to fail
+STOP_ITERATION = "def add(a, b):\n    if (a, b) == (1, 2):\n        raise StopIteration\n    return a + b + (a == 4)\n"
 
 
 def attacks() -> list[tuple[str, str, str]]:
@@ -278,13 +283,13 @@ def attacks() -> list[tuple[str, str, str]]:
         "atexit_forge": ATEXIT, "close_stdout": CLOSE_STDOUT, "forge_without_nonce": FORGE_PLAIN,
         "redefine_check": REDEFINE_CHECK,
     }  # fmt: skip
-    out = [(name, fmt, code + WRONG[fmt]) for name, code in front.items() for fmt in REFS]
+    out = [(name, fmt, code + WRONG[fmt]) for name, code in front.items() for fmt in FORMATS]
     # a patched abs or isclose hides a wrong answer exactly where the tests use it
     out += [("patch_builtins_abs", fmt, PATCH_BUILTINS + WRONG_AT(1.5)) for fmt in ("humaneval", "calls")]
     out += [("patch_math_isclose", fmt, PATCH_ISCLOSE + WRONG_AT(0.5)) for fmt in ("humaneval", "calls")]
     # hostile, yet with the right answer: a harness that can be killed or stopped must not call that a pass
     for name, code in {"kill_parent": KILL_PARENT, "kill_group": KILL_GROUP, "stop_parent": STOP_PARENT}.items():
-        out += [(name, fmt, code + RIGHT[fmt]) for fmt in REFS]
+        out += [(name, fmt, code + RIGHT[fmt]) for fmt in FORMATS]
     # the trick is the answer (the function-call and HumanEval formats return values)
     answers = {
         "always_equal": ALWAYS_EQUAL, "int_subclass_eq": INT_EQ, "str_subclass_eq": STR_EQ,
@@ -293,6 +298,7 @@ def attacks() -> list[tuple[str, str, str]]:
         "report_on_stack_in_call": REPORT_ON_STACK + "def add(a, b):\n    _passed()\n    return 0\n",
     }  # fmt: skip
     out += [(name, fmt, code) for name, code in answers.items() for fmt in ("humaneval", "calls")]
+    out += [("stop_iteration", fmt, STOP_ITERATION) for fmt in ("humaneval_map", "calls")]
     return out
 
 
@@ -305,7 +311,7 @@ def uniform() -> list[tuple[str, str, str]]:
         "kill_everything": "import os, signal\nos.kill(-1, signal.SIGKILL)\n",
         "setsid": "import os\nos.setsid()\n",
     }
-    return [(name, fmt, code + RIGHT[fmt]) for name, code in tricks.items() for fmt in REFS]
+    return [(name, fmt, code + RIGHT[fmt]) for name, code in tricks.items() for fmt in FORMATS]
 
 
 def judge_all(cases: list[tuple[str, str]]) -> list[tuple[bool, str | None]]:

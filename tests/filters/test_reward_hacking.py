@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import hostile
@@ -38,7 +39,7 @@ STDLIB_ONLY = [
 
 def honest() -> list[tuple[str, str, str]]:
     """Right answers, some of them noisy: they print, define helpers, read stdin in odd ways, return tuples."""
-    out = [(f"right_{fmt}", fmt, hostile.RIGHT[fmt]) for fmt in hostile.REFS]
+    out = [(f"right_{fmt}", fmt, hostile.RIGHT[fmt]) for fmt in hostile.FORMATS]
     out += [
         ("prints_and_helpers", "humaneval", "def _sum(xs):\n    return sum(xs)\n\ndef add(a, b):\n"
          "    print('adding', a, b)\n    return _sum([a, b])\n"),
@@ -116,15 +117,15 @@ def test_the_same_verdicts_as_root_and_as_a_user():
 WEAK_PASSES = [
     "always_equal", "int_subclass_eq", "str_subclass_eq", "list_subclass_eq", "patch_builtins_abs",
     "patch_math_isclose", "steal_nonce_frames", "steal_nonce_gc", "steal_nonce_ctypes", "report_on_stack",
-    "rewrite_test", "settrace", "bytecode_constant", "report_on_stack_in_call",
+    "rewrite_test", "settrace", "bytecode_constant", "report_on_stack_in_call", "stop_iteration",
 ]  # fmt: skip
 
 
 def test_the_attacks_pass_the_old_one_interpreter_harness(monkeypatch):
     weak = (HERE / "weak_harness.py").read_text()
     monkeypatch.setattr(code_verifier, "_harness_source", lambda: weak)
-    progs = {name: prog for name, fmt, prog in ATTACKS if fmt == "humaneval"}
-    got = hostile.judge_all([("humaneval", progs[name]) for name in WEAK_PASSES])
+    progs = {name: (fmt, prog) for name, fmt, prog in ATTACKS if fmt.startswith("humaneval")}
+    got = hostile.judge_all([progs[name] for name in WEAK_PASSES])
     passed = [name for name, (ok, _) in zip(WEAK_PASSES, got, strict=True) if ok]
     assert passed == WEAK_PASSES
 
@@ -203,3 +204,19 @@ def test_the_test_process_takes_helpers_from_the_prompt_not_the_answer():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_nothing_is_left_running_after_the_battery():
+    for mode in MODES:
+        verdicts(mode)  # computed once for the tests above; here, only their leftovers are looked for
+    time.sleep(1)
+    left = []
+    for d in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            uid = os.stat(f"/proc/{d}").st_uid
+            cmd = Path(f"/proc/{d}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if (uid == UID or uid >= 1 << 20) and b"python" in cmd:  # the sandbox's uids: UID, or a random high one
+            left.append((d, uid, cmd[:80]))
+    assert left == []
