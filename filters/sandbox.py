@@ -97,8 +97,9 @@ def run(
 ) -> Result:
     """Run a Python program (`source`, as /box/main.py) or a command (`argv`) inside the sandbox.
 
-    `files` go next to main.py in /box (read-only); the working folder /tmp starts empty. `secret` arrives on fd 3
-    and is never written to any file the program could find by name.
+    `files` go next to main.py in /box (read-only); the working folder /tmp starts empty. A file "main.pyc", the
+    marshal of a code object this interpreter compiled, runs in place of main.py (no compile on every run).
+    `secret` arrives on fd 3 and is never written to any file the program could find by name.
     """
     limits = limits or Limits()
     if (why := available()) is not None:

@@ -7,6 +7,7 @@ reason: json, runpy and site would double the start time.
 """
 
 import builtins
+import marshal
 import os
 import resource
 import sys
@@ -103,8 +104,12 @@ def main() -> None:
     main = type(sys)("__main__")  # a real __main__ module, so pickle and multiprocessing find what it defines
     main.__file__ = path
     sys.modules["__main__"] = main
-    with open(path, "rb") as f:
-        code = compile(f.read(), path, "exec")
+    if os.path.exists(path + "c"):  # main.pyc: the host's marshal of the code, compiled once there, not each run
+        with open(path + "c", "rb") as f:
+            code = marshal.loads(f.read())
+    else:
+        with open(path, "rb") as f:
+            code = compile(f.read(), path, "exec")
     try:
         exec(code, main.__dict__)
     except MemoryError:
