@@ -4,7 +4,11 @@
 - plain -S -I -B: the same, with the flags the sandbox starts Python with (no site-packages: part of the gap is
   this, not isolation);
 - sandbox.run: the same program inside the sandbox (namespaces, rlimits, a dropped uid);
-- verify_code: the whole code verifier on the answer (fence, compile, harness, nonce, the sandbox).
+- verify_code: the whole code verifier on the answer (fence, compile, harness, nonce, the sandbox): the tests in a
+  trusted process, the candidate's program in a second one that answers over a pipe;
+- verify_code, one process: the same with the old harness (tests/filters/weak_harness.py), which ran the program,
+  the tests and check() in one interpreter and so could be gamed. The difference between the two rows is what the
+  second process costs.
 
 Every arm runs the same programs with os.cpu_count() threads; arms alternate, --reps times, and the median rep is
 reported, with the range over reps (this machine is a small VM: expect noise). ms/program is the mean wall time of
@@ -29,6 +33,7 @@ from pathlib import Path
 from common import table
 from labelled_code import candidate
 
+from filters import code as code_verifier
 from filters import sandbox
 from filters.code import verify_code
 from filters.sandbox import Limits
@@ -56,12 +61,18 @@ def arms(problems: list[dict], folder: Path) -> dict:
     def boxed(i):
         return sandbox.run(full_program(problems[i]), limits=LIMITS).exit_code == 0
 
-    def verified(i):
-        p = problems[i]
-        return verify_code(candidate(p["prompt"] + p["canonical_solution"], p), LIMITS).accepted
+    def verified(harness: str):
+        def one(i):  # arms run one after another, so setting the harness here never races another arm
+            code_verifier._harness_source = lambda: harness
+            p = problems[i]
+            return verify_code(candidate(p["prompt"] + p["canonical_solution"], p), LIMITS).accepted
 
+        return one
+
+    trusted = code_verifier._harness_source()
+    weak = (Path(__file__).parent.parent / "tests" / "filters" / "weak_harness.py").read_text()
     return {"plain": plain([]), "plain -S -I -B": plain(["-S", "-I", "-B"]), "sandbox.run": boxed,
-            "verify_code": verified}  # fmt: skip
+            "verify_code": verified(trusted), "verify_code, one process": verified(weak)}  # fmt: skip
 
 
 def timed_rep(fn, n: int, workers: int) -> tuple[float, float, int]:

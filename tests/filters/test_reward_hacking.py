@@ -58,9 +58,9 @@ def verdicts(mode: str) -> dict[tuple[str, str], tuple[bool, str | None]]:
     return {(name, fmt): tuple(v) for (name, fmt, _), v in zip(cases, got, strict=True)}
 
 
-def as_user(pairs: list) -> list:
+def as_user(pairs: list, harness: str | None = None) -> list:
     """Run the verifier as an unprivileged uid (bubblewrap then makes a user namespace), on a world-readable copy
-    of the modules it needs, with an interpreter that uid can run."""
+    of the modules it needs (`harness` in place of code_harness.py), with an interpreter that uid can run."""
     python = next((p for p in (_interpreter(), "/usr/bin/python3") if _runs_as_user(p)), None)
     assert python, f"no Python interpreter that uid {UID} can run (tried {_interpreter()} and /usr/bin/python3)"
     with tempfile.TemporaryDirectory() as tmp:
@@ -68,6 +68,8 @@ def as_user(pairs: list) -> list:
         pkg.mkdir()
         for name in STDLIB_ONLY:
             shutil.copy(ROOT / "filters" / f"{name}.py", pkg)
+        if harness is not None:
+            Path(pkg, "code_harness.py").write_text(harness)
         shutil.copy(HERE / "hostile.py", tmp)
         os.chmod(tmp, 0o755)
         for p in [pkg, *pkg.iterdir(), Path(tmp, "hostile.py")]:
@@ -128,6 +130,19 @@ def test_the_attacks_pass_the_old_one_interpreter_harness(monkeypatch):
     got = hostile.judge_all([progs[name] for name in WEAK_PASSES])
     passed = [name for name, (ok, _) in zip(WEAK_PASSES, got, strict=True) if ok]
     assert passed == WEAK_PASSES
+
+
+def test_a_dumpable_test_process_would_give_its_nonce_away():
+    """The harness weakened: without no_dump(), as an ordinary user (no uid switch to make it non-dumpable), the
+    candidate process reads the test process's memory, finds the nonce and forges a pass."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root, to run the verifier as another uid")
+    source = (ROOT / "filters" / "code_harness.py").read_text()
+    weak = source.replace("    no_dump()\n    side = fork_candidate", "    side = fork_candidate")
+    assert weak != source
+    steal = next(prog for name, fmt, prog in ATTACKS if (name, fmt) == ("steal_nonce_parent_mem", "humaneval"))
+    assert as_user([("humaneval", steal)], harness=weak) == [[True, None]]
+    assert as_user([("humaneval", steal)]) == [[False, "wrong_answer"]]
 
 
 # --- the function-call format's comparison and the host's reading of reports ---
