@@ -1,6 +1,7 @@
 """The `factory` command line.
 
 factory generate recipes/arithmetic_demo.yaml     # sample, verify, store
+factory eval smollm2-135m-instruct recipes/arithmetic_demo.yaml   # greedy accuracy
 factory stats                                     # what the store holds
 factory query "SELECT reason, count(*) FROM candidates GROUP BY 1"
 factory export --out data/sft.parquet
@@ -117,6 +118,49 @@ def _summary(t, run_id: str, resumed: bool, db: Path) -> None:
     for k, v in rows:
         table.add_row(f"[bold]{k}[/]", v)
     console.print(table)
+
+
+@app.command(name="eval")
+def eval_(
+    model: Annotated[str, typer.Argument(help="A model folder, the bundled smollm2-135m-instruct, or a hub id.")],
+    recipe: Annotated[Path, typer.Argument(help="A recipe whose source, prompt, engine and verifiers to use.")],
+    limit: Annotated[int | None, typer.Option(help="Use only the first N prompts of the source.")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe setting: --set source.seed=7")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+) -> None:
+    """A model's greedy accuracy on a recipe's source, judged by the recipe's verifiers.
+
+    One answer per prompt at temperature 0, with the recipe's prompt template and engine; an answer counts when it
+    passes the recipe's format and verify stages. Prints accuracy with its 95% interval, mean tokens, and why the
+    misses missed, ending with the line `accuracy K/N = P%`.
+    """
+    from factory import evaluate
+    from factory.run import make_pool
+
+    r, prompts = evaluate.prepare(model, recipe, set_ or [], limit)
+    if not prompts:
+        raise FactoryError(f"{recipe}: the source has no prompts to evaluate on")
+    with _progress() as (bar, _), make_pool(r) as pool:
+        score = evaluate.evaluate(r, prompts, pool, lambda d, total=None, done=0: bar(d, total, done, "prompts"))
+    if as_json:
+        print(json.dumps(score.as_dict()))
+        return
+    lo, hi = score.interval()
+    out = Console()
+    t = Table(show_header=False, box=None, pad_edge=False)
+    for k, v in [
+        ("model", model),
+        ("recipe", f"{recipe} ({score.n} prompts, greedy)"),
+        ("accuracy", f"{100 * score.accuracy:.1f}% (95% interval {100 * lo:.1f}-{100 * hi:.1f}%)"),
+        ("mean tokens", f"{score.mean_tokens:.0f} ({score.truncated} cut off at max_tokens)"),
+        ("misses", ", ".join(f"{k} {v}" for k, v in score.misses.most_common()) or "-"),
+        ("time", f"{score.seconds:.1f}s"),
+    ]:
+        t.add_row(f"[bold]{k}[/]", escape(str(v)))
+    out.print(t)
+    print(score.line())
 
 
 @app.command(name="filter")

@@ -1,0 +1,67 @@
+"""`factory eval`: greedy accuracy on the real engine (the bundled SmolLM2 on vLLM), judged by the real verifiers."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import run_cli
+
+from factory.evaluate import Score, wilson
+
+
+def test_wilson_interval():
+    assert wilson(0, 0) == (0.0, 1.0)
+    lo, hi = wilson(0, 10)
+    assert lo == 0.0 and 0.27 < hi < 0.28  # where the normal approximation would say [0, 0]
+    lo, hi = wilson(5, 10)
+    assert 0.23 < lo < 0.24 and 0.76 < hi < 0.77
+    lo, hi = wilson(10, 10)
+    assert 0.72 < lo < 0.73 and hi == 1.0
+    s = Score("m", "r", n=8, correct=3)
+    assert s.line() == "accuracy 3/8 = 37.5%" and s.as_dict()["ci95"] == list(wilson(3, 8))
+
+
+@pytest.mark.slow
+def test_eval_on_the_demo_recipe(demo_recipe):
+    res = run_cli(
+        "eval", "smollm2-135m-instruct", str(demo_recipe), "--limit", "8", "--set", "sampling.temperature=0.9"
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    last = res.stdout.strip().splitlines()[-1]
+    m = re.fullmatch(r"accuracy (\d+)/8 = (\d+\.\d)%", last)
+    assert m, res.stdout
+    k = int(m[1])
+    assert float(m[2]) == round(100 * k / 8, 1)
+    assert "95% interval" in res.stdout and "greedy" in res.stdout  # temperature set or not, eval is greedy
+    misses = re.search(r"misses\s+(.*)", res.stdout)[1]
+    assert sum(int(n) for n in re.findall(r"\w+ (\d+)", misses)) == 8 - k  # every miss has its reason
+
+
+@pytest.mark.slow
+def test_eval_counts_only_verified_answers(tmp_path):
+    # every reference is wrong, so no answer can be right: an eval that did not verify would count some
+    prompts = tmp_path / "sums.jsonl"
+    prompts.write_text(
+        "".join(json.dumps({"prompt": f"What is {a} + {a}?", "answer": "-12345"}) + "\n" for a in range(6))
+    )
+    recipe = tmp_path / "decoy.yaml"
+    recipe.write_text(
+        f"source: {{kind: jsonl, path: {prompts}}}\nengine: {{kind: vllm, max_model_len: 1024}}\n"
+        "prompt: {template: '{prompt} Give only the final answer.', think: false}\n"
+        "sampling: {max_tokens: 32}\nverify: {workers: 1}\nfilters: [format, verify]\n"
+    )
+    res = run_cli("eval", "smollm2-135m-instruct", str(recipe), "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout)
+    assert out["n"] == 6 and out["correct"] == 0 and out["accuracy"] == 0.0
+    assert sum(out["misses"].values()) == 6 and out["mean_tokens"] > 0
+    assert out["ci95"][0] == 0.0 and 0 < out["ci95"][1] < 0.5
+
+
+def test_eval_refuses_a_missing_recipe_or_model(tmp_path, demo_recipe):
+    res = run_cli("eval", "smollm2-135m-instruct", str(tmp_path / "nope.yaml"))
+    assert res.returncode == 2 and "recipe not found" in res.stderr
+    res = run_cli("eval", str(tmp_path / "no-model"), str(demo_recipe), "--limit", "2")
+    assert res.returncode == 2 and "not a model folder" in res.stderr and "Traceback" not in res.stderr
