@@ -43,9 +43,22 @@ def out_dir(recipe, out: Path | None) -> Path:
 
 
 def last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+    """The newest complete checkpoint. A run killed while saving leaves a `checkpoint-N` folder without its
+    `trainer_state.json`, which the Trainer writes last (after model, optimizer and RNG states): resuming from
+    that one fails, so it is passed over."""
+    import json
 
-    return get_last_checkpoint(str(out)) if out.is_dir() else None
+    if not out.is_dir():
+        return None
+    steps = sorted((int(d.name.split("-")[1]), d) for d in out.glob("checkpoint-*") if d.name.split("-")[1].isdigit())
+    for _, folder in reversed(steps):
+        try:
+            json.loads((folder / "trainer_state.json").read_text())
+        except (OSError, ValueError):
+            log.warning("skipping %s: cut off while it was saved", folder)
+            continue
+        return str(folder)
+    return None
 
 
 def precision(t: TrainConfig) -> str:
