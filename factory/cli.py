@@ -390,12 +390,46 @@ def report(
     console.print(f"wrote {out} ({len(page) // 1024} KB); open it in a browser", highlight=False)
 
 
+@app.command(name="run")
+def run_pipeline(
+    pipeline: Annotated[Path, typer.Argument(help="A pipeline YAML, e.g. recipes/r1/tiny.yaml.")],
+    workdir: Annotated[Path | None, typer.Option(help="Where the stages write (default: data/runs/NAME).")] = None,
+) -> None:
+    """Run R1's stages in order (GRPO, cold-start SFT, reasoning RL, rejection sampling, SFT, final RL), each
+    stage's output feeding the next, each evaluated with `factory eval`.
+
+    Started again, it skips the stages it finished and resumes the one it was in. Each stage writes its folder under
+    the work folder and a line to stages.jsonl; `final` there is the last model. Ends with a table of each stage's
+    time and held-out accuracy.
+    """
+    from factory import pipeline as pipelines
+
+    p = pipelines.load(pipeline)
+    folder = workdir or Path("data") / "runs" / p.name
+    rows = pipelines.run(p, folder, lambda msg: console.print(f"[bold]stage[/] {escape(msg)}", highlight=False))
+    t = Table(title=f"{p.name} in {folder}")
+    for col in ("stage", "kind", "seconds", "held-out accuracy", "metrics"):
+        t.add_column(col)
+    for r in rows:
+        ev = r.get("eval")
+        acc = f"{100 * ev['accuracy']:.1f}% ({ev['correct']}/{ev['n']})" if ev else "-"
+        metrics = ", ".join(
+            f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.get("metrics", {}).items()
+        )
+        t.add_row(r["stage"], r["kind"], f"{r['seconds']:.0f}", acc, escape(metrics))
+    Console().print(t)
+    console.print(f"final model: {folder / 'final'}", highlight=False)
+
+
 @app.command()
 def train(
     kind: Annotated[str, typer.Argument(help="sft | grpo | moe")],
     recipe: Annotated[Path, typer.Argument(help="A trainer recipe, e.g. recipes/sft_tiny.yaml.")],
     db: DbOpt = Path(DEFAULT_DB),
     out: Annotated[Path | None, typer.Option(help="Checkpoints, metrics and the model (default: recipe's).")] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a recipe setting (sft, grpo): --set model=DIR")
+    ] = None,
 ) -> None:
     """Train on the store: SFT on its examples, GRPO on its prompts with the filters as rewards, or a small MoE.
 
@@ -404,7 +438,7 @@ def train(
     """
     from trainers.cli import train as run_trainer
 
-    folder = run_trainer(kind, recipe, db, out)
+    folder = run_trainer(kind, recipe, db, out, set_ or [])
     console.print(f"trained model in {folder} (metrics in {folder / 'metrics.jsonl'})", highlight=False)
 
 
