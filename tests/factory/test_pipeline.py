@@ -92,3 +92,20 @@ def test_a_bad_pipeline_lists_every_problem(tmp_path):
     res = run_cli("run", str(bad), "--workdir", str(tmp_path / "w"))
     assert res.returncode == 2 and "7 problem(s)" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "w").exists()  # nothing started
+
+
+@pytest.mark.parametrize("name", ["tiny.yaml", "gpu.yaml"])
+def test_the_r1_pipelines_and_every_stage_recipe_load(name):
+    from factory import recipe as generate_recipe
+    from trainers.recipe import GRPORecipe, SFTRecipe
+    from trainers.recipe import load as load_trainer
+
+    p = load(ROOT / "recipes" / "r1" / name)
+    assert [s.kind for s in p.stages] == ["grpo", "generate", "sft", "grpo", "generate", "sft", "grpo"]
+    assert generate_recipe.load(p.path(p.eval.recipe)).source is not None
+    for s in p.stages:
+        if s.kind == "generate":
+            generate_recipe.load(p.path(s.recipe))
+        else:
+            load_trainer(SFTRecipe if s.kind == "sft" else GRPORecipe, p.path(s.recipe))
+    assert Path(p.path(p.eval.recipe)).read_text().startswith("#")  # each opens with what it does
