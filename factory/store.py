@@ -97,8 +97,13 @@ class Store:
                     f" Wait for it to end, or read its progress in {self.snapshot_path}"
                 ) from None
             raise FactoryError(f"cannot open the store {self.path}: {e}") from None
+        except duckdb.Error as e:  # not a DuckDB file (DuckDB reads some other files as an in-memory database)
+            raise FactoryError(f"cannot open the store {self.path}: not a DuckDB database ({e})") from None
         if not read_only:
             self.con.execute(resources.files("factory").joinpath("schema.sql").read_text())
+        elif not self.con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'runs'").fetchall():
+            self.con.close()
+            raise FactoryError(f"{self.path} is a DuckDB file but not a factory store (it has no `runs` table)")
 
     @property
     def snapshot_path(self) -> Path:
