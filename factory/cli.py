@@ -129,31 +129,49 @@ def eval_(
         list[str] | None, typer.Option("--set", help="Override a recipe setting: --set source.seed=7")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
+    training: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--training",
+            help="A store or recipe the model trained on (repeatable): accuracy on the prompts none of them"
+            " holds is reported too.",
+        ),
+    ] = None,
 ) -> None:
     """A model's greedy accuracy on a recipe's source, judged by the recipe's verifiers.
 
     One answer per prompt at temperature 0, with the recipe's prompt template and engine; an answer counts when it
     passes the recipe's format and verify stages. Prints accuracy with its 95% interval, mean tokens, and why the
-    misses missed, ending with the line `accuracy K/N = P%`.
+    misses missed, ending with the line `accuracy K/N = P%`. Fresh problems of a small family can repeat training
+    problems: name the training stores and recipes with --training to see the accuracy on the unseen ones.
     """
     from factory import evaluate
     from factory.run import make_pool
 
+    seen = evaluate.trained_on(training or [])
     r, prompts = evaluate.prepare(model, recipe, set_ or [], limit)
     if not prompts:
         raise FactoryError(f"{recipe}: the source has no prompts to evaluate on")
     with _progress() as (bar, _), make_pool(r) as pool:
-        score = evaluate.evaluate(r, prompts, pool, lambda d, total=None, done=0: bar(d, total, done, "prompts"))
+        score = evaluate.evaluate(
+            r, prompts, pool, lambda d, total=None, done=0: bar(d, total, done, "prompts"), seen=seen
+        )
     if as_json:
         print(json.dumps(score.as_dict()))
         return
     lo, hi = score.interval()
+    ulo, uhi = evaluate.wilson(score.unseen_correct, score.unseen_n)
+    unseen = (
+        f"{100 * score.unseen_accuracy:.1f}% ({score.unseen_correct}/{score.unseen_n} prompts; 95% interval"
+        f" {100 * ulo:.1f}-{100 * uhi:.1f}%)"
+    )
     out = Console()
     t = Table(show_header=False, box=None, pad_edge=False)
     for k, v in [
         ("model", model),
         ("recipe", f"{recipe} ({score.n} prompts, greedy)"),
         ("accuracy", f"{100 * score.accuracy:.1f}% (95% interval {100 * lo:.1f}-{100 * hi:.1f}%)"),
+        *([("unseen in training", unseen)] if training else []),
         ("mean tokens", f"{score.mean_tokens:.0f} ({score.truncated} cut off at max_tokens)"),
         ("misses", ", ".join(f"{k} {v}" for k, v in score.misses.most_common()) or "-"),
         ("time", f"{score.seconds:.1f}s"),
@@ -400,7 +418,7 @@ def run_pipeline(
 
     Started again, it skips the stages it finished and resumes the one it was in. Each stage writes its folder under
     the work folder and a line to stages.jsonl; `final` there is the last model. Ends with a table of each stage's
-    time and held-out accuracy.
+    time and held-out accuracy, on all the eval problems and on those that no data it trained on holds.
     """
     from factory import pipeline as pipelines
 
@@ -408,15 +426,17 @@ def run_pipeline(
     folder = workdir or Path("data") / "runs" / p.name
     rows = pipelines.run(p, folder, lambda msg: console.print(f"[bold]stage[/] {escape(msg)}", highlight=False))
     t = Table(title=f"{p.name} in {folder}")
-    for col in ("stage", "kind", "seconds", "held-out accuracy", "metrics"):
+    for col in ("stage", "kind", "seconds", "held-out accuracy", "unseen in training", "metrics"):
         t.add_column(col)
     for r in rows:
         ev = r.get("eval")
         acc = f"{100 * ev['accuracy']:.1f}% ({ev['correct']}/{ev['n']})" if ev else "-"
+        u = (ev or {}).get("unseen")
+        unseen = f"{100 * u['accuracy']:.1f}% ({u['correct']}/{u['n']})" if u else "-"
         metrics = ", ".join(
             f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in r.get("metrics", {}).items()
         )
-        t.add_row(r["stage"], r["kind"], f"{r['seconds']:.0f}", acc, escape(metrics))
+        t.add_row(r["stage"], r["kind"], f"{r['seconds']:.0f}", acc, unseen, escape(metrics))
     Console().print(t)
     console.print(f"final model: {folder / 'final'}", highlight=False)
 

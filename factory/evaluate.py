@@ -3,6 +3,11 @@ that generation uses, on the same engines.
 
     factory eval smollm2-135m-instruct recipes/arithmetic_demo.yaml --limit 200
     factory eval runs/r1/final recipes/arithmetic_demo.yaml --set source.seed=7 --json
+    factory eval runs/rft/sft recipes/r1/eval.yaml --training runs/rft/store.duckdb
+
+A source of fresh problems (another seed) can still repeat problems the model trained on: a small family like
+two-term arithmetic does often. `--training` names what the model trained on (stores, whose prompts it holds;
+recipes, whose source it drew), and the accuracy on the prompts none of them holds is reported beside the whole.
 
 One greedy answer per prompt (temperature 0, whatever the recipe samples with), judged by the recipe's `format`
 and `verify` stages: the quality filters (readability, language, dedup) say whether an answer is good training
@@ -19,6 +24,7 @@ from pathlib import Path
 
 from factory import models
 from factory.engines import Request
+from factory.errors import FactoryError
 from factory.recipe import Recipe
 from factory.sampler import messages
 from factory.sources import Prompt
@@ -39,6 +45,8 @@ class Score:
     truncated: int = 0
     misses: Counter = field(default_factory=Counter)  # reason -> count
     seconds: float = 0.0
+    unseen_n: int = 0  # prompts that no training store or recipe holds (all of them when none is named)
+    unseen_correct: int = 0
 
     @property
     def accuracy(self) -> float:
@@ -54,7 +62,13 @@ class Score:
             "model": self.model, "recipe": self.recipe, "n": self.n, "correct": self.correct,
             "accuracy": self.accuracy, "ci95": [lo, hi], "mean_tokens": self.mean_tokens, "truncated": self.truncated,
             "misses": dict(self.misses.most_common()), "seconds": self.seconds,
+            "unseen": {"n": self.unseen_n, "correct": self.unseen_correct, "accuracy": self.unseen_accuracy,
+                       "ci95": list(wilson(self.unseen_correct, self.unseen_n))},
         }  # fmt: skip
+
+    @property
+    def unseen_accuracy(self) -> float:
+        return self.unseen_correct / self.unseen_n if self.unseen_n else 0.0
 
     @property
     def mean_tokens(self) -> float:
@@ -82,8 +96,52 @@ def prepare(model: str, recipe: Path, overrides: list[str], limit: int | None) -
     return r, prompts
 
 
-def evaluate(r: Recipe, prompts: list[Prompt], pool, bar=lambda *a, **k: None) -> Score:
-    """Greedy answers for `prompts` from the recipe's engine, judged by its checks in the verification pool."""
+def trained_on(paths: list[Path]) -> set[str]:
+    """The prompt texts a model trained on: every prompt of a store, every prompt of a recipe's source (a
+    generation recipe's `source`, or a GRPO recipe's when it draws its prompts from one)."""
+    seen: set[str] = set()
+    for path in paths:
+        if not path.exists():
+            raise FactoryError(f"--training {path}: no such store or recipe")
+        if path.suffix in (".yaml", ".yml"):
+            seen.update(p.prompt for p in _recipe_prompts(path))
+            continue
+        from factory.store import Store
+
+        try:
+            store = Store(path, read_only=True)
+        except FactoryError as e:
+            raise FactoryError(f"--training {path}: not a recipe (.yaml), and as a store: {e}") from None
+        try:
+            seen.update(text for (text,) in store.query("SELECT prompt FROM prompts")[1])
+        finally:
+            store.close()
+    return seen
+
+
+def _recipe_prompts(path: Path) -> list[Prompt]:
+    from factory import sources
+    from factory.recipe import read
+
+    raw = read(path)
+    if isinstance(raw.get("prompts"), dict) and "kind" in raw["prompts"]:  # a GRPO recipe
+        from trainers import recipe as trainer_recipes
+
+        g = trainer_recipes.load(trainer_recipes.GRPORecipe, path)
+        if g.prompts.kind != "source":
+            raise FactoryError(f"--training {path}: its prompts come from a store; name that store instead")
+        return sources.load(g.source, g.prompts.limit)
+    from factory import recipe as recipes
+
+    r = recipes.load(path, needs_source=False)
+    if r.source is None:
+        raise FactoryError(f"--training {path}: the recipe has no source")
+    return sources.load(r.source)
+
+
+def evaluate(r: Recipe, prompts: list[Prompt], pool, bar=lambda *a, **k: None, seen: set[str] = frozenset()) -> Score:
+    """Greedy answers for `prompts` from the recipe's engine, judged by its checks in the verification pool; the
+    prompts whose text is in `seen` (what the model trained on) count toward the whole but not toward `unseen`."""
     from factory import engines
 
     checks = [f for f in r.filters if f in CHECKS] or ["verify"]
@@ -102,9 +160,12 @@ def evaluate(r: Recipe, prompts: list[Prompt], pool, bar=lambda *a, **k: None) -
             outs = engine.generate([Request(messages(r, p), 1) for p in chunk])
             jobs = [(Candidate(c[0].text, p.task, p.reference, c[0].finish_reason, r.prompt.think), checks)
                     for p, c in zip(chunk, outs, strict=True)]  # fmt: skip
-            for (cand, _), verdict, comps in zip(jobs, pool.judge(jobs), outs, strict=True):
+            for p, (cand, _), verdict, comps in zip(chunk, jobs, pool.judge(jobs), outs, strict=True):
                 score.n += 1
                 score.correct += verdict.accepted
+                if p.prompt not in seen:
+                    score.unseen_n += 1
+                    score.unseen_correct += verdict.accepted
                 score.tokens.append(comps[0].n_tokens)
                 score.truncated += cand.finish_reason == "length"
                 if not verdict.accepted:

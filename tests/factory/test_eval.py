@@ -65,3 +65,76 @@ def test_eval_refuses_a_missing_recipe_or_model(tmp_path, demo_recipe):
     assert res.returncode == 2 and "recipe not found" in res.stderr
     res = run_cli("eval", str(tmp_path / "no-model"), str(demo_recipe), "--limit", "2")
     assert res.returncode == 2 and "not a model folder" in res.stderr and "Traceback" not in res.stderr
+
+
+def _jsonl_recipe(tmp_path, name: str, items: list[tuple[str, str]], grpo: bool = False):
+    data = tmp_path / f"{name}.jsonl"
+    data.write_text("".join(json.dumps({"prompt": q, "answer": a}) + "\n" for q, a in items))
+    recipe = tmp_path / f"{name}.yaml"
+    if grpo:  # a GRPO recipe drawing its prompts from a source
+        recipe.write_text(f"prompts: {{kind: source, limit: 1}}\nsource: {{kind: jsonl, path: {data}}}\n")
+    else:
+        recipe.write_text(
+            f"source: {{kind: jsonl, path: {data}}}\nengine: {{kind: vllm, max_model_len: 1024}}\n"
+            "prompt: {template: '{prompt} Give only the final answer.', think: false}\n"
+            "sampling: {max_tokens: 16}\nverify: {workers: 1}\nfilters: [format, verify]\n"
+        )
+    return recipe
+
+
+def _store_with(tmp_path, texts: list[str]):
+    import duckdb
+
+    from factory.store import Store
+
+    db = tmp_path / "train.duckdb"
+    Store(db).close()
+    con = duckdb.connect(str(db))
+    for i, t in enumerate(texts):
+        con.execute("INSERT INTO prompts VALUES (?, 'jsonl', 'math', ?, '{}', '{}')", [f"p{i}", t])
+    con.close()
+    return db
+
+
+SUMS = [(f"What is {a} + {a}?", str(2 * a)) for a in range(1, 7)]
+
+
+def test_trained_on_reads_stores_and_both_kinds_of_recipe(tmp_path):
+    import duckdb
+
+    from factory.errors import FactoryError
+    from factory.evaluate import trained_on
+
+    gen = _jsonl_recipe(tmp_path, "gen", SUMS[:2])
+    grpo = _jsonl_recipe(tmp_path, "grpo", SUMS[2:4], grpo=True)  # limit 1: only its first prompt was drawn
+    db = _store_with(tmp_path, [SUMS[5][0]])
+    seen = trained_on([gen, grpo, db])
+    assert seen == {SUMS[0][0], SUMS[1][0], SUMS[2][0], SUMS[5][0]}
+    assert trained_on([]) == set()
+    empty = tmp_path / "empty.duckdb"
+    duckdb.connect(str(empty)).close()
+    (tmp_path / "store_grpo.yaml").write_text("prompts: {kind: store, where: \"p.task = 'math'\"}\n")
+    for bad, says in [
+        (tmp_path / "missing.duckdb", "no such store or recipe"),
+        (tmp_path / "store_grpo.yaml", "name that store instead"),
+        (gen.with_suffix(".jsonl"), "not a recipe .* cannot open the store"),
+        (empty, "not a factory store"),
+    ]:
+        with pytest.raises(FactoryError, match=says):
+            trained_on([bad])
+
+
+@pytest.mark.slow
+def test_eval_reports_accuracy_on_prompts_not_trained_on(tmp_path):
+    recipe = _jsonl_recipe(tmp_path, "eval", SUMS)
+    gen = _jsonl_recipe(tmp_path, "gen", SUMS[:2])
+    db = _store_with(tmp_path, [SUMS[1][0], SUMS[4][0]])  # overlaps the recipe's on one prompt
+    res = run_cli("eval", "smollm2-135m-instruct", str(recipe), "--json", "--training", str(gen), "--training", str(db))
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout)
+    assert out["n"] == 6 and out["unseen"]["n"] == 3  # 6 prompts, 3 held by the training data
+    assert out["correct"] - 3 <= out["unseen"]["correct"] <= min(3, out["correct"])
+    res = run_cli("eval", "smollm2-135m-instruct", str(recipe), "--training", str(db))
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert re.search(r"unseen in training\s+\d+\.\d% \(\d/4 prompts", res.stdout), res.stdout
+    assert re.fullmatch(r"accuracy \d/6 = \d+\.\d%", res.stdout.strip().splitlines()[-1])
