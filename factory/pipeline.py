@@ -9,10 +9,12 @@ A pipeline is a flat YAML file that names a base model, an eval recipe, and the 
       - {name: sft, kind: sft, recipe: sft.yaml, model: base, data: rs}    # trains on rs's store, into sft/
       - {name: rl, kind: grpo, recipe: grpo.yaml, model: sft, data: rs}
 
-Recipe paths are relative to the pipeline file. `model` is `base` or an earlier training stage; `data` an earlier
-generate stage, whose store the stage reads. Each stage runs as its own `factory` process (vLLM and the trainers
-never share one), writes its folder under the work folder and, when it ends, one line to `stages.jsonl`: stage,
-status, seconds, key metrics and, after a stage that trains, the new model's held-out accuracy (`factory eval`).
+A generate stage with `into: rs` adds its run to rs's store instead of its own (R1's general prompts, graded by the
+judge, joining the verified reasoning examples before SFT). Recipe paths are relative to the pipeline file. `model`
+is `base` or an earlier training stage; `data` an earlier generate stage, whose store the stage reads. Each stage
+runs as its own `factory` process (vLLM and the trainers never share one), writes its folder under the work folder
+and, when it ends, one line to `stages.jsonl`: stage, status, seconds, key metrics and, after a stage that trains,
+the new model's held-out accuracy (`factory eval`), on all eval problems and on those its training data lacks.
 Started again, a pipeline skips the stages that line marks done; the stage it was killed in picks up where it
 stopped (generate resumes its run in the store, the trainers their last checkpoint). `final` in the work folder
 links to the last model.
@@ -28,6 +30,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from factory.errors import FactoryError
 from factory.models import DEFAULT_MODEL
 from factory.recipe import _build, read
@@ -42,6 +46,7 @@ class StageSpec:
     recipe: str = ""  # relative to the pipeline file
     model: str = "base"  # base, or an earlier sft/grpo stage
     data: str | None = None  # an earlier generate stage: its store is this stage's --db
+    into: str | None = None  # generate: add this stage's run to an earlier generate stage's store (general prompts)
     set: list[str] = field(default_factory=list)  # --set overrides for the stage's recipe
     limit: int | None = None  # generate: only the first N prompts
 
@@ -80,13 +85,36 @@ def load(path: Path) -> Pipeline:
         name = s.get("name", "?") if isinstance(s, dict) else "?"
         spec = _build(StageSpec, s, f"stages[{i}] ({name}).", problems)
         problems += _check(spec, i, made, p)
-        made.setdefault(spec.name, "store" if spec.kind == "generate" else "model")
+        kind = "model" if spec.kind != "generate" else "joined" if spec.into else "store"  # joined: no store of its own
+        made.setdefault(spec.name, kind)
         p.stages.append(spec)
     if p.eval is not None and not p.path(p.eval.recipe).is_file():
         problems.append(f"eval.recipe: {p.path(p.eval.recipe)} does not exist")
     if problems:
         raise FactoryError(f"{path}: {len(problems)} problem(s):\n" + "\n".join(f"  - {x}" for x in problems))
     return p
+
+
+def overlaps(p: Pipeline) -> list[str]:
+    """Stages whose reasoning-gym problems are the eval's own. reasoning-gym's problem i of seed s is problem s+i of
+    one sequence per family and config, so seeds closer than the sizes share problems."""
+
+    def span(recipe: str, sets: list[str]) -> tuple | None:
+        src = read(p.path(recipe), sets).get("source")
+        if not isinstance(src, dict) or src.get("kind") != "reasoning_gym":
+            return None
+        seed, size = int(src.get("seed", 0)), int(src.get("size", 0) or 0)
+        return json.dumps([src.get("name"), src.get("config")], sort_keys=True), seed, seed + size
+
+    if p.eval is None or (ev := span(p.eval.recipe, p.eval.set)) is None:
+        return []
+    out = []
+    for s in p.stages:
+        if (st := span(s.recipe, s.set)) and st[0] == ev[0] and st[1] < ev[2] and ev[1] < st[2]:
+            lo, hi = max(st[1], ev[1]), min(st[2], ev[2])
+            out.append(f"{s.name} trains on the eval's problems {lo}-{hi - 1} (reasoning-gym seeds {st[1]} and"
+                       f" {ev[1]}); give the eval a seed far from every stage's")  # fmt: skip
+    return out
 
 
 def _check(s: StageSpec, i: int, made: dict, p: Pipeline) -> list[str]:
@@ -103,11 +131,15 @@ def _check(s: StageSpec, i: int, made: dict, p: Pipeline) -> list[str]:
         out.append(f"{at}.data: {s.data!r} is not an earlier generate stage")
     if s.kind == "sft" and s.data is None:
         out.append(f"{at}.data: an sft stage trains on a generate stage's store; name it")
+    if s.into is not None and (s.kind != "generate" or made.get(s.into) != "store"):
+        out.append(f"{at}.into: {s.into!r}: a generate stage adds to an earlier generate stage's store")
     return out
 
 
 def run(p: Pipeline, workdir: Path, say=print) -> list[dict]:
     """Run every stage not yet done; return the lines of stages.jsonl, base first."""
+    for warning in overlaps(p):
+        say(f"warning: {warning}")
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "stages.jsonl"
     done = {r["stage"]: r for r in _lines(log) if r.get("status") == "done"}
@@ -128,7 +160,7 @@ def run(p: Pipeline, workdir: Path, say=print) -> list[dict]:
         row = {"stage": s.name, "kind": s.kind, "status": "done", "seconds": round(time.monotonic() - t, 1),
                "model": models.get(s.name), "metrics": metrics}  # fmt: skip
         if s.kind != "generate" and p.eval is not None:
-            row["eval"] = _eval(p, models[s.name], workdir)
+            row["eval"] = _eval(p, models[s.name], workdir, _lineage(p, s, workdir))
         done[s.name] = _record(log, row)
     last = next((s.name for s in reversed(p.stages) if s.kind != "generate"), None)
     if last:
@@ -143,7 +175,7 @@ def _stage(p: Pipeline, s: StageSpec, folder: Path, model: str, workdir: Path) -
     folder.mkdir(parents=True, exist_ok=True)
     sets = [a for o in [f"model={model}", *s.set] for a in ("--set", o)]
     if s.kind == "generate":
-        db = folder / "store.duckdb"
+        db = (workdir / s.into if s.into else folder) / "store.duckdb"
         limit = ["--limit", str(s.limit)] if s.limit else []
         _factory("generate", str(p.path(s.recipe)), "--db", str(db), *limit, *sets)
         stats = json.loads(_factory("stats", "--db", str(db), "--json", capture=True))
@@ -155,12 +187,29 @@ def _stage(p: Pipeline, s: StageSpec, folder: Path, model: str, workdir: Path) -
     return {k: last[k] for k in ("step", "loss", "reward") if k in last}
 
 
-def _eval(p: Pipeline, model: str, workdir: Path) -> dict:
+def _lineage(p: Pipeline, s: StageSpec, workdir: Path) -> list[Path]:
+    """What the model of stage `s` trained on, its ancestors' training included: each stage's store, or the recipe
+    whose source a GRPO stage drew its prompts from (overrides applied: prompts_source.yaml in its folder)."""
+    by_name = {x.name: x for x in p.stages}
+    out: list[Path] = []
+    while s is not None:
+        if s.data:
+            out.append(workdir / s.data / "store.duckdb")
+        elif s.kind == "grpo":
+            copy = workdir / s.name / "prompts_source.yaml"  # the trainer's own recipe.yaml is beside it
+            copy.write_text(yaml.safe_dump(read(p.path(s.recipe), s.set), sort_keys=False))
+            out.append(copy)
+        s = by_name.get(s.model)
+    return out
+
+
+def _eval(p: Pipeline, model: str, workdir: Path, training: list[Path] = ()) -> dict:
     limit = ["--limit", str(p.eval.limit)] if p.eval.limit else []
     sets = [a for o in p.eval.set for a in ("--set", o)]
+    seen = [a for path in training for a in ("--training", str(path))]
     t = time.monotonic()
-    out = json.loads(_factory("eval", model, str(p.path(p.eval.recipe)), *limit, *sets, "--json", capture=True))
-    return {k: out[k] for k in ("n", "correct", "accuracy", "ci95", "mean_tokens")} | {
+    out = json.loads(_factory("eval", model, str(p.path(p.eval.recipe)), *limit, *sets, *seen, "--json", capture=True))
+    return {k: out[k] for k in ("n", "correct", "accuracy", "ci95", "mean_tokens", "unseen")} | {
         "seconds": round(time.monotonic() - t, 1)
     }
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import FACTORY, ROOT, rows, run_cli
 
+from factory import recipe as generate_recipe
+from factory import sources
 from factory.errors import FactoryError
 from factory.pipeline import load
 
@@ -29,24 +31,39 @@ def test_a_chain_runs_each_stage_on_the_last_ones_output_and_evaluates_it(tmp_pa
     assert res.returncode == 0, res.stderr[-3000:]
     got = lines(work)
     assert [(r["stage"], r["kind"], r["status"]) for r in got] == [
-        ("base", "eval", "done"), ("gen", "generate", "done"), ("sft", "sft", "done"), ("rl", "grpo", "done"),
+        ("base", "eval", "done"), ("gen", "generate", "done"), ("more", "generate", "done"), ("sft", "sft", "done"),
+        ("rl", "grpo", "done"),
     ]  # fmt: skip
+    # `more` added its run to gen's store, which sft and rl then read
+    assert rows(work / "gen" / "store.duckdb", "SELECT count(*) FROM runs") == [(2,)]
+    assert not (work / "more" / "store.duckdb").exists()
+    # the eval problems that gen's store also holds: the sft and rl models trained on them, the base did not
+    gen_texts = {x for (x,) in rows(work / "gen" / "store.duckdb", "SELECT prompt FROM prompts")}
+    p = load(HERE / "chain.yaml")
+    evals = sources.load(generate_recipe.load(p.path(p.eval.recipe), p.eval.set).source, p.eval.limit)
+    overlap = sum(e.prompt in gen_texts for e in evals)
+    assert len(evals) == 6 and overlap >= 1
     for r in got:
         assert ("eval" in r) is (r["kind"] != "generate")
         if "eval" in r:
-            assert r["eval"]["n"] == 4 and 0 <= r["eval"]["correct"] <= 4
-    gen = got[1]["metrics"]
+            ev = r["eval"]
+            assert ev["n"] == 6 and 0 <= ev["correct"] <= 6
+            assert ev["unseen"]["n"] == (6 if r["stage"] == "base" else 6 - overlap)
+            assert ev["unseen"]["correct"] <= ev["correct"]
+    gen, more = got[1]["metrics"], got[2]["metrics"]  # the store's totals after each
     assert gen["prompts"] == 4 and 4 <= gen["candidates"] <= 8
-    assert rows(work / "gen" / "store.duckdb", "SELECT count(*) FROM candidates") == [(gen["candidates"],)]
-    assert got[2]["metrics"]["step"] == 2 and got[3]["metrics"]["step"] == 1
+    assert more["prompts"] == 6 and gen["candidates"] + 2 <= more["candidates"] <= gen["candidates"] + 4
+    assert rows(work / "gen" / "store.duckdb", "SELECT count(*) FROM candidates") == [(more["candidates"],)]
+    assert got[3]["metrics"]["step"] == 2 and got[4]["metrics"]["step"] == 1
     # the grpo stage started from the sft stage's model, which started from the base
     assert json.loads((work / "rl" / "metrics.jsonl").read_text().splitlines()[0]) is not None
     assert (work / "final").resolve() == (work / "rl").resolve() and (work / "final" / "config.json").exists()
-    assert "held-out accuracy" in res.stdout and "75.0%" in res.stdout or "%" in res.stdout
+    assert "held-out" in res.stdout and "unseen" in res.stdout
+    assert not (work / "rl" / "prompts_source.yaml").exists()  # rl drew its prompts from gen's store, named as such
     again = run_cli("run", str(HERE / "chain.yaml"), "--workdir", str(work), timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
     assert lines(work) == got  # nothing ran twice
-    assert again.stderr.count("done before, skipped") == 3
+    assert again.stderr.count("done before, skipped") == 4
 
 
 @pytest.mark.slow
@@ -82,26 +99,29 @@ def test_a_bad_pipeline_lists_every_problem(tmp_path):
         "  - {name: sft, kind: sft, recipe: sft.yaml, model: later, data: gen}\n"
         "  - {name: gen, kind: sample, recipe: gen.yaml, model: base}\n"
         "  - {name: rl, kind: grpo, recipe: nope.yaml, model: base, data: sft}\n"
+        "  - {name: more, kind: generate, recipe: gen.yaml, model: base, into: rl}\n"
     )
     with pytest.raises(FactoryError) as e:
         load(bad)
     msg = str(e.value)
     for part in ["colour: unknown key", "eval.recipe", "stages[0] (sft).model: 'later'", "stages[0] (sft).data: 'gen'",
-                 "stages[1] (gen).kind: 'sample'", "stages[2] (rl).recipe", "stages[2] (rl).data: 'sft'"]:  # fmt: skip
+                 "stages[1] (gen).kind: 'sample'", "stages[2] (rl).recipe", "stages[2] (rl).data: 'sft'",
+                 "stages[3] (more).into: 'rl'"]:  # fmt: skip
         assert part in msg, msg
     res = run_cli("run", str(bad), "--workdir", str(tmp_path / "w"))
-    assert res.returncode == 2 and "7 problem(s)" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "8 problem(s)" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "w").exists()  # nothing started
 
 
 @pytest.mark.parametrize("name", ["tiny.yaml", "gpu.yaml"])
 def test_the_r1_pipelines_and_every_stage_recipe_load(name):
-    from factory import recipe as generate_recipe
     from trainers.recipe import GRPORecipe, SFTRecipe
     from trainers.recipe import load as load_trainer
 
     p = load(ROOT / "recipes" / "r1" / name)
-    assert [s.kind for s in p.stages] == ["grpo", "generate", "sft", "grpo", "generate", "sft", "grpo"]
+    r1 = [s for s in p.stages if s.into is None]  # R1's seven; gpu.yaml adds judged general prompts to stage 5's store
+    assert [s.kind for s in r1] == ["grpo", "generate", "sft", "grpo", "generate", "sft", "grpo"]
+    assert [s.name for s in p.stages if s.into] == (["general"] if name == "gpu.yaml" else [])
     assert generate_recipe.load(p.path(p.eval.recipe)).source is not None
     for s in p.stages:
         if s.kind == "generate":
@@ -109,3 +129,25 @@ def test_the_r1_pipelines_and_every_stage_recipe_load(name):
         else:
             load_trainer(SFTRecipe if s.kind == "sft" else GRPORecipe, p.path(s.recipe))
     assert Path(p.path(p.eval.recipe)).read_text().startswith("#")  # each opens with what it does
+
+
+def test_an_eval_that_shares_a_training_stages_problems_is_named(tmp_path):
+    from factory.pipeline import overlaps
+
+    for name in ("gen.yaml", "sft.yaml", "eval.yaml"):
+        (tmp_path / name).write_text((HERE / name).read_text())
+    pipe = tmp_path / "p.yaml"
+    stages = "stages:\n  - {name: gen, kind: generate, recipe: gen.yaml, model: base}\n"
+    # gen draws seed 3, size 4: problems 3-6 of the sequence; the eval's seed 5 starts inside it
+    pipe.write_text("name: p\neval: {recipe: eval.yaml, set: [source.seed=5]}\n" + stages)
+    assert overlaps(load(pipe)) == [
+        "gen trains on the eval's problems 5-6 (reasoning-gym seeds 3 and 5); give the eval a seed far from every"
+        " stage's"
+    ]
+    pipe.write_text("name: p\neval: {recipe: eval.yaml, set: [source.seed=7]}\n" + stages)
+    assert overlaps(load(pipe)) == []  # 7 is the first problem after gen's
+    pipe.write_text(
+        "name: p\neval: {recipe: eval.yaml, set: [source.seed=5, 'source.config.operators=[\"-\"]']}\n" + stages
+    )
+    assert overlaps(load(pipe)) == []  # another config: other problems
+    assert overlaps(load(ROOT / "recipes" / "r1" / "tiny.yaml")) == []
