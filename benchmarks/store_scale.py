@@ -1,0 +1,267 @@
+"""The store at scale: realistic traces through the path a run takes, then the reads users make, at several sizes.
+
+A scripted engine writes distinct English-like traces (sentences drawn from a large pool: a median near 12 KB, a
+tail to 60 KB) and a scripted verifier accepts one candidate of three; everything else is `factory`'s own path:
+`sampler.sample` builds the rows, the response-dedup gate (MinHash) judges what passed, `Store.commit` writes each
+batch (`--filters` also runs every CPU filter, readability and language, in the verification workers). The load
+grows in segments up to each N of `--examples`; after each, the writer pauses and the reads run in their own
+processes: counts by source and reason, length percentiles, pass rates per prompt, `factory stats`, `factory export`
+to Parquet, `factory report`. During the last segment a `factory stats` runs beside the writer (a live read).
+
+Printed per N: store-side seconds (all but the scripted engine's), examples/s over the segment, the writer's RSS now
+and at peak, the store's size (file and WAL) against the same tables written as zstd Parquet, and each read's time
+and peak RSS.
+
+    python benchmarks/store_scale.py --examples 10000,30000,100000
+    python benchmarks/store_scale.py --examples 600000 --filters
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import Future
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import table  # noqa: E402
+from factory import recipe as recipes  # noqa: E402
+from factory.engines import Completion  # noqa: E402
+from factory.sampler import sample  # noqa: E402
+from factory.sources import make  # noqa: E402
+from factory.stages import Gate  # noqa: E402
+from factory.store import Store  # noqa: E402
+from filters.base import accept, reject  # noqa: E402
+
+RECIPE = """name: store_scale
+model: scripted
+engine: {kind: vllm}
+prompt: {think: true}
+rejection: {accept_per_prompt: 1, max_samples: 3, round_size: 3, batch_prompts: 256}
+dedup: {field: response}
+filters: [format, verify, dedup]
+"""
+QUERIES = {
+    "counts by source and reason": "SELECT p.source, c.reason, count(*) FROM candidates c JOIN prompts p USING"
+    " (prompt_id) GROUP BY ALL",
+    "length percentiles": "SELECT quantile_cont(n_tokens, [0.5, 0.9, 0.99]) FROM candidates",
+    "pass rate per prompt": "SELECT prompt_id, avg(accepted::INT) FROM candidates GROUP BY 1 ORDER BY 2 DESC LIMIT 10",
+}
+
+
+class Traces:
+    """Distinct English-like texts: sentences drawn from a pool big enough that two traces share few 3-grams."""
+
+    def __init__(self, seed: int = 0, pool: int = 200_000):
+        rng = random.Random(seed)
+        letters = "etaoinshrdlucmfwypvbgkjqxz"
+        words = ["".join(rng.choices(letters, k=rng.randint(2, 9))) for _ in range(20_000)]
+        weights = [1 / (i + 1) for i in range(len(words))]  # Zipf-like, as in English
+        self.sentences = []
+        for _ in range(pool):
+            s = " ".join(rng.choices(words, weights, k=rng.randint(6, 24)))
+            self.sentences.append(s[0].upper() + s[1:] + ".")
+        self.rng = rng
+
+    def __call__(self) -> str:
+        size = min(60_000, int(self.rng.lognormvariate(9.39, 0.55)))  # median e^9.39 = 12 KB, the tail cut at 60 KB
+        out, n = [], 0
+        while n < size:
+            s = self.rng.choice(self.sentences)
+            out.append(s)
+            n += len(s) + 1
+        return "<think>\n" + " ".join(out) + "\n</think>\nThe answer is 42."
+
+
+class ScriptedEngine:
+    """Completions from `Traces`; the time spent making them is kept apart from the store's."""
+
+    def __init__(self, traces: Traces):
+        self.traces, self.seconds = traces, 0.0
+
+    def generate(self, requests):
+        t = time.perf_counter()
+        out = [[self._one() for _ in range(r.n)] for r in requests]
+        self.seconds += time.perf_counter() - t
+        return out
+
+    def _one(self) -> Completion:
+        text = self.traces()
+        return Completion(text, len(text) // 4, "stop", 64)
+
+    def close(self) -> None:
+        pass
+
+
+class ScriptedVerifier:
+    """One candidate of each prompt's three passes; with `filters`, the real CPU filters also run on every one."""
+
+    def __init__(self, pool=None):
+        self.pool = pool
+
+    def submit(self, jobs) -> Future:
+        real = self.pool.submit([(c, ["readability", "language"]) for c, _ in jobs]) if self.pool else None
+        done: Future = Future()
+        if real is not None:
+            real.result()  # their cost counts; their verdict on made-up words does not
+        done.set_result([accept() if i % 3 == 0 else reject("wrong_answer") for i in range(len(jobs))])
+        return done
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+WRAP = (
+    "import atexit, runpy, sys\n"
+    "def hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            print('VmHWM', line.split()[1], file=sys.stderr)\n"
+    "atexit.register(hwm)\n"
+    "sys.argv = ['factory', *sys.argv[1:]]\n"
+    "runpy.run_module('factory.cli', run_name='__main__')\n"
+)
+
+
+def child(args: list[str]) -> tuple[float, float]:
+    """A `factory` command in its own process: seconds, and its peak RSS in MB (VmHWM, which exec resets, unlike
+    getrusage's, which keeps the forking parent's)."""
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", WRAP, *args], capture_output=True, text=True)
+    seconds = time.perf_counter() - t
+    if p.returncode != 0:
+        raise SystemExit(f"factory {' '.join(args)} failed (exit {p.returncode}): {p.stderr[-2000:]}")
+    kb = [int(line.split()[1]) for line in p.stderr.splitlines() if line.startswith("VmHWM ")]
+    return seconds, (kb[-1] / 1024 if kb else float("nan"))
+
+
+def size_mb(*paths: Path) -> float:
+    return sum(p.stat().st_size for p in paths if p.exists()) / 2**20
+
+
+def parquet_mb(db: Path, work: Path) -> float:
+    """The same tables as zstd Parquet: what the content takes in a compact columnar file."""
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    total = 0.0
+    for t in ("prompts", "candidates", "examples"):
+        out = work / f"{t}.parquet"
+        con.execute(f"COPY {t} TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
+        total += size_mb(out)
+        out.unlink()
+    con.close()
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--examples", default="10000,30000,100000", help="store sizes (accepted examples) to measure at")
+    ap.add_argument("--filters", action="store_true", help="run the CPU filters on every candidate too")
+    ap.add_argument("--workdir", type=Path, help="keep the store here (default: a temporary folder)")
+    args = ap.parse_args()
+    sizes = sorted(int(x) for x in args.examples.split(","))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = args.workdir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        if args.filters:
+            from factory.workers import VerifyPool
+
+            with VerifyPool(2, 30.0) as pool:
+                run(sizes, work, ScriptedVerifier(pool))
+        else:
+            run(sizes, work, ScriptedVerifier())
+
+
+def run(sizes: list[int], work: Path, verifier: ScriptedVerifier) -> None:
+    (work / "recipe.yaml").write_text(RECIPE)
+    r = recipes.load(work / "recipe.yaml", needs_source=False)
+    db = work / "store.duckdb"
+    db.unlink(missing_ok=True)
+    engine = ScriptedEngine(Traces())
+    rows, reads = [], {}
+    made, seconds = 0, 0.0
+    store = Store(db)
+    run_id = store.start_run(r.name, r.hash(), r.text, r.model, "scripted", {}, {})
+    store.close()
+    for n in sizes:
+        prompts = [make(f"source{i % 7}", "math", f"Problem {i}: what is {i} + 1?", {"answer": str(i + 1)})
+                   for i in range(made, n)]  # fmt: skip
+        store = Store(db)
+        gate = Gate(r, store)
+        live = Live(db, len(prompts) // 2) if n == sizes[-1] else None
+        t, e0 = time.perf_counter(), engine.seconds
+        sample(r, prompts, engine, verifier, store, run_id, on_progress=live, gate=gate)
+        store.close()
+        spent = time.perf_counter() - t - (engine.seconds - e0)
+        seconds += spent
+        on_disk = size_mb(db, db.with_name(db.name + ".wal"))
+        rows.append({"n": n, "seconds": seconds, "rate": (n - made) / spent, "rss": rss_mb(), "peak": peak_mb(),
+                     "store": on_disk, "parquet": parquet_mb(db, work)})  # fmt: skip
+        made = n
+        reads["python and factory's imports (baseline)", n] = child(["--help"])
+        for name, sql in QUERIES.items():
+            reads[name, n] = child(["query", sql, "--db", str(db), "--format", "csv"])
+        reads["factory stats", n] = child(["stats", "--db", str(db)])
+        reads["factory export (Parquet)", n] = child(["export", "--db", str(db), "--out", str(work / "x.parquet")])
+        reads["factory report", n] = child(["report", "--db", str(db), "--out", str(work / "r.html")])
+        if live is not None:
+            live.join()
+            reads["factory stats, live", n] = live.result
+        for f in work.glob("x*.parquet"):
+            f.unlink()
+        print(f"{n:,} examples: {seconds:.0f} s store-side", file=sys.stderr, flush=True)
+    head = ["examples", *(f"{x['n']:,}" for x in rows)]
+    lines = [
+        ["store-side seconds, cumulative", *(round(x["seconds"]) for x in rows)],
+        ["examples/s over the segment", *(round(x["rate"]) for x in rows)],
+        ["writer RSS now / peak, MB", *(f"{x['rss']:,.0f} / {x['peak']:,.0f}" for x in rows)],
+        ["store file + WAL, MB", *(f"{x['store']:,.0f}" for x in rows)],
+        ["same tables as zstd Parquet, MB", *(f"{x['parquet']:,.0f}" for x in rows)],
+        ["store / Parquet", *(f"{x['store'] / x['parquet']:.2f}x" for x in rows)],
+    ]
+    for name in dict.fromkeys(k for k, _ in reads):
+        lines.append([f"{name}: s / peak MB", *(_read(reads.get((name, x["n"])), x) for x in rows)])
+    print(table(head, lines))
+
+
+def _read(value, row) -> str:
+    return "-" if value is None else f"{value[0]:.1f} / {value[1]:,.0f}"
+
+
+class Live(threading.Thread):
+    """`factory stats` on the store while the writer runs: started once half the segment's prompts are done."""
+
+    def __init__(self, db: Path, at: int):
+        super().__init__(daemon=True)
+        self.db, self.at, self.result = db, at, None
+
+    def __call__(self, tally) -> None:  # the sampler's progress callback
+        if tally.prompts_done >= self.at and not self.is_alive() and self.result is None:
+            self.start()
+
+    def run(self) -> None:
+        self.result = child(["stats", "--db", str(self.db)])
+
+    def join(self, timeout=None) -> None:
+        if self.is_alive() or self.result is not None:
+            super().join(timeout)
+
+
+if __name__ == "__main__":
+    main()
