@@ -14,7 +14,7 @@ judge, joining the verified reasoning examples before SFT). Recipe paths are rel
 is `base` or an earlier training stage; `data` an earlier generate stage, whose store the stage reads. Each stage
 runs as its own `factory` process (vLLM and the trainers never share one), writes its folder under the work folder
 and, when it ends, one line to `stages.jsonl`: stage, status, seconds, key metrics and, after a stage that trains,
-the new model's held-out accuracy (`factory eval`), on all eval problems and on those its training data lacks.
+the new model's held-out accuracy (`factory eval`), on all eval problems and on those no stage's source holds.
 Started again, a pipeline skips the stages that line marks done; the stage it was killed in picks up where it
 stopped (generate resumes its run in the store, the trainers their last checkpoint). `final` in the work folder
 links to the last model.
@@ -119,8 +119,8 @@ def overlaps(p: Pipeline) -> list[str]:
 
 def _check(s: StageSpec, i: int, made: dict, p: Pipeline) -> list[str]:
     at, out = f"stages[{i}] ({s.name or '?'})", []
-    if not s.name or s.name in made or s.name == "final":
-        out.append(f"{at}.name: {s.name!r} must be new and not 'base' or 'final'")
+    if not s.name or s.name in made or s.name in ("final", "sources"):
+        out.append(f"{at}.name: {s.name!r} must be new and not 'base', 'final' or 'sources'")
     if s.kind not in KINDS:
         out.append(f"{at}.kind: {s.kind!r} is not one of {', '.join(KINDS)}")
     if not p.path(s.recipe).is_file():
@@ -146,7 +146,7 @@ def run(p: Pipeline, workdir: Path, say=print) -> list[dict]:
     models = {"base": p.base}
     if p.eval is not None and "base" not in done:
         done["base"] = _record(log, {"stage": "base", "kind": "eval", "status": "done", "seconds": 0.0,
-                                     "model": p.base, "eval": _eval(p, p.base, workdir)})  # fmt: skip
+                                     "model": p.base, "eval": _eval(p, p.base, _sources(p, workdir))})  # fmt: skip
     for s in p.stages:
         folder = workdir / s.name
         if s.kind != "generate":
@@ -160,7 +160,7 @@ def run(p: Pipeline, workdir: Path, say=print) -> list[dict]:
         row = {"stage": s.name, "kind": s.kind, "status": "done", "seconds": round(time.monotonic() - t, 1),
                "model": models.get(s.name), "metrics": metrics}  # fmt: skip
         if s.kind != "generate" and p.eval is not None:
-            row["eval"] = _eval(p, models[s.name], workdir, _lineage(p, s, workdir))
+            row["eval"] = _eval(p, models[s.name], _sources(p, workdir))
         done[s.name] = _record(log, row)
     last = next((s.name for s in reversed(p.stages) if s.kind != "generate"), None)
     if last:
@@ -187,23 +187,25 @@ def _stage(p: Pipeline, s: StageSpec, folder: Path, model: str, workdir: Path) -
     return {k: last[k] for k in ("step", "loss", "reward") if k in last}
 
 
-def _lineage(p: Pipeline, s: StageSpec, workdir: Path) -> list[Path]:
-    """What the model of stage `s` trained on, its ancestors' training included: each stage's store, or the recipe
-    whose source a GRPO stage drew its prompts from (overrides applied: prompts_source.yaml in its folder)."""
-    by_name = {x.name: x for x in p.stages}
-    out: list[Path] = []
-    while s is not None:
-        if s.data:
-            out.append(workdir / s.data / "store.duckdb")
-        elif s.kind == "grpo":
-            copy = workdir / s.name / "prompts_source.yaml"  # the trainer's own recipe.yaml is beside it
-            copy.write_text(yaml.safe_dump(read(p.path(s.recipe), s.set), sort_keys=False))
-            out.append(copy)
-        s = by_name.get(s.model)
+def _sources(p: Pipeline, workdir: Path) -> list[Path]:
+    """Every prompt source a stage draws from, overrides applied, written to `sources/` in the work folder: the
+    generate stages' (whose stores the SFT and store-fed GRPO stages read) and the GRPO stages' own. The problems
+    none of them holds are the same set for every model of the chain, so their accuracies compare down the table."""
+    folder = workdir / "sources"
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for s in p.stages:
+        raw = read(p.path(s.recipe), s.set)
+        fed_by_store = s.kind == "grpo" and (raw.get("prompts") or {}).get("kind") == "store"
+        if s.kind == "sft" or fed_by_store or not isinstance(raw.get("source"), dict):
+            continue
+        copy = folder / f"{s.name}.yaml"
+        copy.write_text(yaml.safe_dump(raw, sort_keys=False))
+        out.append(copy)
     return out
 
 
-def _eval(p: Pipeline, model: str, workdir: Path, training: list[Path] = ()) -> dict:
+def _eval(p: Pipeline, model: str, training: list[Path]) -> dict:
     limit = ["--limit", str(p.eval.limit)] if p.eval.limit else []
     sets = [a for o in p.eval.set for a in ("--set", o)]
     seen = [a for path in training for a in ("--training", str(path))]
