@@ -28,7 +28,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -46,9 +45,8 @@ BASE = "smollm2-135m-instruct"
 GOAL_OVER_BASE, GOAL_OVER_CONTROL = 15.0, 10.0
 
 
-def factory(*args: str, capture: bool = False) -> tuple[str, float]:
-    """One `factory` command in its own process (vLLM and the trainers never share one); output, seconds."""
-    started = time.monotonic()
+def factory(*args: str, capture: bool = False) -> str:
+    """One `factory` command in its own process (vLLM and the trainers never share one); its stdout if captured."""
     out = subprocess.run(
         [sys.executable, "-m", "factory.cli", *args],
         cwd=ROOT,
@@ -56,7 +54,7 @@ def factory(*args: str, capture: bool = False) -> tuple[str, float]:
         text=True,
         stdout=subprocess.PIPE if capture else sys.stderr,
     )
-    return (out.stdout or ""), time.monotonic() - started
+    return out.stdout or ""
 
 
 def count(db: Path, sql: str) -> int:
@@ -130,7 +128,7 @@ def run(args, work: Path) -> None:
     seeds = [int(s) for s in args.eval_seeds.split(",")]
     for seed in seeds:
         for arm, model in models.items():
-            text, _ = factory(
+            text = factory(
                 "eval", model, str(EVAL), "--limit", str(args.limit), "--set", f"source.seed={seed}", "--json",
                 "--training", str(verified), "--training", str(control), capture=True,
             )  # fmt: skip

@@ -144,9 +144,10 @@ def run(p: Pipeline, workdir: Path, say=print) -> list[dict]:
     log = workdir / "stages.jsonl"
     done = {r["stage"]: r for r in _lines(log) if r.get("status") == "done"}
     models = {"base": p.base}
+    sources = _sources(p, workdir) if p.eval is not None else []  # once: every eval leaves out the same problems
     if p.eval is not None and "base" not in done:
         done["base"] = _record(log, {"stage": "base", "kind": "eval", "status": "done", "seconds": 0.0,
-                                     "model": p.base, "eval": _eval(p, p.base, _sources(p, workdir))})  # fmt: skip
+                                     "model": p.base, "eval": _eval(p, p.base, sources)})  # fmt: skip
     for s in p.stages:
         folder = workdir / s.name
         if s.kind != "generate":
@@ -160,7 +161,7 @@ def run(p: Pipeline, workdir: Path, say=print) -> list[dict]:
         row = {"stage": s.name, "kind": s.kind, "status": "done", "seconds": round(time.monotonic() - t, 1),
                "model": models.get(s.name), "metrics": metrics}  # fmt: skip
         if s.kind != "generate" and p.eval is not None:
-            row["eval"] = _eval(p, models[s.name], _sources(p, workdir))
+            row["eval"] = _eval(p, models[s.name], sources)
         done[s.name] = _record(log, row)
     last = next((s.name for s in reversed(p.stages) if s.kind != "generate"), None)
     if last:
