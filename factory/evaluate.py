@@ -96,15 +96,20 @@ def prepare(model: str, recipe: Path, overrides: list[str], limit: int | None) -
     return r, prompts
 
 
+def same_text(text: str) -> str:
+    """A prompt as compared with training data: case and runs of whitespace do not make a problem new."""
+    return " ".join(text.split()).casefold()
+
+
 def trained_on(paths: list[Path]) -> set[str]:
-    """The prompt texts a model trained on: every prompt of a store, every prompt of a recipe's source (a
-    generation recipe's `source`, or a GRPO recipe's when it draws its prompts from one)."""
+    """The prompt texts a model trained on (`same_text` of each): every prompt of a store, every prompt of a recipe's
+    source (a generation recipe's `source`, or a GRPO recipe's when it draws its prompts from one)."""
     seen: set[str] = set()
     for path in paths:
         if not path.exists():
             raise FactoryError(f"--training {path}: no such store or recipe")
         if path.suffix in (".yaml", ".yml"):
-            seen.update(p.prompt for p in _recipe_prompts(path))
+            seen.update(same_text(p.prompt) for p in _recipe_prompts(path))
             continue
         from factory.store import Store
 
@@ -113,7 +118,7 @@ def trained_on(paths: list[Path]) -> set[str]:
         except FactoryError as e:
             raise FactoryError(f"--training {path}: not a recipe (.yaml), and as a store: {e}") from None
         try:
-            seen.update(text for (text,) in store.query("SELECT prompt FROM prompts")[1])
+            seen.update(same_text(text) for (text,) in store.query("SELECT prompt FROM prompts")[1])
         finally:
             store.close()
     return seen
@@ -163,7 +168,7 @@ def evaluate(r: Recipe, prompts: list[Prompt], pool, bar=lambda *a, **k: None, s
             for p, (cand, _), verdict, comps in zip(chunk, jobs, pool.judge(jobs), outs, strict=True):
                 score.n += 1
                 score.correct += verdict.accepted
-                if p.prompt not in seen:
+                if same_text(p.prompt) not in seen:
                     score.unseen_n += 1
                     score.unseen_correct += verdict.accepted
                 score.tokens.append(comps[0].n_tokens)

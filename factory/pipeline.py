@@ -103,7 +103,10 @@ def overlaps(p: Pipeline) -> list[str]:
         src = read(p.path(recipe), sets).get("source")
         if not isinstance(src, dict) or src.get("kind") != "reasoning_gym":
             return None
-        seed, size = int(src.get("seed", 0)), int(src.get("size", 0) or 0)
+        try:
+            seed, size = int(src.get("seed", 0)), int(src.get("size", 0) or 0)
+        except (TypeError, ValueError):  # a bad seed or size: the recipe's own check reports it when the stage runs
+            return None
         return json.dumps([src.get("name"), src.get("config")], sort_keys=True), seed, seed + size
 
     if p.eval is None or (ev := span(p.eval.recipe, p.eval.set)) is None:

@@ -103,13 +103,13 @@ def test_trained_on_reads_stores_and_both_kinds_of_recipe(tmp_path):
     import duckdb
 
     from factory.errors import FactoryError
-    from factory.evaluate import trained_on
+    from factory.evaluate import same_text, trained_on
 
     gen = _jsonl_recipe(tmp_path, "gen", SUMS[:2])
     grpo = _jsonl_recipe(tmp_path, "grpo", SUMS[2:4], grpo=True)  # limit 1: only its first prompt was drawn
-    db = _store_with(tmp_path, [SUMS[5][0]])
+    db = _store_with(tmp_path, ["  " + SUMS[5][0].upper().replace(" ", "\t ")])  # the same problem, respaced
     seen = trained_on([gen, grpo, db])
-    assert seen == {SUMS[0][0], SUMS[1][0], SUMS[2][0], SUMS[5][0]}
+    assert seen == {same_text(SUMS[i][0]) for i in (0, 1, 2, 5)}
     assert trained_on([]) == set()
     empty = tmp_path / "empty.duckdb"
     duckdb.connect(str(empty)).close()

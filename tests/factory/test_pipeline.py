@@ -152,3 +152,5 @@ def test_an_eval_that_shares_a_training_stages_problems_is_named(tmp_path):
     )
     assert overlaps(load(pipe)) == []  # another config: other problems
     assert overlaps(load(ROOT / "recipes" / "r1" / "tiny.yaml")) == []
+    pipe.write_text("name: p\neval: {recipe: eval.yaml, set: [source.seed=five]}\n" + stages)
+    assert overlaps(load(pipe)) == []  # not a number: left to the recipe's own check, no traceback here
