@@ -238,7 +238,7 @@ def filter_(
 def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """What the store holds: runs, candidates, acceptance, drop reasons, per source and task.
 
-    Works while `factory generate` writes the store: it then reads a consistent copy and says how far the job is.
+    Works while `factory generate` writes the store: it reads what was committed and says how far the job is.
     """
     from factory.live import reading
 
@@ -263,7 +263,7 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
 
 
 def _live(note: str | None) -> None:
-    """Say that a command read a copy of a store that `factory generate` is writing, and how far that job is."""
+    """Say that a command read a store that `factory generate` is writing, and how far that job is."""
     if note:
         console.print(f"[yellow]live:[/] {escape(note)}", highlight=False, soft_wrap=True)
 

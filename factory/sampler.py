@@ -13,6 +13,7 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from factory.engines import Request
@@ -108,28 +109,40 @@ def sample(
     tally.prompts_solved = sum(s.kept > 0 for s in states.values())
     started = time.monotonic()
     inflight = None
-    while queue or inflight:
-        batch = [queue.popleft() for _ in range(min(rj.batch_prompts, len(queue)))]
-        launched = None
-        if batch:
-            sizes = [min(rj.round_size, rj.max_samples - s.drawn) for s in batch]
-            outs = engine.generate([Request(messages(recipe, s.prompt), n) for s, n in zip(batch, sizes, strict=True)])
-            think = recipe.prompt.think
-            jobs = [
-                (Candidate(c.text, s.prompt.task, s.prompt.reference, c.finish_reason, think), names)
-                for s, comps in zip(batch, outs, strict=True)
-                for c in comps
-            ]
-            launched = (batch, outs, pool.submit(jobs))
-        if inflight:  # judged while the engine worked on `batch`
-            judged = _commit(recipe, store, run_id, *inflight, tally, judge, gate)
-            queue.extendleft(reversed([s for s in judged if not done(s)]))
-            tally.prompts_done += sum(done(s) for s in judged)
-            tally.seconds = time.monotonic() - started
-            store.publish({"run_id": run_id, "at": now(), **asdict(tally)})
-            if on_progress:
-                on_progress(tally)
-        inflight = launched
+    # the judged batch is deduplicated and committed in a thread while the engine generates the next one (only the
+    # engine's own work is on its critical path); a judge may share the engine, so with one it is done in between
+    later = ThreadPoolExecutor(1, thread_name_prefix="factory-commit") if judge is None else None
+    try:
+        while queue or inflight:
+            batch = [queue.popleft() for _ in range(min(rj.batch_prompts, len(queue)))]
+            committing = later.submit(_commit, recipe, store, run_id, *inflight, tally, None, gate) if (
+                inflight and later) else None  # fmt: skip
+            launched = None
+            if batch:
+                sizes = [min(rj.round_size, rj.max_samples - s.drawn) for s in batch]
+                outs = engine.generate(
+                    [Request(messages(recipe, s.prompt), n) for s, n in zip(batch, sizes, strict=True)]
+                )
+                think = recipe.prompt.think
+                jobs = [
+                    (Candidate(c.text, s.prompt.task, s.prompt.reference, c.finish_reason, think), names)
+                    for s, comps in zip(batch, outs, strict=True)
+                    for c in comps
+                ]
+                launched = (batch, outs, pool.submit(jobs))
+            if inflight:  # judged (and committed, when `later`) while the engine worked on `batch`
+                judged = committing.result() if committing else _commit(recipe, store, run_id, *inflight, tally,
+                                                                         judge, gate)  # fmt: skip
+                queue.extendleft(reversed([s for s in judged if not done(s)]))
+                tally.prompts_done += sum(done(s) for s in judged)
+                tally.seconds = time.monotonic() - started
+                store.publish({"run_id": run_id, "at": now(), **asdict(tally)})
+                if on_progress:
+                    on_progress(tally)
+            inflight = launched
+    finally:
+        if later:
+            later.shutdown(wait=True)  # a batch being committed lands whole before an error or ^C goes on
     tally.seconds = time.monotonic() - started
     return tally
 

@@ -1,16 +1,30 @@
 """The DuckDB store: the only module that speaks SQL.
 
 Every batch (new prompts, its candidates, its examples) is written through Arrow in one transaction, so a run
-killed at any point leaves whole batches only, and the unique keys make a second write of the same sample fail
-loudly instead of duplicating it.
+killed at any point leaves whole batches only; a second write of the same sample fails loudly instead of
+duplicating it (the store checks the keys itself: DuckDB's indexes live whole in memory and are rewritten at every
+checkpoint, which a store of 600k examples cannot afford).
+
+Sized for the mission's store (~600k examples, ~1.8M candidates of ~12 KB) on a small machine:
+- an accepted text is stored once, in the example's messages; its candidate row keeps how to rebuild the raw text;
+- the writer's memory is bounded (`MEMORY_LIMIT`), row groups are small (a checkpoint rewrites at most one partial
+  row group, not one of 122,880 texts), and a checkpoint happens at the end of each commit, never in the middle;
+- the writer holds the file only while it commits, so readers (`factory stats`, `export`, `report`) open the store
+  itself between two commits, with nothing copied. A commit that finds a reader holding the file is spooled (Arrow
+  files beside the store, written atomically) and committed before the next one: the writer never waits for a
+  reader, and a spooled batch survives a crash like a committed one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
+import shutil
+import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import resources
@@ -18,10 +32,15 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.feather as feather
 
 from factory.errors import FactoryError
 
 DEFAULT_DB = "data/factory.duckdb"
+SCHEMA = 2
+MEMORY_LIMIT = os.environ.get("FACTORY_STORE_MEMORY", "1GB")  # DuckDB's share of the writer's and readers' memory
+ROW_GROUP = 2048  # rows per row group: DuckDB's 122,880 would put 1.5 GB of traces in each
+READ_WAIT = 120.0  # seconds a reader waits for a moment when no commit holds the file
 
 _CANDIDATE = pa.schema(
     [
@@ -39,6 +58,8 @@ _CANDIDATE = pa.schema(
         ("created_at", pa.timestamp("us")),
     ]
 )
+_EDIT = pa.struct([("head", pa.string()), ("cut", pa.int32()), ("tail", pa.string())])
+_ROW = _CANDIDATE.append(pa.field("text_edit", _EDIT))  # a candidate as stored: see `held_by_example`
 _MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 _EXAMPLE = pa.schema(
     [
@@ -56,6 +77,10 @@ _EXAMPLE = pa.schema(
 _DEDUP = pa.schema([("scope", pa.string()), ("key", pa.string()), ("signature", pa.binary())])
 _DROP = pa.schema([(n, pa.string()) for n in ("run_id", "prompt_id", "reason", "scores")])
 _PROMPT = pa.schema([(n, pa.string()) for n in ("prompt_id", "source", "task", "prompt", "reference", "metadata")])
+# each table's unique key, kept by `_write`: DuckDB's own indexes cost memory and time that grow with the store
+_KEYS = {"prompts": ["prompt_id"], "candidate_rows": ["candidate_id", "run_id, prompt_id, sample_index"],
+         "examples": ["example_id", "candidate_id"], "dedup": ["scope, key"],
+         "prompt_drops": ["run_id, prompt_id"]}  # fmt: skip
 
 
 def candidate_id(run_id: str, prompt_id: str, sample_index: int) -> str:
@@ -78,101 +103,334 @@ class Batch:
 
 
 class StoreBusy(FactoryError):
-    """The store is open for writing in another process (DuckDB allows one writer and no reader beside it)."""
+    """The store is held by another process: a second writer, or a reader or writer that did not let go in time."""
+
+
+def held_by_example(text: str, reply: str) -> dict | None:
+    """How `text` is rebuilt from an example's reply (`sampler.assistant_text`: stripped, maybe `<think>` put back
+    in front), or None when it cannot be and the candidate keeps its own copy."""
+    core = text.strip()
+    cut = len(reply) - len(core)
+    if cut < 0 or reply[cut:] != core:
+        return None
+    head = text[: len(text) - len(text.lstrip())]
+    tail = text[len(text.rstrip()) :] if core else ""  # all whitespace: the head holds it all
+    return {"head": head, "cut": cut, "tail": tail} if head + reply[cut:] + tail == text else None
+
+
+def _held(candidates: list[dict], examples: list[dict]) -> list[dict]:
+    """Candidate rows as stored: the text of one an example holds is left out, with how to rebuild it."""
+    replies = {e["candidate_id"]: e["messages"][-1]["content"] for e in examples}
+    out = []
+    for c in candidates:
+        edit = held_by_example(c["text"], replies[c["candidate_id"]]) if c["candidate_id"] in replies else None
+        out.append(c | {"text": None, "text_edit": edit} if edit else c | {"text_edit": None})
+    return out
 
 
 class Store:
-    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False):
+    """The store at `path`. A writer holds the file only while it commits (see the module's note); a reader waits
+    up to `wait` seconds for a moment when no commit holds it."""
+
+    def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False, wait: float = READ_WAIT):
         self.path = Path(path)
-        if read_only and not self.path.exists():
-            raise FactoryError(f"no store at {self.path}; run `factory generate RECIPE --db {self.path}` first")
-        if not read_only:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        self._con = None
+        self._lock = None
+        if read_only:
+            if not self.path.exists():
+                raise FactoryError(f"no store at {self.path}; run `factory generate RECIPE --db {self.path}` first")
+            self._con = self._retry(lambda: duckdb.connect(str(self.path), read_only=True), wait)
+            self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+            if not self._has("runs"):
+                self._con.close()
+                raise FactoryError(f"{self.path} is a DuckDB file but not a factory store (it has no `runs` table)")
+            if not self._has("candidate_rows"):  # a schema 1 store, read as it is
+                self._con.execute("CREATE TEMP VIEW candidate_rows AS SELECT *, NULL AS text_edit FROM candidates")
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.lock_for(self.path), "a+")  # noqa: SIM115
         try:
-            self.con = duckdb.connect(str(self.path), read_only=read_only)
-        except duckdb.IOException as e:
-            if "lock" in str(e).lower():
-                raise StoreBusy(
-                    f"the store {self.path} is open for writing in another process (a running `factory generate`?)."
-                    f" Wait for it to end, or read its progress in {self.snapshot_path}"
-                ) from None
-            raise FactoryError(f"cannot open the store {self.path}: {e}") from None
-        except duckdb.Error as e:  # not a DuckDB file (DuckDB reads some other files as an in-memory database)
-            raise FactoryError(f"cannot open the store {self.path}: not a DuckDB database ({e})") from None
-        if not read_only:
-            self.con.execute(resources.files("factory").joinpath("schema.sql").read_text())
-        elif not self.con.execute("SELECT 1 FROM information_schema.tables WHERE table_name = 'runs'").fetchall():
-            self.con.close()
-            raise FactoryError(f"{self.path} is a DuckDB file but not a factory store (it has no `runs` table)")
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise StoreBusy(
+                f"the store {self.path} is being written by another process (a running `factory generate`?)."
+                f" Wait for it to end, or read its progress in {self.snapshot_path}"
+            ) from None
+        self._lock.truncate(0)
+        self._lock.write(str(os.getpid()))  # who writes: readers say so (`live.writer`)
+        self._lock.flush()
+        self._mem = duckdb.connect()
+        self._mem.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        self._mem.execute("SET checkpoint_threshold = '1TB'")  # the store checkpoints after each commit, not inside
+        try:
+            self._retry(self._attach, wait)
+            if self._has("candidates") and not self._has("candidate_rows"):
+                self._migrate()
+            self._con.execute(resources.files("factory").joinpath("schema.sql").read_text())
+            self._drain()
+            self._release()
+        except BaseException:
+            self.close(drain=False)
+            raise
+
+    def _retry(self, open_, wait: float):
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return open_()
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower():
+                    raise FactoryError(f"cannot open the store {self.path}: {e}") from None
+                if time.monotonic() >= deadline:
+                    raise StoreBusy(
+                        f"the store {self.path} is held by another process (a running `factory generate` holds it"
+                        f" between commits only, so this is a long read or an old version). Try again, or read its"
+                        f" progress in {self.snapshot_path}"
+                    ) from None
+                time.sleep(0.01)
+            except duckdb.Error as e:  # not a DuckDB file (DuckDB reads some other files as an in-memory database)
+                raise FactoryError(f"cannot open the store {self.path}: not a DuckDB database ({e})") from None
+
+    def _attach(self):
+        quoted = str(self.path).replace("'", "''")
+        self._mem.execute(f"ATTACH '{quoted}' AS store (ROW_GROUP_SIZE {ROW_GROUP})")
+        self._mem.execute("USE store")
+        self._con = self._mem
+        if self._has("candidate_rows"):  # not yet while a new store is made
+            self._drain()
+        return self._con
+
+    @contextmanager
+    def _use(self):
+        """The writer's connection for one step: the file is let go of again after it, if it was not held before."""
+        if self.read_only or self._con is not None:
+            yield self._con
+            return
+        self._retry(self._attach, READ_WAIT)
+        try:
+            yield self._con
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Checkpoint and let go of the file, so readers can open it until the next commit."""
+        if self._con is not None and not self.read_only:
+            self._mem.execute("USE memory")
+            self._mem.execute("DETACH store")  # checkpoints: the WAL is folded into the file
+            self._con = None
+
+    @property
+    def con(self) -> duckdb.DuckDBPyConnection:
+        """The connection, the file attached again (waiting for readers) when the writer had let go of it."""
+        if self._con is None:
+            self._retry(self._attach, READ_WAIT)
+        return self._con
+
+    def _has(self, table: str) -> bool:
+        sql = "SELECT 1 FROM information_schema.tables WHERE table_name = ? AND table_catalog = current_database()"
+        return bool(self._con.execute(sql, [table]).fetchall())
 
     @property
     def snapshot_path(self) -> Path:
         return self.snapshot_for(self.path)
 
+    @property
+    def spool(self) -> Path:
+        return self.path.with_name(self.path.name + ".spool")
+
     @staticmethod
     def snapshot_for(path: Path) -> Path:
         return path.with_name(path.name + ".progress.json")
 
-    def close(self) -> None:
-        self.con.close()
+    @staticmethod
+    def lock_for(path: Path) -> Path:
+        return path.with_name(path.name + ".lock")
+
+    def close(self, drain: bool = True) -> None:
+        """Let go of the store; a writer first commits what it spooled, if no reader holds the file for long (else
+        the spool stays, and the next writer commits it)."""
+        if self.read_only:
+            self._con.close()
+            return
+        try:
+            if drain and self._lock is not None and self.spool.exists():
+                with self._use():  # attaching commits what was spooled
+                    pass
+            self._release()
+            self._mem.close()
+        finally:
+            if self._lock is not None:
+                self._lock.truncate(0)  # no writer now
+                self._lock.close()  # releases the writer's lock
+                self._lock = None
 
     # runs
     def find_run(self, recipe_hash: str) -> str | None:
-        row = self.con.execute(
-            "SELECT run_id FROM runs WHERE recipe_hash = ? ORDER BY started_at DESC LIMIT 1", [recipe_hash]
-        ).fetchone()
-        return row[0] if row else None
+        with self._use() as con:
+            row = con.execute(
+                "SELECT run_id FROM runs WHERE recipe_hash = ? ORDER BY started_at DESC LIMIT 1", [recipe_hash]
+            ).fetchone()
+            return row[0] if row else None
 
     def start_run(self, name: str, recipe_hash: str, recipe: str, model: str, engine: str, sampling: dict,
                   versions: dict) -> str:  # fmt: skip
         run_id = f"{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        self.con.execute(
-            "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'running')",
-            [run_id, name, recipe_hash, recipe, model, engine, json.dumps(sampling), json.dumps(versions), now()],
-        )
-        return run_id
+        with self._use() as con:
+            con.execute(
+                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'running')",
+                [run_id, name, recipe_hash, recipe, model, engine, json.dumps(sampling), json.dumps(versions), now()],
+            )
+            return run_id
 
     def set_status(self, run_id: str, status: str) -> None:
         ended = now() if status != "running" else None
-        self.con.execute("UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ?", [status, ended, run_id])
+        with self._use() as con:
+            con.execute("UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ?", [status, ended, run_id])
 
     def progress(self, run_id: str) -> dict[str, tuple[int, int, int, int]]:
         """prompt_id -> (samples drawn, candidates passed, examples kept, tokens) for the run."""
-        rows = self.con.execute(
-            """SELECT c.prompt_id, count(*), count(*) FILTER (WHERE c.accepted), count(e.example_id),
-                      coalesce(sum(c.n_tokens), 0)
-               FROM candidates c LEFT JOIN examples e USING (candidate_id)
-               WHERE c.run_id = ? GROUP BY c.prompt_id""",
-            [run_id],
-        ).fetchall()
-        return {r[0]: tuple(r[1:]) for r in rows}
+        with self._use() as con:
+            rows = con.execute(
+                """SELECT c.prompt_id, count(*), count(*) FILTER (WHERE c.accepted), count(e.example_id),
+                          coalesce(sum(c.n_tokens), 0)
+                   FROM candidate_rows c LEFT JOIN examples e USING (candidate_id)
+                   WHERE c.run_id = ? GROUP BY c.prompt_id""",
+                [run_id],
+            ).fetchall()
+            return {r[0]: tuple(r[1:]) for r in rows}
 
     # writes
     def commit(self, batch: Batch) -> None:
-        """Write one batch in one transaction: all of it lands, or none of it."""
-        tables = [
-            ("prompts", _PROMPT, batch.prompts, "INSERT OR IGNORE INTO prompts SELECT * FROM {t}"),
-            ("candidates", _CANDIDATE, batch.candidates, "INSERT INTO candidates SELECT * FROM {t}"),
-            ("examples", _EXAMPLE, batch.examples, "INSERT INTO examples SELECT * FROM {t}"),
-            ("dedup", _DEDUP, batch.dedup, "INSERT OR IGNORE INTO dedup SELECT * FROM {t}"),
-            ("prompt_drops", _DROP, batch.prompt_drops, "INSERT OR IGNORE INTO prompt_drops SELECT * FROM {t}"),
-        ]
-        self.con.execute("BEGIN TRANSACTION")
+        """Write one batch in one transaction: all of it lands, or none of it. When a reader holds the file, the
+        batch is spooled to disk instead (as durable as a commit) and written before the next one."""
+        tables = self._tables(batch)
+        held = self._con is not None
+        if not held:
+            try:
+                self._attach()  # commits what was spooled, oldest first
+            except duckdb.IOException as e:
+                if "lock" not in str(e).lower():
+                    raise FactoryError(f"cannot open the store {self.path}: {e}") from None
+                self._spool(tables)
+                return
         try:
-            for name, schema, rows, sql in tables:
-                if rows:
-                    view = f"_batch_{name}"
-                    self.con.register(view, pa.Table.from_pylist(rows, schema=schema))
-                    self.con.execute(sql.format(t=view))
-                    self.con.unregister(view)
-            self.con.execute("COMMIT")
+            self._write(tables)
+        finally:
+            if not held:
+                self._release()
+
+    @staticmethod
+    def _tables(batch: Batch) -> dict[str, pa.Table]:
+        rows = {"prompts": (_PROMPT, batch.prompts), "candidate_rows": (_ROW, _held(batch.candidates, batch.examples)),
+                "examples": (_EXAMPLE, batch.examples), "dedup": (_DEDUP, batch.dedup),
+                "prompt_drops": (_DROP, batch.prompt_drops)}  # fmt: skip
+        return {name: pa.Table.from_pylist(r, schema=schema) for name, (schema, r) in rows.items() if r}
+
+    def _write(self, tables: dict[str, pa.Table]) -> None:
+        con = self.con
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for name, t in tables.items():
+                con.register("_batch", t)
+                for key in _KEYS[name]:
+                    self._unique(name, key, t)
+                con.execute(f"INSERT INTO {name} SELECT * FROM _batch")
+                con.unregister("_batch")
+            con.execute("COMMIT")
         except BaseException:
-            self.con.execute("ROLLBACK")
+            con.execute("ROLLBACK")
+            raise
+
+    def _unique(self, name: str, key: str, t: pa.Table) -> None:
+        """Keep `key` unique in table `name` as the batch `t` (registered as _batch) goes in: a sample stored again
+        fails the batch; a prompt, signature or drop seen before is kept as it was."""
+        con = self._con  # the batch is the semi join's small side: the check costs one scan of the key columns
+        have = set(con.execute(f"SELECT {key} FROM {name} SEMI JOIN _batch USING ({key})").fetchall())
+        keys = list(zip(*(t.column(c).to_pylist() for c in key.split(", ")), strict=True))
+        if name in ("candidate_rows", "examples"):
+            if have or len(set(keys)) != len(keys):
+                raise FactoryError(f"{name}: a ({key}) of this batch is already in the store {self.path}")
+            return
+        keep = []
+        for k in keys:
+            keep.append(k not in have)
+            have.add(k)  # and once only within the batch
+        con.register("_batch", t.filter(pa.array(keep, pa.bool_())))
+
+    def _spool(self, tables: dict[str, pa.Table]) -> None:
+        self.spool.mkdir(exist_ok=True)
+        done = sorted(int(d.name) for d in self.spool.iterdir() if d.name.isdigit())
+        folder = self.spool / f"{(done[-1] + 1 if done else 0):09d}"
+        tmp = folder.with_suffix(".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for name, t in tables.items():
+            feather.write_feather(t, tmp / f"{name}.arrow", compression="lz4")
+            with open(tmp / f"{name}.arrow", "rb+") as f:
+                os.fsync(f.fileno())
+        os.rename(tmp, folder)  # a batch is spooled whole or not at all
+        fd = os.open(self.spool, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _drain(self) -> None:
+        """Commit the spooled batches, oldest first; one a crash left committed but not deleted is skipped."""
+        if not self.spool.exists():
+            return
+        for folder in sorted(d for d in self.spool.iterdir() if d.name.isdigit()):
+            tables = {f.stem: feather.read_table(f) for f in folder.glob("*.arrow")}
+            ids = tables["candidate_rows"].column("candidate_id").to_pylist() if "candidate_rows" in tables else []
+            self.con.register("_ids", pa.table({"candidate_id": ids}))
+            [(have,)] = self.con.execute(
+                "SELECT count(*) FROM candidate_rows WHERE candidate_id IN (SELECT candidate_id FROM _ids)"
+            ).fetchall()
+            self.con.unregister("_ids")
+            if not ids or have < len(ids):
+                self._write(tables)
+            shutil.rmtree(folder)
+        shutil.rmtree(self.spool, ignore_errors=True)
+
+    def _migrate(self) -> None:
+        """A schema 1 store (indexed tables, accepted texts twice) rewritten as schema 2, in one transaction."""
+        con, old = self._con, ["candidates", "examples", "prompts", "prompt_drops", "dedup"]
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for t in old:
+                con.execute(f"ALTER TABLE {t} RENAME TO {t}_v1")
+            con.execute(resources.files("factory").joinpath("schema.sql").read_text())
+            for t in old[1:]:
+                con.execute(f"INSERT INTO {t} SELECT * FROM {t}_v1")
+            [(n,)] = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM candidates_v1").fetchall()
+            for lo in range(0, n, 20_000):  # in slices: the rows pass through Python to find what examples hold
+                sql = """SELECT c.*, e.messages[len(e.messages)].content AS _reply
+                         FROM candidates_v1 c LEFT JOIN examples_v1 e USING (candidate_id)
+                         WHERE c.rowid >= ? AND c.rowid < ? ORDER BY c.rowid"""
+                cur = con.execute(sql, [lo, lo + 20_000])
+                cols = [d[0] for d in cur.description]
+                rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+                for r in rows:
+                    reply = r.pop("_reply")
+                    r["text_edit"] = held_by_example(r["text"], reply) if reply is not None else None
+                    if r["text_edit"]:
+                        r["text"] = None
+                con.register("_rows", pa.Table.from_pylist(rows, schema=_ROW))
+                con.execute("INSERT INTO candidate_rows SELECT * FROM _rows")
+                con.unregister("_rows")
+            for t in old:
+                con.execute(f"DROP TABLE {t}_v1")
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
             raise
 
     def dedup_rows(self, scope: str) -> list[tuple[str, bytes]]:
         """(key, signature) of every text kept under this dedup scope, by any run."""
-        return self.con.execute("SELECT key, signature FROM dedup WHERE scope = ?", [scope]).fetchall()
+        with self._use() as con:
+            return con.execute("SELECT key, signature FROM dedup WHERE scope = ?", [scope]).fetchall()
 
     def publish(self, snapshot: dict) -> None:
         """Progress for readers that cannot open the file while this process writes it."""
@@ -196,26 +454,26 @@ class Store:
             """SELECT r.run_id, r.name, r.model, r.status, r.started_at, r.ended_at,
                       count(DISTINCT c.prompt_id), count(c.candidate_id), count(*) FILTER (WHERE c.accepted),
                       coalesce(sum(c.n_tokens), 0)
-               FROM runs r LEFT JOIN candidates c USING (run_id)
+               FROM runs r LEFT JOIN candidate_rows c USING (run_id)
                GROUP BY ALL ORDER BY r.started_at"""
         ).fetchall()
         keys = ("run_id", "name", "model", "status", "started_at", "ended_at", "prompts", "candidates", "passed",
                 "tokens")  # fmt: skip
         reasons = self.con.execute(
-            """SELECT reason, count(*) FROM (SELECT reason FROM candidates WHERE NOT accepted
+            """SELECT reason, count(*) FROM (SELECT reason FROM candidate_rows WHERE NOT accepted
                                             UNION ALL SELECT 'prompt_' || reason FROM prompt_drops)
                GROUP BY reason ORDER BY 2 DESC, 1"""
         ).fetchall()
         by_source = self.con.execute(
             """SELECT p.source, p.task, count(*), count(*) FILTER (WHERE c.accepted), count(e.example_id)
-               FROM candidates c JOIN prompts p USING (prompt_id) LEFT JOIN examples e USING (candidate_id)
+               FROM candidate_rows c JOIN prompts p USING (prompt_id) LEFT JOIN examples e USING (candidate_id)
                GROUP BY ALL ORDER BY 1, 2"""
         ).fetchall()
         return {
             "store": str(self.path),
             "prompts": one("SELECT count(*) FROM prompts")[0],
-            "candidates": one("SELECT count(*) FROM candidates")[0],
-            "passed": one("SELECT count(*) FROM candidates WHERE accepted")[0],
+            "candidates": one("SELECT count(*) FROM candidate_rows")[0],
+            "passed": one("SELECT count(*) FROM candidate_rows WHERE accepted")[0],
             "examples": one("SELECT count(*) FROM examples")[0],
             "runs": [dict(zip(keys, r, strict=True)) for r in runs],
             "reasons": dict(reasons),
@@ -247,7 +505,7 @@ class Store:
         """Stream an export view (`VIEWS`) as Arrow batches: the rows `where` picks, in a stable order."""
         sql = self._select(what, columns, where, pass_rate)
         try:
-            return self.con.sql(f"{sql} ORDER BY {_ORDER[what]}").to_arrow_reader(batch_rows)
+            return self.con.sql(sql + _ORDER[what]).to_arrow_reader(batch_rows)
         except duckdb.Error as e:
             raise FactoryError(f"export failed: {e}") from None
 
@@ -269,7 +527,8 @@ class Store:
         return {
             "pass_rates": col(f"SELECT pass_rate FROM ({_PASS}) ORDER BY 1"),
             "lengths": {
-                a: col(f"SELECT n_tokens FROM candidates WHERE accepted = {a} ORDER BY 1") for a in ("true", "false")
+                a: col(f"SELECT n_tokens FROM candidate_rows WHERE accepted = {a} ORDER BY 1")
+                for a in ("true", "false")
             },
             "tokens_per_example": [dict(zip(("source", "task", "tokens", "examples"), r, strict=True)) for r in spent],
             "clusters": col(_CLUSTERS),  # texts per near-duplicate cluster: the kept one and those dropped for it
@@ -278,31 +537,33 @@ class Store:
 
 
 _SPENT = """SELECT p.source, p.task, coalesce(sum(c.n_tokens), 0), count(e.example_id)
-            FROM candidates c JOIN prompts p USING (prompt_id) LEFT JOIN examples e USING (candidate_id)
+            FROM candidate_rows c JOIN prompts p USING (prompt_id) LEFT JOIN examples e USING (candidate_id)
             GROUP BY ALL ORDER BY 1, 2"""
 _CLUSTERS = """SELECT count(*) + 1 FROM (
                  SELECT coalesce(scores->>'response_duplicate_of', scores->>'prompt_duplicate_of') AS of
-                 FROM candidates WHERE reason = 'near_duplicate'
+                 FROM candidate_rows WHERE reason = 'near_duplicate'
                  UNION ALL SELECT scores->>'prompt_duplicate_of' FROM prompt_drops WHERE reason = 'near_duplicate')
                GROUP BY of ORDER BY 1"""
 _LEAKS = """SELECT scores->>'benchmark', count(*) FROM (
               SELECT scores FROM prompt_drops WHERE reason = 'contaminated'
-              UNION ALL SELECT scores FROM candidates WHERE reason = 'contaminated')
+              UNION ALL SELECT scores FROM candidate_rows WHERE reason = 'contaminated')
             GROUP BY 1 ORDER BY 2 DESC, 1"""
-_PASS = "SELECT prompt_id, avg(accepted::INT) AS pass_rate FROM candidates GROUP BY prompt_id"
+_PASS = "SELECT prompt_id, avg(accepted::INT) AS pass_rate FROM candidate_rows GROUP BY prompt_id"
+_CANDIDATES = """SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index, p.source, p.task, p.prompt,
+                        p.reference, c.text AS completion, c.n_tokens, c.finish_reason, c.accepted, c.reason, c.scores
+                 FROM {t} c JOIN prompts p USING (prompt_id)"""
 # what `factory export` can write; each a view whose columns `--columns` and `--where` name
 VIEWS = {
     "examples": "SELECT * EXCLUDE (created_at) FROM examples",
-    "candidates": """SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index, p.source, p.task, p.prompt,
-                            p.reference, c.text AS completion, c.n_tokens, c.finish_reason, c.accepted, c.reason,
-                            c.scores
-                     FROM candidates c JOIN prompts p USING (prompt_id)""",
+    "candidates": _CANDIDATES.format(t="candidates"),
     "prompts": f"""SELECT p.prompt_id, p.source, p.task, p.prompt, p.reference, p.reference->>'answer' AS answer,
                           count(*) AS samples, count(*) FILTER (WHERE c.accepted) AS passed, any_value(r.pass_rate)
                           AS pass_rate
-                   FROM prompts p JOIN candidates c USING (prompt_id) JOIN ({_PASS}) r USING (prompt_id)
+                   FROM prompts p JOIN candidate_rows c USING (prompt_id) JOIN ({_PASS}) r USING (prompt_id)
                    GROUP BY ALL""",
+    "rejected": _CANDIDATES.format(t="candidate_rows") + " WHERE NOT c.accepted",  # never an example's text
 }
-VIEWS["rejected"] = f"SELECT * FROM ({VIEWS['candidates']}) WHERE NOT accepted"
-_ORDER = {"examples": "run_id, prompt_id, candidate_id", "prompts": "prompt_id"}
-_ORDER["candidates"] = _ORDER["rejected"] = "run_id, prompt_id, sample_index"
+# examples stream in the order they were committed (no sort: memory stays flat however big the store); the
+# others are joins or groups, whose order DuckDB does not keep, so they are sorted (spilling to disk when large)
+_ORDER = {"examples": "", "prompts": " ORDER BY prompt_id"}
+_ORDER["candidates"] = _ORDER["rejected"] = " ORDER BY run_id, prompt_id, sample_index"

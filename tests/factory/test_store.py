@@ -7,11 +7,10 @@ import subprocess
 import sys
 import time
 
-import duckdb
 import pytest
 
 from factory.errors import FactoryError
-from factory.store import Batch, Store, candidate_id, now
+from factory.store import Batch, Store, StoreBusy, candidate_id, now
 
 
 def _prompt(pid: str, source: str = "reasoning_gym/basic_arithmetic", task: str = "math") -> dict:
@@ -84,13 +83,13 @@ def test_a_second_write_of_a_sample_rolls_the_whole_batch_back(filled):
     before = {t: _count(store, t) for t in ("prompts", "candidates", "examples")}
     again = _cand(run, "a", 1, True)  # (run_id, prompt_id, sample_index) already stored
     fresh = _cand(run, "c", 0, True)
-    with pytest.raises(duckdb.ConstraintException):
+    with pytest.raises(FactoryError, match="already in the store"):
         store.commit(Batch([_prompt("c")], [fresh, again], [_example(fresh)]))
     assert {t: _count(store, t) for t in before} == before
     assert store.query("SELECT count(*) FROM prompts WHERE prompt_id = 'c'")[1] == [(0,)]
     # the same unique key under another candidate_id fails too: it is the sample, not the id, that is unique
     dup = _cand(run, "b", 2, False, "no_answer") | {"candidate_id": "other-id"}
-    with pytest.raises(duckdb.ConstraintException):
+    with pytest.raises(FactoryError, match="already in the store"):
         store.commit(Batch([], [dup], []))
     store.commit(Batch([_prompt("c")], [fresh], [_example(fresh)]))  # the store still takes new batches
     assert _count(store, "candidates") == before["candidates"] + 1 and _count(store, "prompts") == 3
@@ -170,7 +169,7 @@ def test_reading_a_missing_store(tmp_path):
     assert str(missing) in str(e.value) and not missing.exists()
 
 
-def test_a_store_another_process_writes_is_refused_clearly(tmp_path):
+def test_a_store_another_process_holds_is_refused_clearly(tmp_path):
     path = tmp_path / "held.duckdb"
     Store(path).close()
     holder = subprocess.Popen(
@@ -181,11 +180,39 @@ def test_a_store_another_process_writes_is_refused_clearly(tmp_path):
     try:
         assert holder.stdout.readline().strip() == "held"
         for read_only in (False, True):
-            with pytest.raises(FactoryError) as e:
-                Store(path, read_only=read_only)
+            t = time.monotonic()
+            with pytest.raises(StoreBusy) as e:
+                Store(path, read_only=read_only, wait=1.0)
+            assert 1.0 <= time.monotonic() - t < 10  # it waited for a free moment, then gave up
             msg = str(e.value)
             assert "another process" in msg and str(path) in msg and "progress.json" in msg
     finally:
         holder.kill()
         holder.wait()
     Store(path, read_only=True).close()  # free again once the holder is gone
+
+
+def test_a_second_writer_is_refused_at_once_and_readers_get_in_between_commits(tmp_path):
+    path = tmp_path / "w.duckdb"
+    writer = Store(path)
+    try:
+        with pytest.raises(StoreBusy, match="being written by another process"):
+            Store(path, wait=30)  # the writer's own lock: no wait, not even for the DuckDB file
+        run = _start(writer)
+        writer.commit(Batch([_prompt("a")], [_cand(run, "a", 0, True)], []))
+        reader = subprocess.Popen(  # another process: the writer holds the file only while it commits
+            [sys.executable, "-c", "import sys; from factory.store import Store; s = Store(sys.argv[1], read_only=True,"
+             " wait=0); print(s.query('SELECT count(*) FROM candidates')[1][0][0], flush=True); sys.stdin.readline()",
+             str(path)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert reader.stdout.readline().strip() == "1"
+        writer.commit(Batch([_prompt("b")], [_cand(run, "b", 0, True)], []))  # the reader holds it: spooled
+        assert writer.spool.exists()
+        reader.communicate("\n", timeout=30)
+        writer.commit(Batch([_prompt("c")], [_cand(run, "c", 0, True)], []))  # the spooled batch first
+        assert not writer.spool.exists()
+        _, rows = writer.query("SELECT prompt_id FROM candidates ORDER BY created_at")
+        assert rows == [("a",), ("b",), ("c",)]
+    finally:
+        writer.close()
