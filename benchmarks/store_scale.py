@@ -8,9 +8,10 @@ grows in segments up to each N of `--examples`; after each, the writer pauses an
 processes: counts by source and reason, length percentiles, pass rates per prompt, `factory stats`, `factory export`
 to Parquet, `factory report`. During the last segment a `factory stats` runs beside the writer (a live read).
 
-Printed per N: store-side seconds (all but the scripted engine's), examples/s over the segment, the writer's RSS now
-and at peak, the store's size (file and WAL) against the same tables written as zstd Parquet, and each read's time
-and peak RSS.
+Printed per N: the load's wall time, the scripted engine's share (making traces) and how long the engine waited for
+the store (the store's work runs in a thread beside the engine: this is what is left on the engine's critical path),
+the store-side work (building rows, response dedup, commit) and its rate, the writer's RSS now and at peak, the
+store's size (file and WAL) against its own tables written as zstd Parquet, and each read's time and peak RSS.
 
     python benchmarks/store_scale.py --examples 10000,30000,100000
     python benchmarks/store_scale.py --examples 600000 --filters
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import table  # noqa: E402
 from factory import recipe as recipes  # noqa: E402
+from factory import sampler  # noqa: E402
 from factory.engines import Completion  # noqa: E402
 from factory.sampler import sample  # noqa: E402
 from factory.sources import make  # noqa: E402
@@ -154,19 +156,27 @@ def size_mb(*paths: Path) -> float:
     return sum(p.stat().st_size for p in paths if p.exists()) / 2**20
 
 
-def parquet_mb(db: Path, work: Path) -> float:
-    """The same tables as zstd Parquet: what the content takes in a compact columnar file."""
-    import duckdb
+PARQUET = """import duckdb, os, sys
+con = duckdb.connect(sys.argv[1], read_only=True)
+con.execute("SET memory_limit = '2GB'")
+con.execute("SET enable_progress_bar = false")
+total = 0
+for t in ("runs", "prompts", "candidate_rows", "examples", "prompt_drops", "dedup"):
+    out = os.path.join(sys.argv[2], t + ".parquet")
+    con.execute(f"COPY {t} TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
+    total += os.path.getsize(out)
+    os.unlink(out)
+print(total)
+"""
 
-    con = duckdb.connect(str(db), read_only=True)
-    total = 0.0
-    for t in ("prompts", "candidates", "examples"):
-        out = work / f"{t}.parquet"
-        con.execute(f"COPY {t} TO '{out}' (FORMAT parquet, COMPRESSION zstd)")
-        total += size_mb(out)
-        out.unlink()
-    con.close()
-    return total
+
+def parquet_mb(db: Path, work: Path) -> float:
+    """The store's tables as zstd Parquet (in another process, so its memory is not the writer's): what the same
+    content takes in a compact columnar file."""
+    out = subprocess.run([sys.executable, "-c", PARQUET, str(db), str(work)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"writing Parquet failed: {out.stderr[-2000:]}")
+    return int(out.stdout.split()[-1]) / 2**20
 
 
 def main() -> None:
@@ -195,7 +205,8 @@ def run(sizes: list[int], work: Path, verifier: ScriptedVerifier) -> None:
     db.unlink(missing_ok=True)
     engine = ScriptedEngine(Traces())
     rows, reads = [], {}
-    made, seconds = 0, 0.0
+    made, seconds, wall = 0, 0.0, 0.0
+    busy = Busy()
     store = Store(db)
     run_id = store.start_run(r.name, r.hash(), r.text, r.model, "scripted", {}, {})
     store.close()
@@ -205,14 +216,16 @@ def run(sizes: list[int], work: Path, verifier: ScriptedVerifier) -> None:
         store = Store(db)
         gate = Gate(r, store)
         live = Live(db, len(prompts) // 2) if n == sizes[-1] else None
-        t, e0 = time.perf_counter(), engine.seconds
+        t, b0 = time.perf_counter(), busy.seconds
         sample(r, prompts, engine, verifier, store, run_id, on_progress=live, gate=gate)
         store.close()
-        spent = time.perf_counter() - t - (engine.seconds - e0)
-        seconds += spent
+        took = time.perf_counter() - t
+        wall += took
+        seconds += busy.seconds - b0
         on_disk = size_mb(db, db.with_name(db.name + ".wal"))
-        rows.append({"n": n, "seconds": seconds, "rate": (n - made) / spent, "rss": rss_mb(), "peak": peak_mb(),
-                     "store": on_disk, "parquet": parquet_mb(db, work)})  # fmt: skip
+        rows.append({"n": n, "wall": wall, "engine": engine.seconds, "seconds": seconds,
+                     "waited": wall - engine.seconds, "rate": (n - made) / (busy.seconds - b0), "rss": rss_mb(),
+                     "peak": peak_mb(), "store": on_disk, "parquet": parquet_mb(db, work)})  # fmt: skip
         made = n
         reads["python and factory's imports (baseline)", n] = child(["--help"])
         for name, sql in QUERIES.items():
@@ -228,11 +241,14 @@ def run(sizes: list[int], work: Path, verifier: ScriptedVerifier) -> None:
         print(f"{n:,} examples: {seconds:.0f} s store-side", file=sys.stderr, flush=True)
     head = ["examples", *(f"{x['n']:,}" for x in rows)]
     lines = [
-        ["store-side seconds, cumulative", *(round(x["seconds"]) for x in rows)],
-        ["examples/s over the segment", *(round(x["rate"]) for x in rows)],
+        ["load, wall seconds, cumulative", *(round(x["wall"]) for x in rows)],
+        ["  of which the scripted engine (making traces)", *(round(x["engine"]) for x in rows)],
+        ["  of which the engine waited for the store", *(round(x["waited"]) for x in rows)],
+        ["store-side work (rows, dedup, commit), s", *(round(x["seconds"]) for x in rows)],
+        ["store-side examples/s over the segment", *(round(x["rate"]) for x in rows)],
         ["writer RSS now / peak, MB", *(f"{x['rss']:,.0f} / {x['peak']:,.0f}" for x in rows)],
         ["store file + WAL, MB", *(f"{x['store']:,.0f}" for x in rows)],
-        ["same tables as zstd Parquet, MB", *(f"{x['parquet']:,.0f}" for x in rows)],
+        ["its tables as zstd Parquet, MB", *(f"{x['parquet']:,.0f}" for x in rows)],
         ["store / Parquet", *(f"{x['store'] / x['parquet']:.2f}x" for x in rows)],
     ]
     for name in dict.fromkeys(k for k, _ in reads):
@@ -242,6 +258,23 @@ def run(sizes: list[int], work: Path, verifier: ScriptedVerifier) -> None:
 
 def _read(value, row) -> str:
     return "-" if value is None else f"{value[0]:.1f} / {value[1]:,.0f}"
+
+
+class Busy:
+    """Seconds spent judging-merging, deduplicating and committing batches (`sampler._commit`), wherever it runs."""
+
+    def __init__(self):
+        self.seconds = 0.0
+        inner = sampler._commit
+
+        def timed(*a, **k):
+            t = time.perf_counter()
+            try:
+                return inner(*a, **k)
+            finally:
+                self.seconds += time.perf_counter() - t
+
+        sampler._commit = timed
 
 
 class Live(threading.Thread):

@@ -8,11 +8,13 @@ checkpoint, which a store of 600k examples cannot afford).
 Sized for the mission's store (~600k examples, ~1.8M candidates of ~12 KB) on a small machine:
 - an accepted text is stored once, in the example's messages; its candidate row keeps how to rebuild the raw text;
 - the writer's memory is bounded (`MEMORY_LIMIT`), row groups are small (a checkpoint rewrites at most one partial
-  row group, not one of 122,880 texts), and a checkpoint happens at the end of each commit, never in the middle;
-- the writer holds the file only while it commits, so readers (`factory stats`, `export`, `report`) open the store
-  itself between two commits, with nothing copied. A commit that finds a reader holding the file is spooled (Arrow
-  files beside the store, written atomically) and committed before the next one: the writer never waits for a
-  reader, and a spooled batch survives a crash like a committed one.
+  row group, not one of 122,880 texts), and the store checkpoints between commits once the WAL passes
+  `CHECKPOINT_BYTES`, never in the middle of one;
+- readers (`factory stats`, `export`, `report`) open the store itself, with nothing copied: a reader leaves a request
+  beside the store (`STORE.readers/`), and the writer checkpoints and lets go of the file within a moment (at once
+  when idle, after its current commit otherwise). A commit that then finds a reader holding the file is spooled
+  (Arrow files beside the store, written atomically) and committed before the next one: the writer never waits for
+  a reader, and a spooled batch survives a crash like a committed one.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import uuid
 from contextlib import contextmanager
@@ -40,7 +43,8 @@ DEFAULT_DB = "data/factory.duckdb"
 SCHEMA = 2
 MEMORY_LIMIT = os.environ.get("FACTORY_STORE_MEMORY", "1GB")  # DuckDB's share of the writer's and readers' memory
 ROW_GROUP = 2048  # rows per row group: DuckDB's 122,880 would put 1.5 GB of traces in each
-READ_WAIT = 120.0  # seconds a reader waits for a moment when no commit holds the file
+READ_WAIT = 120.0  # seconds a reader waits for the writer to let go of the file
+CHECKPOINT_BYTES = 256 * 2**20  # the WAL folded into the file past this size (DuckDB's own 16 MiB is one batch)
 
 _CANDIDATE = pa.schema(
     [
@@ -129,8 +133,8 @@ def _held(candidates: list[dict], examples: list[dict]) -> list[dict]:
 
 
 class Store:
-    """The store at `path`. A writer holds the file only while it commits (see the module's note); a reader waits
-    up to `wait` seconds for a moment when no commit holds it."""
+    """The store at `path`. A writer keeps the file until a reader asks for it (see the module's note); a reader
+    asks, and waits up to `wait` seconds for the writer to let go."""
 
     def __init__(self, path: str | Path = DEFAULT_DB, read_only: bool = False, wait: float = READ_WAIT):
         self.path = Path(path)
@@ -140,7 +144,7 @@ class Store:
         if read_only:
             if not self.path.exists():
                 raise FactoryError(f"no store at {self.path}; run `factory generate RECIPE --db {self.path}` first")
-            self._con = self._retry(lambda: duckdb.connect(str(self.path), read_only=True), wait)
+            self._con = self._asking(lambda: self._retry(lambda: duckdb.connect(str(self.path), read_only=True), wait))
             self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             if not self._has("runs"):
                 self._con.close()
@@ -161,20 +165,27 @@ class Store:
         self._lock.truncate(0)
         self._lock.write(str(os.getpid()))  # who writes: readers say so (`live.writer`)
         self._lock.flush()
+        self._mutex = threading.RLock()  # the commit thread, the main thread and the watcher share the connection
+        self._stop = threading.Event()
         self._mem = duckdb.connect()
         self._mem.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
-        self._mem.execute("SET checkpoint_threshold = '1TB'")  # the store checkpoints after each commit, not inside
+        self._mem.execute("SET checkpoint_threshold = '1TB'")  # the store decides when to checkpoint, never DuckDB
+        spill = str(self.path.with_name(self.path.name + ".tmp")).replace("'", "''")
+        self._mem.execute(f"SET temp_directory = '{spill}'")  # what does not fit MEMORY_LIMIT, beside the store
         try:
             self._retry(self._attach, wait)
             if self._has("candidates") and not self._has("candidate_rows"):
                 self._migrate()
             self._con.execute(resources.files("factory").joinpath("schema.sql").read_text())
             self._drain()
-            self._release()
+            self._checkpoint()
         except BaseException:
             self.close(drain=False)
             raise
+        self._watcher = threading.Thread(target=self._watch, daemon=True, name="store-yield")
+        self._watcher.start()
 
+    # who holds the file
     def _retry(self, open_, wait: float):
         deadline = time.monotonic() + wait
         while True:
@@ -185,13 +196,42 @@ class Store:
                     raise FactoryError(f"cannot open the store {self.path}: {e}") from None
                 if time.monotonic() >= deadline:
                     raise StoreBusy(
-                        f"the store {self.path} is held by another process (a running `factory generate` holds it"
-                        f" between commits only, so this is a long read or an old version). Try again, or read its"
-                        f" progress in {self.snapshot_path}"
+                        f"the store {self.path} is held by another process (a running `factory generate` lets go of"
+                        f" it when asked, so this is a long read, or a tool that is not factory). Try again, or read"
+                        f" its progress in {self.snapshot_path}"
                     ) from None
                 time.sleep(0.01)
             except duckdb.Error as e:  # not a DuckDB file (DuckDB reads some other files as an in-memory database)
                 raise FactoryError(f"cannot open the store {self.path}: not a DuckDB database ({e})") from None
+
+    def _asking(self, open_):
+        """Open with a request on file, so that a writer lets go of the store (`_watch`); the request is withdrawn
+        once open."""
+        ask = self.path.with_name(self.path.name + ".readers") / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        try:
+            ask.parent.mkdir(exist_ok=True)
+            ask.touch()
+        except OSError:  # a store on a read-only disk: no writer to ask
+            return open_()
+        try:
+            return open_()
+        finally:
+            ask.unlink(missing_ok=True)
+
+    def _asked(self) -> bool:
+        try:
+            return any(self.path.with_name(self.path.name + ".readers").iterdir())
+        except OSError:
+            return False
+
+    def _watch(self) -> None:
+        """Let go of the file soon after a reader asks, even when no commit comes for a while."""
+        while not self._stop.wait(0.05):
+            if self._con is not None and self._asked() and self._mutex.acquire(blocking=False):
+                try:
+                    self._release()
+                finally:
+                    self._mutex.release()
 
     def _attach(self):
         quoted = str(self.path).replace("'", "''")
@@ -204,28 +244,40 @@ class Store:
 
     @contextmanager
     def _use(self):
-        """The writer's connection for one step: the file is let go of again after it, if it was not held before."""
-        if self.read_only or self._con is not None:
+        """The writer's connection for one step, the file attached again (waiting for readers) if it was let go."""
+        if self.read_only:
             yield self._con
             return
-        self._retry(self._attach, READ_WAIT)
-        try:
+        with self._mutex:
+            if self._con is None:
+                self._retry(self._attach, READ_WAIT)
             yield self._con
-        finally:
-            self._release()
+
+    def _checkpoint(self) -> None:
+        """Fold the WAL into the file: at the store's choosing, between commits, never inside one."""
+        self._con.execute("CHECKPOINT")
 
     def _release(self) -> None:
         """Checkpoint and let go of the file, so readers can open it until the next commit."""
         if self._con is not None and not self.read_only:
+            self._checkpoint()
             self._mem.execute("USE memory")
-            self._mem.execute("DETACH store")  # checkpoints: the WAL is folded into the file
+            self._mem.execute("DETACH store")
             self._con = None
+
+    def _wal(self) -> int:
+        try:
+            return self.path.with_name(self.path.name + ".wal").stat().st_size
+        except FileNotFoundError:
+            return 0
 
     @property
     def con(self) -> duckdb.DuckDBPyConnection:
         """The connection, the file attached again (waiting for readers) when the writer had let go of it."""
         if self._con is None:
-            self._retry(self._attach, READ_WAIT)
+            with self._mutex:
+                if self._con is None:
+                    self._retry(self._attach, READ_WAIT)
         return self._con
 
     def _has(self, table: str) -> bool:
@@ -254,12 +306,14 @@ class Store:
         if self.read_only:
             self._con.close()
             return
+        self._stop.set()
         try:
-            if drain and self._lock is not None and self.spool.exists():
-                with self._use():  # attaching commits what was spooled
-                    pass
-            self._release()
-            self._mem.close()
+            with self._mutex:
+                if drain and self.spool.exists():
+                    with self._use():  # attaching commits what was spooled
+                        pass
+                self._release()
+                self._mem.close()
         finally:
             if self._lock is not None:
                 self._lock.truncate(0)  # no writer now
@@ -306,20 +360,20 @@ class Store:
         """Write one batch in one transaction: all of it lands, or none of it. When a reader holds the file, the
         batch is spooled to disk instead (as durable as a commit) and written before the next one."""
         tables = self._tables(batch)
-        held = self._con is not None
-        if not held:
-            try:
-                self._attach()  # commits what was spooled, oldest first
-            except duckdb.IOException as e:
-                if "lock" not in str(e).lower():
-                    raise FactoryError(f"cannot open the store {self.path}: {e}") from None
-                self._spool(tables)
-                return
-        try:
+        with self._mutex:
+            if self._con is None:
+                try:
+                    self._attach()  # commits what was spooled, oldest first
+                except duckdb.IOException as e:
+                    if "lock" not in str(e).lower():
+                        raise FactoryError(f"cannot open the store {self.path}: {e}") from None
+                    self._spool(tables)
+                    return
             self._write(tables)
-        finally:
-            if not held:
+            if self._asked():
                 self._release()
+            elif self._wal() > CHECKPOINT_BYTES:
+                self._checkpoint()
 
     @staticmethod
     def _tables(batch: Batch) -> dict[str, pa.Table]:
@@ -395,37 +449,43 @@ class Store:
         shutil.rmtree(self.spool, ignore_errors=True)
 
     def _migrate(self) -> None:
-        """A schema 1 store (indexed tables, accepted texts twice) rewritten as schema 2, in one transaction."""
-        con, old = self._con, ["candidates", "examples", "prompts", "prompt_drops", "dedup"]
-        con.execute("BEGIN TRANSACTION")
-        try:
-            for t in old:
-                con.execute(f"ALTER TABLE {t} RENAME TO {t}_v1")
-            con.execute(resources.files("factory").joinpath("schema.sql").read_text())
-            for t in old[1:]:
-                con.execute(f"INSERT INTO {t} SELECT * FROM {t}_v1")
-            [(n,)] = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM candidates_v1").fetchall()
-            for lo in range(0, n, 20_000):  # in slices: the rows pass through Python to find what examples hold
-                sql = """SELECT c.*, e.messages[len(e.messages)].content AS _reply
-                         FROM candidates_v1 c LEFT JOIN examples_v1 e USING (candidate_id)
-                         WHERE c.rowid >= ? AND c.rowid < ? ORDER BY c.rowid"""
-                cur = con.execute(sql, [lo, lo + 20_000])
-                cols = [d[0] for d in cur.description]
-                rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
-                for r in rows:
-                    reply = r.pop("_reply")
-                    r["text_edit"] = held_by_example(r["text"], reply) if reply is not None else None
-                    if r["text_edit"]:
-                        r["text"] = None
-                con.register("_rows", pa.Table.from_pylist(rows, schema=_ROW))
-                con.execute("INSERT INTO candidate_rows SELECT * FROM _rows")
-                con.unregister("_rows")
-            for t in old:
-                con.execute(f"DROP TABLE {t}_v1")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+        """A schema 1 store (indexed tables, accepted texts twice) rewritten as schema 2 into a new file that then
+        takes its place: a crash before that leaves the old store as it was, and the new file is compact."""
+        fresh = self.path.with_name(self.path.name + ".migrating")
+        for f in (fresh, fresh.with_name(fresh.name + ".wal")):
+            f.unlink(missing_ok=True)  # a migration a crash cut short
+        con, quoted = self._mem, str(fresh).replace("'", "''")
+        con.execute(f"ATTACH '{quoted}' AS fresh (ROW_GROUP_SIZE {ROW_GROUP})")
+        con.execute("USE fresh")
+        con.execute(resources.files("factory").joinpath("schema.sql").read_text())
+        for t in ("runs", "prompts", "examples", "prompt_drops", "dedup"):
+            con.execute(f"INSERT INTO fresh.{t} SELECT * FROM store.{t}")
+        [(n,)] = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM store.candidates").fetchall()
+        for lo in range(0, n, 20_000):  # in slices: the rows pass through Python to find what examples hold
+            cur = con.execute(
+                """SELECT c.*, e.messages[len(e.messages)].content AS _reply
+                   FROM store.candidates c LEFT JOIN store.examples e USING (candidate_id)
+                   WHERE c.rowid >= ? AND c.rowid < ? ORDER BY c.rowid""",
+                [lo, lo + 20_000],
+            )
+            cols = [d[0] for d in cur.description]
+            rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+            for r in rows:
+                reply = r.pop("_reply")
+                r["text_edit"] = held_by_example(r["text"], reply) if reply is not None else None
+                if r["text_edit"]:
+                    r["text"] = None
+            con.register("_rows", pa.Table.from_pylist(rows, schema=_ROW))
+            con.execute("INSERT INTO fresh.candidate_rows SELECT * FROM _rows")
+            con.unregister("_rows")
+        con.execute("CHECKPOINT fresh")
+        con.execute("USE memory")
+        con.execute("DETACH fresh")
+        con.execute("DETACH store")
+        self._con = None
+        self.path.with_name(self.path.name + ".wal").unlink(missing_ok=True)  # the old file's, replayed already
+        os.replace(fresh, self.path)
+        self._attach()
 
     def dedup_rows(self, scope: str) -> list[tuple[str, bytes]]:
         """(key, signature) of every text kept under this dedup scope, by any run."""
@@ -440,13 +500,14 @@ class Store:
 
     # reads
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
-        try:
-            cur = self.con.execute(sql)
-        except duckdb.Error as e:
-            raise FactoryError(f"query failed: {e}") from None
-        if cur.description is None:
-            return [], []
-        return [d[0] for d in cur.description], cur.fetchall()
+        with self._use() as con:
+            try:
+                cur = con.execute(sql)
+            except duckdb.Error as e:
+                raise FactoryError(f"query failed: {e}") from None
+            if cur.description is None:
+                return [], []
+            return [d[0] for d in cur.description], cur.fetchall()
 
     def stats(self) -> dict:
         one = lambda sql: self.con.execute(sql).fetchone()  # noqa: E731
