@@ -1,10 +1,10 @@
 """Reading a store while `factory generate` writes it.
 
-The writer holds the DuckDB file only while it commits a batch (`Store`): a reader opens the store itself, read-only,
-in a moment between two commits, and sees every batch committed before it opened. Nothing is copied, so a read
-costs the same whether a run is writing or not. A batch the writer could not commit because a reader held the file
-waits in the writer's spool and lands with its next commit. The writer's progress snapshot (`Store.publish`) says
-how far the running job is.
+A reader opens the store itself, read-only, with nothing copied: it leaves a request beside the store, and the
+writer (`Store`) checkpoints and lets go of the file at once when idle, or after the commit it is in. The reader then
+sees every batch committed before it opened; the writer spools what it commits while the reader holds the file and
+commits it afterwards. So a read costs the same whether a run is writing or not. The writer's progress snapshot
+(`Store.publish`) says how far the running job is.
 """
 
 from __future__ import annotations

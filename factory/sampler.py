@@ -2,9 +2,9 @@
 
 For each prompt, rounds of `round_size` samples are drawn until `accept_per_prompt` pass every filter or
 `max_samples` are spent, so easy prompts stop early and hard ones get more tries. Generation and checking
-overlap: while the engine generates batch k, worker processes judge batch k-1. A batch is committed to the store
-in one transaction once judged, and only then may its prompts be scheduled again, so a prompt is never in two
-batches at once and its sample indices never collide, even across a crash and a resume.
+overlap: while the engine generates batch k, worker processes judge batch k-1, and a thread deduplicates it and
+commits it to the store in one transaction. Only then may its prompts be scheduled again, so a prompt is never in
+two batches at once and its sample indices never collide, even across a crash and a resume.
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ from importlib import resources
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.feather as feather
 
@@ -132,6 +133,24 @@ def _held(candidates: list[dict], examples: list[dict]) -> list[dict]:
     return out
 
 
+class _Seen:
+    """The 64-bit hashes of a table's keys, sorted: a key whose hash is absent is new for sure, so only the few whose
+    hash is present are looked up in the table (a hash collision costs a lookup, never a wrong answer)."""
+
+    def __init__(self, hashes: np.ndarray):
+        self.h = np.sort(hashes.astype(np.uint64))
+
+    def maybe(self, hashes: np.ndarray) -> np.ndarray:
+        if not len(self.h):
+            return np.zeros(len(hashes), bool)
+        at = np.minimum(np.searchsorted(self.h, hashes), len(self.h) - 1)
+        return self.h[at] == hashes
+
+    def add(self, hashes: np.ndarray) -> None:
+        new = np.sort(hashes.astype(np.uint64))
+        self.h = np.insert(self.h, np.searchsorted(self.h, new), new)
+
+
 class Store:
     """The store at `path`. A writer keeps the file until a reader asks for it (see the module's note); a reader
     asks, and waits up to `wait` seconds for the writer to let go."""
@@ -165,6 +184,7 @@ class Store:
         self._lock.truncate(0)
         self._lock.write(str(os.getpid()))  # who writes: readers say so (`live.writer`)
         self._lock.flush()
+        self._seen: dict[tuple[str, str], _Seen] = {}  # the keys' hashes, by table and key (`_unique`)
         self._mutex = threading.RLock()  # the commit thread, the main thread and the watcher share the connection
         self._stop = threading.Event()
         self._mem = duckdb.connect()
@@ -219,10 +239,20 @@ class Store:
             ask.unlink(missing_ok=True)
 
     def _asked(self) -> bool:
+        """Whether a live reader asks for the file; a request left by a reader that died is cleared."""
         try:
-            return any(self.path.with_name(self.path.name + ".readers").iterdir())
+            asks = list(self.path.with_name(self.path.name + ".readers").iterdir())
         except OSError:
             return False
+        for ask in asks:
+            try:
+                os.kill(int(ask.name.split("-")[0]), 0)
+                return True
+            except (ValueError, ProcessLookupError):
+                ask.unlink(missing_ok=True)
+            except PermissionError:  # another user's reader
+                return True
+        return False
 
     def _watch(self) -> None:
         """Let go of the file soon after a reader asks, even when no commit comes for a while."""
@@ -399,19 +429,34 @@ class Store:
 
     def _unique(self, name: str, key: str, t: pa.Table) -> None:
         """Keep `key` unique in table `name` as the batch `t` (registered as _batch) goes in: a sample stored again
-        fails the batch; a prompt, signature or drop seen before is kept as it was."""
-        con = self._con  # the batch is the semi join's small side: the check costs one scan of the key columns
-        have = set(con.execute(f"SELECT {key} FROM {name} SEMI JOIN _batch USING ({key})").fetchall())
+        fails the batch; a prompt, signature or drop seen before is kept as it was. Only the keys whose hash the
+        writer has seen before are looked up in the table, so a commit costs the same however big the store."""
+        con = self._con
+        seen = self._seen.get((name, key))
+        if seen is None:  # once per writer: 8 bytes a row
+            seen = self._seen[(name, key)] = _Seen(
+                con.execute(f"SELECT hash({key}) AS h FROM {name}").fetchnumpy()["h"]
+            )
+        hashes = con.execute(f"SELECT hash({key}) AS h FROM _batch").fetchnumpy()["h"]
+        maybe = seen.maybe(hashes)
+        have: set = set()
+        if maybe.any():  # a hash seen before: the key itself decides (the batch's rows with it are the small side)
+            con.register("_maybe", t.filter(pa.array(maybe, pa.bool_())))
+            have = set(con.execute(f"SELECT {key} FROM {name} SEMI JOIN _maybe USING ({key})").fetchall())
+            con.unregister("_maybe")
         keys = list(zip(*(t.column(c).to_pylist() for c in key.split(", ")), strict=True))
         if name in ("candidate_rows", "examples"):
             if have or len(set(keys)) != len(keys):
                 raise FactoryError(f"{name}: a ({key}) of this batch is already in the store {self.path}")
+            seen.add(hashes)
             return
         keep = []
         for k in keys:
             keep.append(k not in have)
             have.add(k)  # and once only within the batch
-        con.register("_batch", t.filter(pa.array(keep, pa.bool_())))
+        mask = pa.array(keep, pa.bool_())
+        con.register("_batch", t.filter(mask))
+        seen.add(hashes[mask.to_numpy(zero_copy_only=False)])
 
     def _spool(self, tables: dict[str, pa.Table]) -> None:
         self.spool.mkdir(exist_ok=True)

@@ -171,3 +171,48 @@ def test_assistant_text():
     assert assistant_text("  <think>r</think>a \n", think=True) == "<think>r</think>a"
     assert assistant_text("reasoning</think>answer", think=False) == "reasoning</think>answer"
     assert assistant_text(" plain answer ", think=True) == "plain answer"
+
+
+def test_a_batch_is_deduplicated_and_committed_while_the_engine_generates_the_next(store, pool, prompts):
+    """The store's work (response dedup, the commit) runs beside the engine, not between two of its calls."""
+    import threading
+    import time
+
+    from factory.stages import Gate
+
+    r = recipes.parse({
+        "source": {"kind": "reasoning_gym", "name": "basic_arithmetic"},
+        "prompt": {"template": "Q: {prompt}", "think": True},
+        "rejection": {"accept_per_prompt": 1, "max_samples": 4, "round_size": 4, "batch_prompts": 1},
+        "filters": ["format", "verify", "dedup"],
+        "dedup": {"field": "response"},
+    })  # fmt: skip
+    engine = ScriptedEngine(prompts, [{0}] * len(prompts), "Q: {prompt}")
+    spans: dict[str, list] = {"engine": [], "gate": []}
+    generate, gate = engine.generate, Gate(r, store)
+    check = gate.__class__.__call__
+
+    def slow_generate(requests):
+        t = time.monotonic()
+        time.sleep(0.3)
+        out = generate(requests)
+        spans["engine"].append((t, time.monotonic(), threading.current_thread().name))
+        return out
+
+    def slow_gate(self, items):
+        t = time.monotonic()
+        time.sleep(0.3)
+        out = check(self, items)
+        spans["gate"].append((t, time.monotonic(), threading.current_thread().name))
+        return out
+
+    engine.generate = slow_generate
+    gate.__class__.__call__ = slow_gate
+    try:
+        tally = sample(r, prompts, engine, pool, store, _run(store, r), gate=gate)
+    finally:
+        gate.__class__.__call__ = check
+    assert tally.prompts_done == len(prompts) and len(spans["engine"]) == len(prompts) == len(spans["gate"])
+    assert all(name != "MainThread" for *_, name in spans["gate"])
+    overlaps = sum(a < d and c < b for a, b, _ in spans["gate"] for c, d, _ in spans["engine"])
+    assert overlaps >= len(prompts) - 1  # every batch but the last was checked while the engine worked

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -216,3 +217,32 @@ def test_a_second_writer_is_refused_at_once_and_a_reader_is_let_in_when_it_asks(
         assert rows == [("a",), ("b",), ("c",)]
     finally:
         writer.close()
+
+
+def test_a_request_left_by_a_dead_reader_is_cleared(tmp_path):
+    path = tmp_path / "d.duckdb"
+    writer = Store(path)
+    try:
+        dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+        ask = tmp_path / "d.duckdb.readers" / f"{dead.stdout.strip()}-abcd1234"
+        ask.parent.mkdir(exist_ok=True)
+        ask.touch()
+        assert not writer._asked() and not ask.exists()  # its process is gone: no one waits for the file
+        alive = tmp_path / "d.duckdb.readers" / f"{os.getpid()}-abcd1234"
+        alive.touch()
+        assert writer._asked()
+        alive.unlink()
+    finally:
+        writer.close()
+
+
+def test_keys_seen_before_are_looked_up_and_only_they():
+    import numpy as np
+
+    from factory.store import _Seen
+
+    seen = _Seen(np.array([5, 1, 9], np.uint64))
+    assert seen.maybe(np.array([1, 2, 9, 10, 0], np.uint64)).tolist() == [True, False, True, False, False]
+    seen.add(np.array([2, 7], np.uint64))
+    assert seen.h.tolist() == [1, 2, 5, 7, 9]
+    assert _Seen(np.array([], np.uint64)).maybe(np.array([3], np.uint64)).tolist() == [False]
