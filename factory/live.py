@@ -10,13 +10,13 @@ commits it afterwards. So a read costs the same whether a run is writing or not.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
 from factory.store import Store
+from factory.storefiles import writer
 
 
 @contextmanager
@@ -28,23 +28,6 @@ def reading(path: str | Path) -> Iterator[tuple[Store, str | None]]:
         yield store, note(path) if writer(path) else None
     finally:
         store.close()
-
-
-def writer(path: Path) -> int | None:
-    """The process id of a live `factory generate` (or other writer) on this store, if one runs."""
-    try:
-        pid = int(Store.lock_for(path).read_text().strip() or 0)
-    except (OSError, ValueError):
-        return None
-    if not pid:
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return pid
 
 
 def snapshot(path: Path) -> dict | None:

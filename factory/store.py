@@ -34,14 +34,12 @@ from importlib import resources
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import pyarrow as pa
-import pyarrow.feather as feather
 
+from factory import storefiles as files
 from factory.errors import FactoryError
 
 DEFAULT_DB = "data/factory.duckdb"
-SCHEMA = 2
 MEMORY_LIMIT = os.environ.get("FACTORY_STORE_MEMORY", "1GB")  # DuckDB's share of the writer's and readers' memory
 ROW_GROUP = 2048  # rows per row group: DuckDB's 122,880 would put 1.5 GB of traces in each
 READ_WAIT = 120.0  # seconds a reader waits for the writer to let go of the file
@@ -64,7 +62,7 @@ _CANDIDATE = pa.schema(
     ]
 )
 _EDIT = pa.struct([("head", pa.string()), ("cut", pa.int32()), ("tail", pa.string())])
-_ROW = _CANDIDATE.append(pa.field("text_edit", _EDIT))  # a candidate as stored: see `held_by_example`
+_ROW = _CANDIDATE.append(pa.field("text_edit", _EDIT))  # a candidate as stored: see `storefiles.held_by_example`
 _MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 _EXAMPLE = pa.schema(
     [
@@ -111,46 +109,6 @@ class StoreBusy(FactoryError):
     """The store is held by another process: a second writer, or a reader or writer that did not let go in time."""
 
 
-def held_by_example(text: str, reply: str) -> dict | None:
-    """How `text` is rebuilt from an example's reply (`sampler.assistant_text`: stripped, maybe `<think>` put back
-    in front), or None when it cannot be and the candidate keeps its own copy."""
-    core = text.strip()
-    cut = len(reply) - len(core)
-    if cut < 0 or reply[cut:] != core:
-        return None
-    head = text[: len(text) - len(text.lstrip())]
-    tail = text[len(text.rstrip()) :] if core else ""  # all whitespace: the head holds it all
-    return {"head": head, "cut": cut, "tail": tail} if head + reply[cut:] + tail == text else None
-
-
-def _held(candidates: list[dict], examples: list[dict]) -> list[dict]:
-    """Candidate rows as stored: the text of one an example holds is left out, with how to rebuild it."""
-    replies = {e["candidate_id"]: e["messages"][-1]["content"] for e in examples}
-    out = []
-    for c in candidates:
-        edit = held_by_example(c["text"], replies[c["candidate_id"]]) if c["candidate_id"] in replies else None
-        out.append(c | {"text": None, "text_edit": edit} if edit else c | {"text_edit": None})
-    return out
-
-
-class _Seen:
-    """The 64-bit hashes of a table's keys, sorted: a key whose hash is absent is new for sure, so only the few whose
-    hash is present are looked up in the table (a hash collision costs a lookup, never a wrong answer)."""
-
-    def __init__(self, hashes: np.ndarray):
-        self.h = np.sort(hashes.astype(np.uint64))
-
-    def maybe(self, hashes: np.ndarray) -> np.ndarray:
-        if not len(self.h):
-            return np.zeros(len(hashes), bool)
-        at = np.minimum(np.searchsorted(self.h, hashes), len(self.h) - 1)
-        return self.h[at] == hashes
-
-    def add(self, hashes: np.ndarray) -> None:
-        new = np.sort(hashes.astype(np.uint64))
-        self.h = np.insert(self.h, np.searchsorted(self.h, new), new)
-
-
 class Store:
     """The store at `path`. A writer keeps the file until a reader asks for it (see the module's note); a reader
     asks, and waits up to `wait` seconds for the writer to let go."""
@@ -163,7 +121,9 @@ class Store:
         if read_only:
             if not self.path.exists():
                 raise FactoryError(f"no store at {self.path}; run `factory generate RECIPE --db {self.path}` first")
-            self._con = self._asking(lambda: self._retry(lambda: duckdb.connect(str(self.path), read_only=True), wait))
+            self._con = files.asking(
+                self.path, lambda: self._retry(lambda: duckdb.connect(str(self.path), read_only=True), wait)
+            )
             self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             if not self._has("runs"):
                 self._con.close()
@@ -184,7 +144,7 @@ class Store:
         self._lock.truncate(0)
         self._lock.write(str(os.getpid()))  # who writes: readers say so (`live.writer`)
         self._lock.flush()
-        self._seen: dict[tuple[str, str], _Seen] = {}  # the keys' hashes, by table and key (`_unique`)
+        self._seen: dict[tuple[str, str], files.Seen] = {}  # the keys' hashes, by table and key (`_unique`)
         self._mutex = threading.RLock()  # the commit thread, the main thread and the watcher share the connection
         self._stop = threading.Event()
         self._mem = duckdb.connect()
@@ -224,40 +184,10 @@ class Store:
             except duckdb.Error as e:  # not a DuckDB file (DuckDB reads some other files as an in-memory database)
                 raise FactoryError(f"cannot open the store {self.path}: not a DuckDB database ({e})") from None
 
-    def _asking(self, open_):
-        """Open with a request on file, so that a writer lets go of the store (`_watch`); the request is withdrawn
-        once open."""
-        ask = self.path.with_name(self.path.name + ".readers") / f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        try:
-            ask.parent.mkdir(exist_ok=True)
-            ask.touch()
-        except OSError:  # a store on a read-only disk: no writer to ask
-            return open_()
-        try:
-            return open_()
-        finally:
-            ask.unlink(missing_ok=True)
-
-    def _asked(self) -> bool:
-        """Whether a live reader asks for the file; a request left by a reader that died is cleared."""
-        try:
-            asks = list(self.path.with_name(self.path.name + ".readers").iterdir())
-        except OSError:
-            return False
-        for ask in asks:
-            try:
-                os.kill(int(ask.name.split("-")[0]), 0)
-                return True
-            except (ValueError, ProcessLookupError):
-                ask.unlink(missing_ok=True)
-            except PermissionError:  # another user's reader
-                return True
-        return False
-
     def _watch(self) -> None:
         """Let go of the file soon after a reader asks, even when no commit comes for a while."""
         while not self._stop.wait(0.05):
-            if self._con is not None and self._asked() and self._mutex.acquire(blocking=False):
+            if self._con is not None and files.asked(self.path) and self._mutex.acquire(blocking=False):
                 try:
                     self._release()
                 finally:
@@ -397,17 +327,18 @@ class Store:
                 except duckdb.IOException as e:
                     if "lock" not in str(e).lower():
                         raise FactoryError(f"cannot open the store {self.path}: {e}") from None
-                    self._spool(tables)
+                    files.spool(self.spool, tables)
                     return
             self._write(tables)
-            if self._asked():
+            if files.asked(self.path):
                 self._release()
             elif self._wal() > CHECKPOINT_BYTES:
                 self._checkpoint()
 
     @staticmethod
     def _tables(batch: Batch) -> dict[str, pa.Table]:
-        rows = {"prompts": (_PROMPT, batch.prompts), "candidate_rows": (_ROW, _held(batch.candidates, batch.examples)),
+        kept = files.held(batch.candidates, batch.examples)
+        rows = {"prompts": (_PROMPT, batch.prompts), "candidate_rows": (_ROW, kept),
                 "examples": (_EXAMPLE, batch.examples), "dedup": (_DEDUP, batch.dedup),
                 "prompt_drops": (_DROP, batch.prompt_drops)}  # fmt: skip
         return {name: pa.Table.from_pylist(r, schema=schema) for name, (schema, r) in rows.items() if r}
@@ -434,7 +365,7 @@ class Store:
         con = self._con
         seen = self._seen.get((name, key))
         if seen is None:  # once per writer: 8 bytes a row
-            seen = self._seen[(name, key)] = _Seen(
+            seen = self._seen[(name, key)] = files.Seen(
                 con.execute(f"SELECT hash({key}) AS h FROM {name}").fetchnumpy()["h"]
             )
         hashes = con.execute(f"SELECT hash({key}) AS h FROM _batch").fetchnumpy()["h"]
@@ -458,30 +389,9 @@ class Store:
         con.register("_batch", t.filter(mask))
         seen.add(hashes[mask.to_numpy(zero_copy_only=False)])
 
-    def _spool(self, tables: dict[str, pa.Table]) -> None:
-        self.spool.mkdir(exist_ok=True)
-        done = sorted(int(d.name) for d in self.spool.iterdir() if d.name.isdigit())
-        folder = self.spool / f"{(done[-1] + 1 if done else 0):09d}"
-        tmp = folder.with_suffix(".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        for name, t in tables.items():
-            feather.write_feather(t, tmp / f"{name}.arrow", compression="lz4")
-            with open(tmp / f"{name}.arrow", "rb+") as f:
-                os.fsync(f.fileno())
-        os.rename(tmp, folder)  # a batch is spooled whole or not at all
-        fd = os.open(self.spool, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
     def _drain(self) -> None:
         """Commit the spooled batches, oldest first; one a crash left committed but not deleted is skipped."""
-        if not self.spool.exists():
-            return
-        for folder in sorted(d for d in self.spool.iterdir() if d.name.isdigit()):
-            tables = {f.stem: feather.read_table(f) for f in folder.glob("*.arrow")}
+        for folder, tables in files.spooled(self.spool):
             ids = tables["candidate_rows"].column("candidate_id").to_pylist() if "candidate_rows" in tables else []
             self.con.register("_ids", pa.table({"candidate_id": ids}))
             [(have,)] = self.con.execute(
@@ -491,7 +401,8 @@ class Store:
             if not ids or have < len(ids):
                 self._write(tables)
             shutil.rmtree(folder)
-        shutil.rmtree(self.spool, ignore_errors=True)
+        if self.spool.exists():
+            shutil.rmtree(self.spool, ignore_errors=True)
 
     def _migrate(self) -> None:
         """A schema 1 store (indexed tables, accepted texts twice) rewritten as schema 2 into a new file that then
@@ -517,7 +428,7 @@ class Store:
             rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
             for r in rows:
                 reply = r.pop("_reply")
-                r["text_edit"] = held_by_example(r["text"], reply) if reply is not None else None
+                r["text_edit"] = files.held_by_example(r["text"], reply) if reply is not None else None
                 if r["text_edit"]:
                     r["text"] = None
             con.register("_rows", pa.Table.from_pylist(rows, schema=_ROW))

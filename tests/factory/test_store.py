@@ -220,6 +220,8 @@ def test_a_second_writer_is_refused_at_once_and_a_reader_is_let_in_when_it_asks(
 
 
 def test_a_request_left_by_a_dead_reader_is_cleared(tmp_path):
+    from factory.storefiles import asked
+
     path = tmp_path / "d.duckdb"
     writer = Store(path)
     try:
@@ -227,10 +229,10 @@ def test_a_request_left_by_a_dead_reader_is_cleared(tmp_path):
         ask = tmp_path / "d.duckdb.readers" / f"{dead.stdout.strip()}-abcd1234"
         ask.parent.mkdir(exist_ok=True)
         ask.touch()
-        assert not writer._asked() and not ask.exists()  # its process is gone: no one waits for the file
+        assert not asked(path) and not ask.exists()  # its process is gone: no one waits for the file
         alive = tmp_path / "d.duckdb.readers" / f"{os.getpid()}-abcd1234"
         alive.touch()
-        assert writer._asked()
+        assert asked(path)
         alive.unlink()
     finally:
         writer.close()
@@ -239,10 +241,10 @@ def test_a_request_left_by_a_dead_reader_is_cleared(tmp_path):
 def test_keys_seen_before_are_looked_up_and_only_they():
     import numpy as np
 
-    from factory.store import _Seen
+    from factory.storefiles import Seen
 
-    seen = _Seen(np.array([5, 1, 9], np.uint64))
+    seen = Seen(np.array([5, 1, 9], np.uint64))
     assert seen.maybe(np.array([1, 2, 9, 10, 0], np.uint64)).tolist() == [True, False, True, False, False]
     seen.add(np.array([2, 7], np.uint64))
     assert seen.h.tolist() == [1, 2, 5, 7, 9]
-    assert _Seen(np.array([], np.uint64)).maybe(np.array([3], np.uint64)).tolist() == [False]
+    assert Seen(np.array([], np.uint64)).maybe(np.array([3], np.uint64)).tolist() == [False]

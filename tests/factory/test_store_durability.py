@@ -263,7 +263,7 @@ def test_an_export_killed_midway_leaves_nothing_and_runs_again(tmp_path):
 
 @pytest.mark.parametrize("reply", ["answer", " answer ", "<think>\nanswer"])
 def test_a_text_is_held_by_its_example_only_when_it_can_be_rebuilt_exactly(reply):
-    from factory.store import held_by_example
+    from factory.storefiles import held_by_example
 
     for text in ["answer", "  answer\n", "answer</think>", "other", ""]:
         edit = held_by_example(text, reply)
