@@ -382,7 +382,7 @@ def publish(
         if dry_run:
             console.print(f"wrote {per} examples and the card to {folder}; nothing uploaded", highlight=False)
             return
-        console.print(f"pushing {per} examples to {repo_id} with push_to_hub, one config per task", highlight=False)
+        console.print(f"uploading {per} examples to {repo_id} in one commit, one config per task", highlight=False)
         url = pub.push(folder, repo_id, private)
     console.print(f"published {per} examples to {url}", highlight=False)
 

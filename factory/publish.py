@@ -4,10 +4,11 @@ factory publish --repo-id ORG/NAME --dry-run out/    # write exactly what would 
 factory publish --repo-id ORG/NAME [--private]      # the same folder, pushed to the Hub
 
 The folder is built once: README.md (the card: YAML metadata and a body saying how the data was made) and
-TASK/train-0000i-of-0000N.parquet, each task's rows split into N contiguous shards and written the way
-`Dataset.push_to_hub` writes them. A push sends each task with `push_to_hub` (config TASK, split train, the same N
-shards), then the card, so the repo holds the dry run's files byte for byte (tested against a local Hub). The token
-comes from HF_TOKEN or `hf auth login` (huggingface_hub finds it) and is never printed or written.
+TASK/train-0000i-of-0000N.parquet, each task's rows streamed from the store into contiguous zstd shards of at most
+`--shard-size`. A push uploads that folder as it is, in one commit (`HfApi.create_commit`: every file added, and
+any Parquet file the repo holds that the folder does not, removed), so what lands is by construction what the dry
+run shows (tested against a local Hub). The token comes from HF_TOKEN or `hf auth login` (huggingface_hub finds it)
+and is never printed or written.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -50,52 +50,11 @@ def build(store: Store, folder: Path, repo_id: str, license_: str, where: str | 
     counts = {t: tasks.count(t) for t in sorted(set(tasks), key=lambda t: (-tasks.count(t), t))}
     if not counts:
         raise FactoryError("no examples to publish" + (f" where {where}" if where else "") + "; run `factory generate`")
-    with tempfile.TemporaryDirectory(prefix="factory-publish-") as tmp:
-        for task in counts:
-            rows = store.rows("examples", COLUMNS, f"{cond}task = '{task}'")
-            [staged] = export.write(rows, Path(tmp) / task / "rows.parquet", "parquet", 2**62)  # streamed, one file
-            ds = _dataset([staged], Path(tmp) / "cache")
-            shards = max(1, min(len(ds), int(ds.data.nbytes / shard_bytes) + 1))
-            batch = _writer_batch_size(ds)
-            for i in range(shards):
-                path = folder / task / f"train-{i:05d}-of-{shards:05d}.parquet"
-                ds.shard(num_shards=shards, index=i, contiguous=True).to_parquet(str(path), batch_size=batch)
-            del ds
+    for task in counts:
+        rows = store.rows("examples", COLUMNS, f"{cond}task = '{task}'")
+        export.write(rows, folder / task / "train.parquet", "parquet", shard_bytes, numbered=True)
     (folder / "README.md").write_text(card(store, repo_id, license_, counts, where))
     return counts
-
-
-def _dataset(files: list[Path], cache: Path):
-    """Parquet files as one `datasets.Dataset`, memory-mapped from a private cache (no stale reuse, no RAM copy)."""
-    import datasets
-
-    with _quiet():
-        return datasets.Dataset.from_parquet([str(f) for f in files], cache_dir=str(cache), keep_in_memory=False)
-
-
-def _writer_batch_size(ds) -> int:
-    """Rows per Parquet row group, as `push_to_hub` picks them for the whole split (so the shards' bytes match)."""
-    from datasets.arrow_writer import get_writer_batch_size_from_data_size, get_writer_batch_size_from_features
-
-    return get_writer_batch_size_from_features(ds.features) or get_writer_batch_size_from_data_size(
-        len(ds), ds._estimate_nbytes()
-    )
-
-
-class _quiet:
-    """datasets' progress bars off for work that takes milliseconds; the push keeps its upload bars."""
-
-    def __enter__(self):
-        import datasets
-
-        self.was = not datasets.are_progress_bars_disabled()
-        datasets.disable_progress_bars()
-
-    def __exit__(self, *exc):
-        import datasets
-
-        if self.was:
-            datasets.enable_progress_bars()
 
 
 def card(store: Store, repo_id: str, license_: str, counts: dict[str, int], where: str | None) -> str:
@@ -195,29 +154,21 @@ def _columns() -> list[str]:
 
 
 def push(folder: Path, repo_id: str, private: bool) -> str:
-    """Push a built folder: each task with `Dataset.push_to_hub` (config TASK, its N shards), then the card and the
-    removal of shards no task owns any more. The token is found by huggingface_hub and never shown."""
+    """Upload a built folder in one commit: its files as they are, and the removal of Parquet files the repo holds
+    that the folder does not (a task no longer published). The token is found by huggingface_hub and never shown."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 
     token = get_token()
     if not token:
         raise FactoryError("no Hugging Face token: set HF_TOKEN, or run `hf auth login`, then publish again")
     api = HfApi(token=token)
-    tasks = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    ours = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
     try:
         url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix="factory-publish-") as tmp:
-            for task in tasks:
-                shards = sorted((folder / task).glob("train-*.parquet"))
-                ds = _dataset(shards, Path(tmp) / "cache")
-                ds.push_to_hub(repo_id, config_name=task, split="train", token=token, num_shards=len(shards),
-                               commit_message=f"factory publish: {task}")  # fmt: skip
-                del ds
-        ours = {p.relative_to(folder).as_posix() for p in folder.rglob("*.parquet")}
         stale = [f for f in api.list_repo_files(repo_id, repo_type="dataset") if f.endswith(".parquet")]
-        ops = [CommitOperationAdd("README.md", str(folder / "README.md"))]
+        ops = [CommitOperationAdd(f, str(folder / f)) for f in ours]
         ops += [CommitOperationDelete(f) for f in stale if f not in ours]
-        api.create_commit(repo_id, ops, repo_type="dataset", commit_message="factory publish: dataset card")
+        api.create_commit(repo_id, ops, repo_type="dataset", commit_message=f"factory publish: {len(ours)} files")
     except Exception as e:  # whatever the Hub or the network says, without the token in it
         msg = " ".join(str(e).replace(token, "***").split())[:600] or type(e).__name__
         raise FactoryError(f"publishing to {repo_id} failed: {msg}") from None

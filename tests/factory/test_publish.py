@@ -1,5 +1,5 @@
 """`factory publish` on a store made by a real demo run: the dry-run folder loads with `datasets`, the card parses
-with huggingface_hub, the push (`push_to_hub`, against a local stand-in for the Hub) lands the dry run's files byte
+with huggingface_hub, the push (one commit, against a local stand-in for the Hub) lands the dry run's files byte
 for byte, and the token is read from HF_TOKEN without ever being shown."""
 
 from __future__ import annotations
@@ -127,7 +127,7 @@ def _files(folder) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
 
 
-def test_push_lands_exactly_the_dry_run_with_push_to_hub(demo_store, tmp_path):
+def test_push_lands_exactly_the_dry_run_in_one_commit(demo_store, tmp_path):
     db = _two_tasks(demo_store, tmp_path)
     dry = tmp_path / "dry"
     # small shards, so that each task's rows are cut into several, as a big store's are
@@ -140,7 +140,7 @@ def test_push_lands_exactly_the_dry_run_with_push_to_hub(demo_store, tmp_path):
         assert f"to {hub.url}/datasets/me/two" in res.stderr and TOKEN not in res.stdout + res.stderr
         assert hub.repos == {"me/two": {"private": True}}
         assert _files(dry) == hub.files  # every shard and the card, byte for byte
-        assert hub.commits == ["factory publish: code", "factory publish: math", "factory publish: dataset card"]
+        assert hub.commits == [f"factory publish: {len(hub.files)} files"]  # one commit: the whole folder
         # published again with only one task left: the other task's shards are removed, nothing else remains
         con = duckdb.connect(str(db))
         con.execute("DELETE FROM examples WHERE task = 'code'")
