@@ -11,6 +11,10 @@ joined into one token stream and cut into random windows (nanoGPT-style packing:
 Each logged step prints loss, balance (max/mean load, coefficient of variation), bias norm and tokens per expert;
 every step goes to `metrics.jsonl` in the output folder, next to the saved model (`save_pretrained` + tokenizer),
 which `AutoModelForCausalLM.from_pretrained`, vLLM and a `factory generate` recipe's `model:` can load.
+
+Every `train.save_every` steps the model, optimizer, step and data sampler's state go to `OUT/resume.pt` (written
+whole, then moved into place); the same command run again after a crash or ^C continues from there, with the same
+batches and the same losses as a run that was never stopped, and keeps the metrics of the steps before it.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ class TrainConfig:
     balance_alpha: float = 0.0  # sequence-wise balance loss weight; DeepSeek-V3 uses 0.0001
     seed: int = 0
     log_every: int = 10
+    save_every: int = 20  # steps between resumable checkpoints (OUT/resume.pt); 0: none
     device: str = "auto"  # auto: cuda if present, else cpu
     dtype: str = "float32"  # float32 or bfloat16 (autocast on cuda)
 
@@ -91,6 +96,7 @@ def _check(r: MoERecipe, problems: list[str]) -> None:
         (m.n_shared >= 0, f"model.n_shared: {m.n_shared} must be >= 0"),
         (r.data.seq_len >= 8, f"data.seq_len: {r.data.seq_len} must be >= 8"),
         (t.steps >= 1 and t.batch_size >= 1, "train.steps and train.batch_size must be >= 1"),
+        (t.save_every >= 0, f"train.save_every: {t.save_every} must be >= 0"),
         (t.bias_speed >= 0 and t.balance_alpha >= 0, "train.bias_speed and train.balance_alpha must be >= 0"),
         (t.device in ("auto", "cpu", "cuda"), f"train.device: {t.device!r} is not one of auto, cpu, cuda"),
         (t.dtype in ("float32", "bfloat16"), f"train.dtype: {t.dtype!r} is not one of float32, bfloat16"),
@@ -144,8 +150,9 @@ def lr_at(step: int, t: TrainConfig) -> float:
     return t.min_lr + 0.5 * (t.lr - t.min_lr) * (1 + math.cos(math.pi * frac))
 
 
-def train(model, tokens, recipe: MoERecipe, metrics_path: Path | None = None) -> list[dict]:
-    """Train `model` in place on `tokens`; return one metrics dict per step (also appended to metrics_path)."""
+def train(model, tokens, recipe: MoERecipe, metrics_path: Path | None = None, resume: Path | None = None) -> list[dict]:
+    """Train `model` in place on `tokens`; return one metrics dict per step (also appended to metrics_path). With
+    `resume`, continue from the checkpoint there if one was saved, and save one every `save_every` steps."""
     import torch
 
     t = recipe.train
@@ -153,11 +160,15 @@ def train(model, tokens, recipe: MoERecipe, metrics_path: Path | None = None) ->
     blocks = patch_moe(model, balance_loss=t.balance_alpha > 0)
     opt = torch.optim.AdamW(model.parameters(), lr=t.lr, weight_decay=t.weight_decay, betas=(0.9, 0.95))
     gen = torch.Generator().manual_seed(t.seed)
+    start = _restore(resume, recipe, model, opt, gen) if resume else 0
     data = batches(tokens, t.batch_size, recipe.data.seq_len, gen)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=t.dtype == "bfloat16")
+    if metrics_path:  # the steps a resumed run did before its checkpoint, and none after
+        kept = metrics_path.read_text().splitlines()[:start] if start and metrics_path.exists() else []
+        metrics_path.write_text("".join(line + "\n" for line in kept))
     history, sink = [], metrics_path.open("a") if metrics_path else None
     model.train()
-    for step in range(t.steps):
+    for step in range(start, t.steps):
         begin = time.perf_counter()
         batch = next(data).to(device)
         for group in opt.param_groups:
@@ -180,6 +191,8 @@ def train(model, tokens, recipe: MoERecipe, metrics_path: Path | None = None) ->
         if sink:
             sink.write(json.dumps(row) + "\n")
             sink.flush()
+        if resume and t.save_every and (step + 1) % t.save_every == 0 and step + 1 < t.steps:
+            _save(resume, recipe, model, opt, gen, step + 1)
         if step % t.log_every == 0 or step + 1 == t.steps:
             log.info(
                 "step %d/%d loss %.4f max/mean %.2f cv %.3f bias %.4f %.0f tok/s experts %s",
@@ -189,6 +202,32 @@ def train(model, tokens, recipe: MoERecipe, metrics_path: Path | None = None) ->
     if sink:
         sink.close()
     return history
+
+
+def _save(path: Path, recipe: MoERecipe, model, opt, gen, step: int) -> None:
+    import torch
+
+    state = {"step": step, "recipe": dataclasses.asdict(recipe), "model": model.state_dict(),
+             "opt": opt.state_dict(), "gen": gen.get_state()}  # fmt: skip
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)  # whole, or the previous one
+
+
+def _restore(path: Path, recipe: MoERecipe, model, opt, gen) -> int:
+    """Load the checkpoint at `path` into the model, optimizer and sampler; the step to go on from (0: none)."""
+    import torch
+
+    if not path.exists():
+        return 0
+    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=False)
+    if state["recipe"] != dataclasses.asdict(recipe):
+        raise FactoryError(f"{path} was saved by another recipe: delete it to start over, or use another --out")
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    gen.set_state(state["gen"])
+    log.info("resuming from step %d of %d (%s)", state["step"], recipe.train.steps, path)
+    return state["step"]
 
 
 def run(recipe_path: Path, db: Path, out: Path | None) -> Path:
@@ -211,11 +250,12 @@ def run(recipe_path: Path, db: Path, out: Path | None) -> Path:
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s: %.1fM parameters on %s, %d steps, saving to %s", recipe.name, n_params / 1e6, device, t.steps, out)
     out.mkdir(parents=True, exist_ok=True)
-    metrics = out / "metrics.jsonl"
-    metrics.unlink(missing_ok=True)
-    history = train(model, tokens, recipe, metrics)
+    metrics, resume = out / "metrics.jsonl", out / "resume.pt"
+    train(model, tokens, recipe, metrics, resume)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "moe_recipe.yaml").write_text(yaml.safe_dump(dataclasses.asdict(recipe), sort_keys=False))
-    log.info("saved %s (loss %.4f -> %.4f); metrics in %s", out, history[0]["loss"], history[-1]["loss"], metrics)
+    resume.unlink(missing_ok=True)  # finished: the next run starts over
+    losses = [json.loads(line)["loss"] for line in metrics.read_text().splitlines()]
+    log.info("saved %s (loss %.4f -> %.4f); metrics in %s", out, losses[0], losses[-1], metrics)
     return out

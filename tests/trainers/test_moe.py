@@ -129,3 +129,43 @@ def test_train_on_store_saves_a_transformers_model(tmp_path, demo_store, tokeniz
     assert done.returncode == 0, done.stderr[-3000:]
     assert rows(db, "SELECT count(*) FROM candidates")[0][0] >= 2
     assert rows(db, "SELECT model FROM runs")[0][0] == str(out)
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint_with_the_same_losses(tmp_path, demo_store, monkeypatch):
+    import json
+
+    recipe = recipe_file(tmp_path, TINY, steps=6, save_every=2, warmup=2, bias_speed=0.01)
+    whole = moe.run(recipe, demo_store, tmp_path / "whole")
+    losses = [json.loads(line)["loss"] for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    assert len(losses) == 6 and not (whole / "resume.pt").exists()  # a finished run keeps no checkpoint
+
+    save = moe._save
+
+    def save_then_stop(path, recipe, model, opt, gen, step):
+        save(path, recipe, model, opt, gen, step)
+        if step == 4:
+            raise KeyboardInterrupt  # ^C right after the second checkpoint
+
+    monkeypatch.setattr(moe, "_save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        moe.run(recipe, demo_store, tmp_path / "cut")
+    assert (tmp_path / "cut" / "resume.pt").exists() and not (tmp_path / "cut" / "config.json").exists()
+    monkeypatch.setattr(moe, "_save", save)
+    trained, stats = [], moe.load_stats
+    monkeypatch.setattr(moe, "load_stats", lambda loads: trained.append(1) or stats(loads))  # once a step
+    out = moe.run(recipe, demo_store, tmp_path / "cut")  # the same command again
+    assert len(trained) == 2  # steps 5 and 6 only: it went on from the checkpoint, not from the start
+    again = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in again] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in again] == losses  # the same batches, weights, optimizer and router bias
+    a, b = (AutoModelForCausalLM.from_pretrained(d).state_dict() for d in (whole, out))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+    changed = recipe_file(tmp_path, TINY, steps=6, save_every=2, warmup=2, bias_speed=0.02)
+    monkeypatch.setattr(moe, "_save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        moe.run(changed, demo_store, tmp_path / "other")
+    monkeypatch.setattr(moe, "_save", save)
+    other = recipe_file(tmp_path, TINY, steps=6, save_every=2, warmup=2, bias_speed=0.03)
+    with pytest.raises(FactoryError, match="saved by another recipe"):
+        moe.run(other, demo_store, tmp_path / "other")
