@@ -150,7 +150,7 @@ class Store:
         self._mem = duckdb.connect()
         self._mem.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
         self._mem.execute("SET checkpoint_threshold = '1TB'")  # the store decides when to checkpoint, never DuckDB
-        spill = str(self.path.with_name(self.path.name + ".tmp")).replace("'", "''")
+        spill = str(files.beside(self.path, ".tmp")).replace("'", "''")
         self._mem.execute(f"SET temp_directory = '{spill}'")  # what does not fit MEMORY_LIMIT, beside the store
         try:
             self._retry(self._attach, wait)
@@ -227,7 +227,7 @@ class Store:
 
     def _wal(self) -> int:
         try:
-            return self.path.with_name(self.path.name + ".wal").stat().st_size
+            return files.beside(self.path, ".wal").stat().st_size
         except FileNotFoundError:
             return 0
 
@@ -250,15 +250,15 @@ class Store:
 
     @property
     def spool(self) -> Path:
-        return self.path.with_name(self.path.name + ".spool")
+        return files.beside(self.path, ".spool")
 
     @staticmethod
     def snapshot_for(path: Path) -> Path:
-        return path.with_name(path.name + ".progress.json")
+        return files.beside(path, ".progress.json")
 
     @staticmethod
     def lock_for(path: Path) -> Path:
-        return path.with_name(path.name + ".lock")
+        return files.beside(path, ".lock")
 
     def close(self, drain: bool = True) -> None:
         """Let go of the store; a writer first commits what it spooled, if no reader holds the file for long (else
@@ -407,8 +407,8 @@ class Store:
     def _migrate(self) -> None:
         """A schema 1 store (indexed tables, accepted texts twice) rewritten as schema 2 into a new file that then
         takes its place: a crash before that leaves the old store as it was, and the new file is compact."""
-        fresh = self.path.with_name(self.path.name + ".migrating")
-        for f in (fresh, fresh.with_name(fresh.name + ".wal")):
+        fresh = files.beside(self.path, ".migrating")
+        for f in (fresh, files.beside(fresh, ".wal")):
             f.unlink(missing_ok=True)  # a migration a crash cut short
         con, quoted = self._mem, str(fresh).replace("'", "''")
         con.execute(f"ATTACH '{quoted}' AS fresh (ROW_GROUP_SIZE {ROW_GROUP})")
@@ -439,7 +439,7 @@ class Store:
         con.execute("DETACH fresh")
         con.execute("DETACH store")
         self._con = None
-        self.path.with_name(self.path.name + ".wal").unlink(missing_ok=True)  # the old file's, replayed already
+        files.beside(self.path, ".wal").unlink(missing_ok=True)  # the old file's, replayed already
         os.replace(fresh, self.path)
         self._attach()
 
