@@ -272,3 +272,26 @@ def test_a_text_is_held_by_its_example_only_when_it_can_be_rebuilt_exactly(reply
     assert held_by_example("  answer\n", "answer") == {"head": "  ", "cut": 0, "tail": "\n"}
     assert held_by_example("answer", "<think>\nanswer") == {"head": "", "cut": 8, "tail": ""}
     assert held_by_example("answers", "answer") is None and held_by_example("answer", "other") is None
+
+
+def test_a_migration_cut_off_leaves_the_old_store_and_is_done_again(tmp_path, monkeypatch):
+    path = tmp_path / "old.duckdb"
+    _v1_store(path)
+    before = _content(path)
+
+    def crash(*a):
+        raise KeyboardInterrupt  # killed after the new file is written, before it takes the old one's place
+
+    monkeypatch.setattr("factory.store.os.replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        Store(path)
+    monkeypatch.undo()
+    assert (tmp_path / "old.duckdb.migrating").exists()  # the half-done work is left beside, the store untouched
+    con = duckdb.connect(str(path), read_only=True)
+    assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'candidate_rows'").fetchone()[
+        0
+    ] == 0  # fmt: skip
+    con.close()
+    assert _content(path) == before
+    Store(path).close()  # the next writer migrates it from the start
+    assert _content(path) == before and not (tmp_path / "old.duckdb.migrating").exists()
