@@ -45,13 +45,12 @@ def build(store: Store, folder: Path, repo_id: str, license_: str, where: str | 
             raise FactoryError(f"--dry-run {folder}: not empty and not an earlier dry run; choose an empty folder")
         shutil.rmtree(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cond = f"({where}) AND " if where else ""
     tasks = store.rows("examples", ["task"], where).read_all().column("task").to_pylist()
     counts = {t: tasks.count(t) for t in sorted(set(tasks), key=lambda t: (-tasks.count(t), t))}
     if not counts:
         raise FactoryError("no examples to publish" + (f" where {where}" if where else "") + "; run `factory generate`")
     for task in counts:
-        rows = store.rows("examples", COLUMNS, f"{cond}task = '{task}'")
+        rows = store.task_rows(task, COLUMNS, where)
         export.write(rows, folder / task / "train.parquet", "parquet", shard_bytes, numbered=True)
     (folder / "README.md").write_text(card(store, repo_id, license_, counts, where))
     return counts

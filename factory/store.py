@@ -260,6 +260,12 @@ class Store:
     def lock_for(path: Path) -> Path:
         return files.beside(path, ".lock")
 
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     def close(self, drain: bool = True) -> None:
         """Let go of the store; a writer first commits what it spooled, if no reader holds the file for long (else
         the spool stays, and the next writer commits it)."""
@@ -537,6 +543,31 @@ class Store:
         cur = self.con.execute("SELECT * FROM runs ORDER BY started_at")
         return [dict(zip([d[0] for d in cur.description], r, strict=True)) for r in cur.fetchall()]
 
+    # reads for the trainers; `where` is a SQL condition on the examples (or prompts) table, as a recipe writes it
+    def messages(self, where: str | None = None, limit: int = 0, order: str = "committed") -> list[list[dict]]:
+        """The `messages` of the examples `where` picks, in commit order ("committed") or by example_id ("id")."""
+        sql = "SELECT messages FROM examples" + (f" WHERE {where}" if where else "")
+        sql += f" ORDER BY {_MESSAGE_ORDER[order]}" + (f" LIMIT {int(limit)}" if limit else "")
+        return [m for (m,) in self.query(sql)[1]]
+
+    def prompts_by_pass_rate(self, where: str | None = None, pass_rate: tuple | None = None,
+                             limit: int = 0) -> list[tuple]:  # fmt: skip
+        """(source, task, prompt, reference, metadata, pass rate or None when never sampled) of the prompts `where`
+        and the pass-rate window pick, by prompt_id."""
+        cond = [f"({where})"] if where else []
+        if pass_rate is not None:
+            cond.append(f"r.pass_rate BETWEEN {float(pass_rate[0])} AND {float(pass_rate[1])}")
+        sql = f"""SELECT p.source, p.task, p.prompt, p.reference, p.metadata, r.pass_rate
+                  FROM prompts p LEFT JOIN ({_PASS}) r USING (prompt_id)
+                  {"WHERE " + " AND ".join(cond) if cond else ""}
+                  ORDER BY p.prompt_id {f"LIMIT {int(limit)}" if limit else ""}"""
+        return self.query(sql)[1]
+
+    def task_rows(self, task: str, columns: list[str], where: str | None = None) -> pa.RecordBatchReader:
+        """The examples of one task that `where` picks, streamed like `rows`."""
+        quoted = task.replace("'", "''")
+        return self.rows("examples", columns, (f"({where}) AND " if where else "") + f"task = '{quoted}'")
+
     def facts(self) -> dict:
         """What a dataset card and a report show beyond `stats`: pass rates, lengths, tokens spent, dedup, leaks."""
         col = lambda sql: [r[0] for r in self.con.execute(sql).fetchall()]  # noqa: E731
@@ -565,6 +596,7 @@ _LEAKS = """SELECT scores->>'benchmark', count(*) FROM (
               SELECT scores FROM prompt_drops WHERE reason = 'contaminated'
               UNION ALL SELECT scores FROM candidate_rows WHERE reason = 'contaminated')
             GROUP BY 1 ORDER BY 2 DESC, 1"""
+_MESSAGE_ORDER = {"committed": "created_at, example_id", "id": "example_id"}
 _PASS = "SELECT prompt_id, avg(accepted::INT) AS pass_rate FROM candidate_rows GROUP BY prompt_id"
 _CANDIDATES = """SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index, p.source, p.task, p.prompt,
                         p.reference, c.text AS completion, c.n_tokens, c.finish_reason, c.accepted, c.reason, c.scores

@@ -19,27 +19,18 @@ from factory.store import Store
 from trainers.recipe import GRPORecipe, SFTData
 
 
-def _query(db: Path, sql: str) -> list[tuple]:
-    store = Store(db, read_only=True)
-    try:
-        return store.query(sql)[1]
-    finally:
-        store.close()
-
-
 def sft_rows(db: Path, data: SFTData) -> list[dict]:
     """The examples `data.where` picks, in store order, as {prompt, completion} message lists."""
-    sql = "SELECT messages FROM examples" + (f" WHERE {data.where}" if data.where else "")
-    sql += " ORDER BY created_at, example_id" + (f" LIMIT {int(data.limit)}" if data.limit else "")
+    with Store(db, read_only=True) as store:
+        chats = store.messages(data.where, data.limit, order="committed")
     rows = []
-    for (messages,) in _query(db, sql):
+    for messages in chats:
         if messages and messages[-1]["role"] == "assistant":  # every stored example ends with the reply
             rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
     if not rows:
         picked = f" matching {data.where!r}" if data.where else ""
         raise FactoryError(
-            f"no examples{picked} in {db}; see what there is with "
-            f'`factory query "SELECT task, source, count(*) FROM examples GROUP BY ALL" --db {db}`'
+            f"no examples{picked} in {db}; see what it holds by source and task: `factory stats --db {db}`"
         )
     return rows
 
@@ -53,16 +44,10 @@ def sft_dataset(db: Path, data: SFTData):
 def store_prompts(db: Path, recipe: GRPORecipe) -> list[tuple[Prompt, float | None]]:
     """(prompt, pass rate or None when never sampled) for the store's prompts the recipe picks."""
     p = recipe.prompts
-    conditions = [f"({p.where})"] if p.where else []
-    if p.pass_rate is not None:
-        conditions.append(f"r.pass_rate BETWEEN {float(p.pass_rate[0])} AND {float(p.pass_rate[1])}")
-    sql = f"""WITH r AS (SELECT prompt_id, avg(accepted::INT) AS pass_rate FROM candidates GROUP BY prompt_id)
-              SELECT p.source, p.task, p.prompt, p.reference, p.metadata, r.pass_rate
-              FROM prompts p LEFT JOIN r USING (prompt_id)
-              {"WHERE " + " AND ".join(conditions) if conditions else ""}
-              ORDER BY p.prompt_id {f"LIMIT {int(p.limit)}" if p.limit else ""}"""
+    with Store(db, read_only=True) as store:
+        rows = store.prompts_by_pass_rate(p.where, p.pass_rate, p.limit)
     out = []
-    for source, task, text, reference, metadata, rate in _query(db, sql):
+    for source, task, text, reference, metadata, rate in rows:
         prompt = make(source, task, text, json.loads(reference or "{}"), json.loads(metadata or "{}"))
         out.append((prompt, rate))
     return out
@@ -80,8 +65,8 @@ def grpo_prompts(db: Path | None, recipe: GRPORecipe) -> list[Prompt]:
     if not prompts:
         raise FactoryError(
             f"recipe {recipe.name}: no prompts match prompts.where={recipe.prompts.where!r} and"
-            f" prompts.pass_rate={recipe.prompts.pass_rate}; see the pass rates with "
-            f'`factory query "SELECT prompt_id, avg(accepted::INT) AS pass_rate FROM candidates GROUP BY 1" --db {db}`'
+            f" prompts.pass_rate={recipe.prompts.pass_rate}; see the pass rates with `factory export --what prompts"
+            f" --columns prompt_id,pass_rate --out pass_rates.jsonl --db {db}`"
         )
     return prompts
 

@@ -113,17 +113,13 @@ def load_tokens(db: Path, cfg: DataConfig, tokenizer):
 
     from factory.store import Store
 
-    sql = "SELECT messages FROM examples" + (f" WHERE {cfg.where}" if cfg.where else "") + " ORDER BY example_id"
-    sql += f" LIMIT {cfg.limit}" if cfg.limit else ""
-    store = Store(db, read_only=True)
-    try:
-        _, rows = store.query(sql)
-    finally:
-        store.close()
+    with Store(db, read_only=True) as store:
+        rows = store.messages(cfg.where, cfg.limit, order="id")
     if not rows:
-        raise FactoryError(f"{db}: no examples to train on ({sql}); run `factory generate` first")
+        picked = f" matching data.where {cfg.where!r}" if cfg.where else ""
+        raise FactoryError(f"{db}: no examples{picked} to train on; run `factory generate` first")
     ids: list[int] = []
-    for (messages,) in rows:
+    for messages in rows:
         ids += tokenizer.apply_chat_template(list(messages), tokenize=True, return_dict=False)
     log.info("%d examples, %d tokens", len(rows), len(ids))
     return torch.tensor(ids, dtype=torch.long)

@@ -109,6 +109,25 @@ def test_progress(filled):
     assert store.progress("no-such-run") == {}
 
 
+def test_reads_for_the_trainers_and_publish(filled):
+    store, run = filled
+    c = _cand(run, "c", 0, True)
+    store.commit(Batch([_prompt("c", task="code")], [c], [_example(c, task="code")]))
+    chats = store.messages()
+    assert [m[-1]["content"] for m in chats] == ["answer 1", "answer 0"]  # commit order
+    assert store.messages("task = 'code'") == [chats[1]] and store.messages(limit=1) == [chats[0]]
+    a_first = candidate_id(run, "a", 1) < candidate_id(run, "c", 0)  # example_id is "ex-" + candidate_id
+    assert store.messages(order="id") == (chats if a_first else chats[::-1])
+    rates = {r[2]: r[5] for r in store.prompts_by_pass_rate()}  # by prompt text: pass rate
+    assert rates == {"question a": 0.5, "question b": 0.0, "question c": 1.0}
+    assert [r[2] for r in store.prompts_by_pass_rate(pass_rate=(0.4, 1.0), limit=1)] == ["question a"]
+    assert [r[:2] for r in store.prompts_by_pass_rate("task = 'code'")] == [("reasoning_gym/basic_arithmetic", "code")]
+    assert store.task_rows("code", ["prompt_id"]).read_all().column("prompt_id").to_pylist() == ["c"]
+    assert store.task_rows("math", ["prompt_id"], "n_tokens > 100").read_all().num_rows == 0
+    with pytest.raises(FactoryError, match="query failed"):
+        store.messages("no_such_column = 1")
+
+
 def test_runs(store):
     assert store.find_run("h1") is None
     run = _start(store, "h1", "first")
