@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from factory.errors import FactoryError
+from factory.errors import USER_ERRORS, FactoryError
 from factory.store import DEFAULT_DB
 
 app = typer.Typer(
@@ -39,7 +39,7 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         app()
-    except FactoryError as e:
+    except USER_ERRORS as e:
         # escaped: a path or a query may hold [brackets]; soft_wrap: a path or a line stays whole
         console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(2)

@@ -1,4 +1,5 @@
-"""What every filter sees and says: a `Candidate` in, a `Verdict` out."""
+"""What every filter sees and says: a `Candidate` in, a `Verdict` out; `FilterError` for a user's mistake in a
+filter's settings (filters/ imports nothing from factory/, whose CLI reports it like its own errors)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,8 @@ def reject(reason: str, **scores) -> Verdict:
 
 def accept(**scores) -> Verdict:
     return Verdict(True, None, scores)
+
+
+class FilterError(ValueError):
+    """Bad filter settings the user can fix (a benchmark file that is missing, a column that is not there); the
+    message says what and how."""

@@ -29,8 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from factory.errors import FactoryError
-from filters.base import Verdict, accept, reject
+from filters.base import FilterError, Verdict, accept, reject
 from filters.dedup import ngram_hashes, word_hashes
 
 BUILTINS = ("humaneval", "champ")
@@ -82,7 +81,7 @@ def champ_problems() -> dict[str, str]:
     try:
         import champ_dataset
     except ImportError:
-        raise FactoryError(
+        raise FilterError(
             "decontam source 'champ' needs the champ-dataset package: pip install champ-dataset"
         ) from None
     return {k: p.text for k, p in champ_dataset.load("v0").problems.items()}
@@ -92,7 +91,7 @@ def load_source(spec: str | dict) -> tuple[str, dict[str, str]]:
     """(benchmark name, {item id: problem text}) for a builtin name or a file / dataset spec."""
     if isinstance(spec, str):
         if spec not in BUILTINS:
-            raise FactoryError(f"decontam source {spec!r} is not a builtin ({', '.join(BUILTINS)})")
+            raise FilterError(f"decontam source {spec!r} is not a builtin ({', '.join(BUILTINS)})")
         return spec, humaneval_problems() if spec == "humaneval" else champ_problems()
     col, id_col = spec.get("field", "problem"), spec.get("id")
     if "hf" in spec:
@@ -104,14 +103,14 @@ def load_source(spec: str | dict) -> tuple[str, dict[str, str]]:
     for i, row in enumerate(rows):
         text = row.get(col)
         if not isinstance(text, str):
-            raise FactoryError(f"{where} row {i}: field {col!r} is missing or not text; name the column with `field`")
+            raise FilterError(f"{where} row {i}: field {col!r} is missing or not text; name the column with `field`")
         items[str(row[id_col]) if id_col and id_col in row else str(i)] = text
     return name, items
 
 
 def _file_rows(path: Path) -> list[dict]:
     if not path.is_file():
-        raise FactoryError(f"decontam source file not found: {path}")
+        raise FilterError(f"decontam source file not found: {path}")
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -123,7 +122,7 @@ def _file_rows(path: Path) -> list[dict]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as e:
-                    raise FactoryError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                    raise FilterError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
     return rows
 
 
@@ -133,7 +132,7 @@ def _dataset_rows(spec: dict) -> list[dict]:
     try:
         return list(datasets.load_dataset(spec["hf"], spec.get("subset"), split=spec.get("split", "test")))
     except Exception as e:
-        raise FactoryError(f"decontam source {spec['hf']!r}: load_dataset failed: {e}") from None
+        raise FilterError(f"decontam source {spec['hf']!r}: load_dataset failed: {e}") from None
 
 
 def _numbers_only(ws: list[str], n: int) -> np.ndarray:

@@ -94,6 +94,16 @@ def test_a_missing_prompt_field(tmp_path):
     assert not (tmp_path / "f.duckdb").exists()
 
 
+def test_a_missing_benchmark_file(tmp_path):
+    missing = tmp_path / "aime24.jsonl"
+    source = {"kind": "reasoning_gym", "name": "basic_arithmetic", "size": 2}
+    decontam = {"sources": [{"path": str(missing)}]}
+    recipe = _recipe(tmp_path, source=source, filters=["format", "verify", "decontam"], decontam=decontam)
+    db = tmp_path / "f.duckdb"
+    assert f"decontam source file not found: {missing}" in _fails("generate", str(recipe), "--db", str(db))
+    assert _runs(db) == 0
+
+
 def test_query_errors(tmp_path):
     db = tmp_path / "f.duckdb"
     store = Store(db)

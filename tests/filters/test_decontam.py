@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from factory.errors import FactoryError
+from filters.base import FilterError
 from filters.decontam import DecontamConfig, Decontaminator, champ_problems, humaneval_problems, load_source
 
 
@@ -88,11 +88,11 @@ def test_user_parquet_source_and_default_ids(tmp_path):
 
 
 def test_bad_sources_say_what_to_fix(tmp_path):
-    with pytest.raises(FactoryError, match="not found"):
+    with pytest.raises(FilterError, match="not found"):
         load_source({"path": str(tmp_path / "missing.jsonl")})
     path = tmp_path / "b.jsonl"
     path.write_text('{"question": "x"}\n')
-    with pytest.raises(FactoryError, match="field 'problem'"):
+    with pytest.raises(FilterError, match="field 'problem'"):
         load_source({"path": str(path)})
     problems = DecontamConfig(sources=["mmlu", {"field": "x"}], fields=["answer"], ngram=0).problems()
     assert [p.split(":")[0] for p in problems] == [
