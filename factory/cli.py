@@ -54,18 +54,30 @@ def generate(
         list[str] | None, typer.Option("--set", help="Override a recipe setting: --set sampling.temperature=0.8")
     ] = None,
     new_run: Annotated[bool, typer.Option("--new-run", help="Start a fresh run instead of resuming.")] = False,
+    retry: Annotated[
+        str | None,
+        typer.Option(
+            "--retry",
+            metavar="RUN_ID",
+            help="Sample again, in a new run with this recipe's settings, only the prompts run RUN_ID left with"
+            " fewer than accept_per_prompt answers; its samples count toward max_samples.",
+        ),
+    ] = None,
 ) -> None:
     """Run a recipe: sample answers, verify them, store every candidate and keep the accepted ones.
 
     Running the same recipe on the same store again resumes its run: finished prompts are skipped and samples
-    already drawn count toward max_samples.
+    already drawn count toward max_samples. With --retry RUN_ID (e.g. with --set sampling.max_tokens=8192) a new run
+    samples only the prompts that run sampled and left unfinished, counting its samples and kept answers; running
+    the same command again resumes that retry.
     """
     from factory.run import prepare, run_recipe
 
     r, prompts = prepare(recipe, limit, set_ or [])
     with _progress() as (bar, update):
-        tally, run_id, resumed = run_recipe(r, prompts, db, new_run, bar, update)
-    _summary(tally, run_id, resumed, db)
+        say = lambda msg: console.print(escape(msg), highlight=False, soft_wrap=True)  # noqa: E731
+        tally, run_id, resumed = run_recipe(r, prompts, db, new_run, bar, update, retry, say)
+    _summary(tally, run_id, resumed, db, retry)
 
 
 def _progress():
@@ -98,11 +110,11 @@ def _progress():
     return ctx()
 
 
-def _summary(t, run_id: str, resumed: bool, db: Path) -> None:
+def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None) -> None:
     rate = t.passed / t.candidates if t.candidates else 0.0
     table = Table(show_header=False, box=None, pad_edge=False)
     rows = [
-        ("run", f"{run_id}" + (" (resumed)" if resumed else "")),
+        ("run", f"{run_id}" + (f" (retry of {retry})" if retry else "") + (" (resumed)" if resumed else "")),
         (
             "prompts",
             f"{t.prompts} ({t.prompts_solved} with an accepted answer)"

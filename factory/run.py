@@ -14,6 +14,7 @@ from pathlib import Path
 
 from factory import judging, models, sources
 from factory import recipe as recipes
+from factory.errors import FactoryError
 from factory.recipe import Recipe
 from factory.sampler import Tally, pending, sample
 from factory.sources import Prompt
@@ -31,28 +32,34 @@ def prepare(path: Path, limit: int | None, overrides: list[str]) -> tuple[Recipe
     return r, sources.load(r.source, limit)
 
 
-def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False,
-               bar=lambda *a, **k: None, update=None) -> tuple[Tally, str, bool]:  # fmt: skip
-    """Run (or resume) a recipe's job into the store at `db`; returns (tally, run_id, resumed)."""
+def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False, bar=lambda *a, **k: None,
+               update=None, retry: str | None = None, say=lambda msg: None) -> tuple[Tally, str, bool]:  # fmt: skip
+    """Run (or resume) a recipe's job into the store at `db`; returns (tally, run_id, resumed). With `retry`, the
+    job is the prompts run `retry` left unfinished, its samples counted toward the budget (see `retry_plan`)."""
     from factory import engines
 
+    if retry and not Path(db).exists():
+        raise FactoryError(f"--retry {retry}: no store at {db}")
     bar("preparing the model")
     model = r.model if r.engine.kind == "openai" else models.resolve(r.model)
     store = Store(db)
     try:
-        run_id = None if new_run else store.find_run(r.hash())
+        before: dict[str, tuple[int, int]] = {}
+        if retry:
+            prompts, before = retry_plan(store, r, prompts, retry, say)
+        run_id = None if new_run else store.find_run(r.hash(), retry)
         gate = Gate(r, store)
         if gate.active:
             bar("decontaminating and deduplicating prompts")
         prompts, dropped = gate.split(prompts)
         progress = store.progress(run_id) if run_id else {}
-        if run_id and not pending(r, prompts, progress):  # finished already: no engine to load
-            return sample(r, prompts, None, None, store, run_id, dropped=len(dropped)), run_id, True
-        drawn = sum(p[0] for p in progress.values())
+        if run_id and not pending(r, prompts, _with(progress, before)):  # finished already: no engine to load
+            return sample(r, prompts, None, None, store, run_id, dropped=len(dropped), before=before), run_id, True
+        drawn = sum(p[0] for p in progress.values()) + sum(d for d, _ in before.values())
         bar("starting verification workers")
         with make_pool(r) as pool:
             bar(f"loading {r.model} on {r.engine.kind}")
-            # a resumed run must not replay the random stream its first part already used
+            # a resumed run (or a retry) must not replay the random stream its earlier samples already used
             engine = engines.build(r, model, seed=r.sampling.seed + drawn)
             pool.wait_ready()
             resumed = run_id is not None
@@ -60,12 +67,13 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
                 store.set_status(run_id, "running")
             else:
                 run_id = store.start_run(r.name, r.hash(), r.text, r.model, r.engine.kind,
-                                         vars(r.sampling) | vars(r.rejection), _versions(engine))  # fmt: skip
+                                         vars(r.sampling) | vars(r.rejection), _versions(engine), retry)  # fmt: skip
             set_aside(store, run_id, gate, dropped)
             bar("sampling", total=len(prompts))
             try:
                 judge = judging.build(r, engine)
-                tally = sample(r, prompts, engine, pool, store, run_id, update, judge, gate, len(dropped))
+                tally = sample(r, prompts, engine, pool, store, run_id, update, judge, gate, len(dropped),
+                               before=before)  # fmt: skip
             except BaseException:
                 store.set_status(run_id, "interrupted")
                 raise
@@ -75,6 +83,47 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
         return tally, run_id, resumed
     finally:
         store.close()
+
+
+def retry_plan(store: Store, r: Recipe, prompts: list[Prompt], old: str,
+               say=lambda msg: None) -> tuple[list[Prompt], dict[str, tuple[int, int]]]:  # fmt: skip
+    """The prompts a retry of run `old` samples: those of `prompts` (matched by prompt_id) that `old` sampled and
+    left with fewer than accept_per_prompt kept, and whose max_samples is not spent; and, for each, (samples drawn,
+    examples kept) by `old` and the runs it retried, which count toward the budget."""
+    runs = store.lineage(old)
+    if not runs:
+        raise FactoryError(f"--retry {old}: no such run in {store.path}; its runs are listed by `factory stats`")
+    rj, theirs = r.rejection, store.progress(old)
+    before: dict[str, tuple[int, int]] = {}
+    for run in runs:
+        for pid, (drawn, _, kept, _) in store.progress(run).items():
+            if pid in theirs:
+                d, k = before.get(pid, (0, 0))
+                before[pid] = (d + drawn, k + kept)
+    left = {pid for pid, (_, k) in before.items() if k < rj.accept_per_prompt}
+    ours = {p.prompt_id: p for p in prompts if p.prompt_id in left}  # a repeated prompt once
+    todo = [p for pid, p in ours.items() if before[pid][0] < rj.max_samples]
+    spent, missing = len(ours) - len(todo), len(left) - len(ours)
+    msg = (f"run {old} kept fewer than accept_per_prompt={rj.accept_per_prompt} answers for {len(left)} of its"
+           f" {len(theirs)} prompts; {len(todo)} are sampled again")  # fmt: skip
+    if spent:
+        msg += (f"; {spent} spent rejection.max_samples={rj.max_samples} already and get no new samples (raise it,"
+                f" e.g. --set rejection.max_samples={2 * rj.max_samples})")  # fmt: skip
+    if missing:
+        msg += f"; {missing} are not in this recipe's source"
+    if not todo:
+        raise FactoryError(f"--retry {old}: nothing to sample. {msg}")
+    say(msg)
+    return todo, {p.prompt_id: before[p.prompt_id] for p in todo}
+
+
+def _with(progress: dict, before: dict) -> dict:
+    """`Store.progress` with what earlier runs drew and kept of each prompt added: what `pending` reads."""
+    out = dict(progress)
+    for pid, (drawn, kept) in before.items():
+        d, p, k, t = out.get(pid, (0, 0, 0, 0))
+        out[pid] = (d + drawn, p, k + kept, t)
+    return out
 
 
 def make_pool(r: Recipe) -> VerifyPool:

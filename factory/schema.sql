@@ -1,7 +1,8 @@
 -- The store's schema: the one place tables are defined. Column names are a contract: users and tools query them.
 -- Schema 2: no index on the growing tables (DuckDB keeps an index whole in memory and rewrites it at every
 -- checkpoint); the store module keeps keys unique itself. An accepted text is stored once, in `examples.messages`;
--- the `candidates` view gives every candidate its text back.
+-- the `candidates` view gives every candidate its text back. Schema 3: `runs.retry_of`, which the next writer of an
+-- older store adds.
 
 CREATE TABLE IF NOT EXISTS meta (
     key           VARCHAR PRIMARY KEY,
@@ -19,8 +20,10 @@ CREATE TABLE IF NOT EXISTS runs (
     versions      JSON,               -- factory, engine library, torch, python
     started_at    TIMESTAMP,
     ended_at      TIMESTAMP,
-    status        VARCHAR             -- running | complete | interrupted
+    status        VARCHAR,            -- running | complete | interrupted
+    retry_of      VARCHAR             -- the run whose unfinished prompts this one samples again (`--retry`), or NULL
 );
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS retry_of VARCHAR;  -- a store made before schema 3
 
 CREATE TABLE IF NOT EXISTS prompts (
     prompt_id     VARCHAR NOT NULL,    -- hash of source and text; unique
@@ -79,4 +82,4 @@ SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index,
        c.n_tokens, c.n_prompt_tokens, c.finish_reason, c.accepted, c.reason, c.scores, c.created_at
 FROM candidate_rows c LEFT JOIN examples e ON e.candidate_id = c.candidate_id;
 
-INSERT INTO meta VALUES ('schema', '2') ON CONFLICT DO NOTHING;
+INSERT INTO meta VALUES ('schema', '3') ON CONFLICT DO UPDATE SET value = excluded.value;

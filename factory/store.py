@@ -287,22 +287,35 @@ class Store:
                 self._lock = None
 
     # runs
-    def find_run(self, recipe_hash: str) -> str | None:
+    def find_run(self, recipe_hash: str, retry_of: str | None = None) -> str | None:
+        """The latest run of this recipe, or of this recipe retrying run `retry_of`: the one a rerun resumes."""
         with self._use() as con:
             row = con.execute(
-                "SELECT run_id FROM runs WHERE recipe_hash = ? ORDER BY started_at DESC LIMIT 1", [recipe_hash]
+                """SELECT run_id FROM runs WHERE recipe_hash = ? AND retry_of IS NOT DISTINCT FROM ?
+                   ORDER BY started_at DESC LIMIT 1""",
+                [recipe_hash, retry_of],
             ).fetchone()
             return row[0] if row else None
 
     def start_run(self, name: str, recipe_hash: str, recipe: str, model: str, engine: str, sampling: dict,
-                  versions: dict) -> str:  # fmt: skip
+                  versions: dict, retry_of: str | None = None) -> str:  # fmt: skip
         run_id = f"{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
-        with self._use() as con:
-            con.execute(
-                "INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'running')",
-                [run_id, name, recipe_hash, recipe, model, engine, json.dumps(sampling), json.dumps(versions), now()],
-            )
+        row = [run_id, name, recipe_hash, recipe, model, engine, json.dumps(sampling), json.dumps(versions), now()]
+        with self._use() as con:  # retry_of last: a store older than schema 3 had it added at the end
+            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'running', ?)", [*row, retry_of])
             return run_id
+
+    def lineage(self, run_id: str) -> list[str]:
+        """The run, the run it retried, that one's, and so on: [] when there is no such run."""
+        out: list[str] = []
+        with self._use() as con:
+            while run_id is not None and run_id not in out:
+                row = con.execute("SELECT retry_of FROM runs WHERE run_id = ?", [run_id]).fetchone()
+                if row is None:
+                    break
+                out.append(run_id)
+                run_id = row[0]
+        return out
 
     def set_status(self, run_id: str, status: str) -> None:
         ended = now() if status != "running" else None
@@ -411,7 +424,7 @@ class Store:
             shutil.rmtree(self.spool, ignore_errors=True)
 
     def _migrate(self) -> None:
-        """A schema 1 store (indexed tables, accepted texts twice) rewritten as schema 2 into a new file that then
+        """A schema 1 store (indexed tables, accepted texts twice) rewritten as the current schema into a new file that
         takes its place: a crash before that leaves the old store as it was, and the new file is compact."""
         fresh = files.beside(self.path, ".migrating")
         for f in (fresh, files.beside(fresh, ".wal")):
@@ -420,8 +433,8 @@ class Store:
         con.execute(f"ATTACH '{quoted}' AS fresh (ROW_GROUP_SIZE {ROW_GROUP})")
         con.execute("USE fresh")
         con.execute(resources.files("factory").joinpath("schema.sql").read_text())
-        for t in ("runs", "prompts", "examples", "prompt_drops", "dedup"):
-            con.execute(f"INSERT INTO fresh.{t} SELECT * FROM store.{t}")
+        for t in ("runs", "prompts", "examples", "prompt_drops", "dedup"):  # by name: schema 1 has no runs.retry_of
+            con.execute(f"INSERT INTO fresh.{t} BY NAME SELECT * FROM store.{t}")
         [(n,)] = con.execute("SELECT coalesce(max(rowid) + 1, 0) FROM store.candidates").fetchall()
         for lo in range(0, n, 20_000):  # in slices: the rows pass through Python to find what examples hold
             cur = con.execute(
