@@ -1,5 +1,5 @@
 """What every filter sees and says: a `Candidate` in, a `Verdict` out; `FilterError` for a user's mistake in a
-filter's settings (filters/ imports nothing from factory/, whose CLI reports it like its own errors)."""
+filter's settings (filters/ stands apart from the factory package, whose CLI reports it like its own errors)."""
 
 from __future__ import annotations
 
