@@ -33,6 +33,7 @@ from filters.base import Candidate
 GREEDY = ["sampling.temperature=0", "rejection.max_samples=1", "rejection.round_size=1",
           "rejection.accept_per_prompt=1"]  # fmt: skip
 CHECKS = ("format", "verify")  # the stages that decide right or wrong
+STEP = 256  # prompts per engine call when the recipe sets no rejection.batch_prompts
 
 
 @dataclass
@@ -154,15 +155,15 @@ def evaluate(r: Recipe, prompts: list[Prompt], pool, bar=lambda *a, **k: None, s
         checks.append("verify")
     score = Score(model=r.model, recipe=r.name)
     bar(f"loading {r.model} on {r.engine.kind}")
-    model = r.model if r.engine.kind == "openai" else models.resolve(r.model)
+    model = r.model if r.engine.kind in ("openai", "replay") else models.resolve(r.model)
     engine = engines.build(r, model, seed=r.sampling.seed)
     started = time.monotonic()
     try:
-        step = max(1, r.rejection.batch_prompts)
+        step = r.rejection.batch_prompts or STEP
         for i in range(0, len(prompts), step):
             bar("evaluating", len(prompts), i)
             chunk = prompts[i : i + step]
-            outs = engine.generate([Request(messages(r, p), 1) for p in chunk])
+            outs = engine.generate([Request(messages(r, p), 1, p.prompt) for p in chunk])
             jobs = [(Candidate(c[0].text, p.task, p.reference, c[0].finish_reason, r.prompt.think), checks)
                     for p, c in zip(chunk, outs, strict=True)]  # fmt: skip
             for p, (cand, _), verdict, comps in zip(chunk, jobs, pool.judge(jobs), outs, strict=True):

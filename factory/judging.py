@@ -13,7 +13,7 @@ from factory.recipe import Recipe, SamplingConfig
 from filters.base import Verdict
 from filters.judge import judge_messages, verdict
 
-STAGE = "judge"  # its name in a recipe's `filters`; it always runs after the worker filters
+STAGE = "judge"  # its name in a recipe's `filters` (filters.registry.STAGES)
 
 
 class Judge:
@@ -25,9 +25,14 @@ class Judge:
         """Judge (prompt, reference answer or None, completion) triples."""
         if not items:
             return []
-        reqs = [Request(judge_messages(self.cfg, p, ref, c), 1) for p, ref, c in items]
-        outs = self.engine.generate(reqs, self.sampling)
-        return [verdict(self.cfg, self.model, o[0].text) for o in outs]
+        outs = self.engine.generate([self.request(*item) for item in items], self.sampling)
+        return [self.verdict(o) for o in outs]
+
+    def request(self, prompt: str, reference: str | None, completion: str) -> Request:
+        return Request(judge_messages(self.cfg, prompt, reference, completion), 1)
+
+    def verdict(self, completions: list) -> Verdict:
+        return verdict(self.cfg, self.model, completions[0].text)
 
 
 def build(recipe: Recipe, run_engine=None):
@@ -40,8 +45,6 @@ def build(recipe: Recipe, run_engine=None):
     if run_engine is not None and name == recipe.model:
         return Judge(recipe, run_engine, name)
     path = name if recipe.engine.kind == "openai" else models.resolve(name)
+    if recipe.engine.kind == "replay":  # recorded answers, judged by a real model
+        recipe = dataclasses.replace(recipe, engine=dataclasses.replace(recipe.engine, kind="vllm"))
     return Judge(recipe, engines.build(dataclasses.replace(recipe, model=name), path, seed=recipe.sampling.seed), name)
-
-
-def merge(first: Verdict, judged: Verdict) -> Verdict:
-    return Verdict(judged.accepted, judged.reason, {**first.scores, **judged.scores})

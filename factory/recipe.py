@@ -28,13 +28,13 @@ from filters.dedup import DedupConfig
 from filters.judge import JudgeConfig
 from filters.language import LanguageConfig
 from filters.readability import ReadabilityConfig
+from filters.registry import STAGES, order_problem
 from filters.sandbox import Limits
 
 SOURCE_KINDS = ("reasoning_gym", "humaneval", "jsonl", "parquet", "hf")
-ENGINE_KINDS = ("vllm", "transformers", "openai")
+ENGINE_KINDS = ("vllm", "transformers", "openai", "replay")
 TASKS = ("math", "code", "general")
-# registry keys (filters.registry) and the judge stage (factory.judging)
-FILTERS = ("format", "verify", "readability", "language", "judge", "dedup", "decontam")
+FILTERS = tuple(STAGES)  # every stage, declared in filters.registry
 
 
 @dataclass
@@ -58,6 +58,7 @@ class EngineConfig:
     max_model_len: int = 2048
     memory_utilization: float = 0.0  # 0: 0.9 on a GPU, 0.3 of RAM on a CPU (vLLM's gpu_memory_utilization)
     tensor_parallel_size: int = 1
+    max_num_seqs: int = 0  # vllm: sequences it runs at once (0: vLLM's default, 256; 1024 on an H100/H200)
     enforce_eager: bool | None = None  # None: eager on a CPU (compiling costs more than it saves), graphs on a GPU
     batch_size: int = 32  # transformers: sequences per forward pass
     base_url: str = "http://127.0.0.1:8000/v1"  # openai
@@ -65,6 +66,7 @@ class EngineConfig:
     concurrency: int = 16  # openai: requests in flight
     timeout: float = 600.0  # openai: seconds per request
     retries: int = 5  # openai: attempts per request, with exponential backoff
+    replay: str = ""  # replay: the JSONL of recorded completions (factory.engines.replay_engine)
 
 
 @dataclass
@@ -86,8 +88,8 @@ class SamplingConfig:
 class RejectionConfig:
     accept_per_prompt: int = 1
     max_samples: int = 16
-    round_size: int = 4
-    batch_prompts: int = 64  # prompts per engine call; a round of each is one batch
+    round_size: int = 1  # samples per prompt per round; 1 spends the fewest on easy prompts (the engine stays full)
+    batch_prompts: int = 0  # at most this many prompts in the engine at once; 0: as many as keep it full
 
 
 @dataclass
@@ -120,6 +122,8 @@ class Recipe:
         data = dataclasses.asdict(self)
         data.pop("text")
         data["verify"].pop("workers")  # how fast, not what
+        data["engine"].pop("max_num_seqs")
+        data["rejection"].pop("batch_prompts")
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -269,6 +273,12 @@ def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
     )
     bad(r.engine.kind not in ENGINE_KINDS, f"engine.kind: {r.engine.kind!r} is not one of {', '.join(ENGINE_KINDS)}")
     e = r.engine
+    bad(e.kind == "replay" and not e.replay, "engine.replay: required for engine.kind replay (a JSONL of completions)")
+    bad(
+        e.kind == "replay" and "judge" in r.filters and not r.judge.model,
+        "judge: a replay engine cannot judge; set judge.model to a model that can (it is loaded with vLLM)",
+    )
+    bad(e.max_num_seqs < 0, f"engine.max_num_seqs: {e.max_num_seqs} must be >= 0 (0: vLLM's default)")
     bad(e.concurrency < 1, f"engine.concurrency: {e.concurrency} must be >= 1")
     bad(e.retries < 1, f"engine.retries: {e.retries} must be >= 1 (attempts per request)")
     bad(e.timeout <= 0, f"engine.timeout: {e.timeout} must be > 0 (seconds per request)")
@@ -281,7 +291,7 @@ def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
     rj = r.rejection
     bad(rj.accept_per_prompt < 1, f"rejection.accept_per_prompt: {rj.accept_per_prompt} must be >= 1")
     bad(rj.round_size < 1, f"rejection.round_size: {rj.round_size} must be >= 1")
-    bad(rj.batch_prompts < 1, f"rejection.batch_prompts: {rj.batch_prompts} must be >= 1")
+    bad(rj.batch_prompts < 0, f"rejection.batch_prompts: {rj.batch_prompts} must be >= 0 (0: keep the engine full)")
     bad(
         sp.temperature == 0 and rj.max_samples > 1,
         f"sampling.temperature: 0 is greedy, so every sample of a prompt is the same answer (and vLLM refuses n > 1);"
@@ -306,6 +316,9 @@ def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
     problems += r.dedup.problems("dedup") + r.decontam.problems("decontam")
     for i, name in enumerate(r.filters):
         bad(name not in FILTERS, f"filters[{i}]: {name!r} is not a filter; allowed: {', '.join(FILTERS)}")
+        bad(name in r.filters[:i], f"filters[{i}]: {name!r} is listed twice")
+    order = order_problem(r.filters)
+    bad(order is not None, f"filters: {order}")
 
 
 def _check_source(s: SourceConfig, problems: list[str]) -> None:

@@ -41,7 +41,7 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
     if retry and not Path(db).exists():
         raise FactoryError(f"--retry {retry}: no store at {db}")
     bar("preparing the model")
-    model = r.model if r.engine.kind == "openai" else models.resolve(r.model)
+    model = r.model if r.engine.kind in ("openai", "replay") else models.resolve(r.model)
     store = Store(db)
     try:
         before: dict[str, tuple[int, int]] = {}

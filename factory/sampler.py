@@ -1,10 +1,13 @@
-"""Rejection sampling: rounds of samples per prompt until enough are accepted or the budget is spent.
+"""Rejection sampling as one stream: rounds of samples per prompt until enough are accepted or the budget is spent.
 
-For each prompt, rounds of `round_size` samples are drawn until `accept_per_prompt` pass every filter or
-`max_samples` are spent, so easy prompts stop early and hard ones get more tries. Generation and checking
-overlap: while the engine generates batch k, worker processes judge batch k-1, and a thread deduplicates it and
-commits it to the store in one transaction. Only then may its prompts be scheduled again, so a prompt is never in
-two batches at once and its sample indices never collide, even across a crash and a resume.
+For each prompt, rounds of `round_size` samples are drawn until `accept_per_prompt` pass every stage or
+`max_samples` are spent, so easy prompts stop early and hard ones get more tries. The engine is never left to
+drain: it holds a round of as many prompts as fill its running batch (its `capacity`, vLLM's `max_num_seqs`) with
+a queue behind it, at most `batch_prompts` if set, and the moment one finishes another prompt's round takes its
+place. A finished round goes to the verification workers, then to the judge if the recipe has
+one (its requests join the same engine), then to a thread that deduplicates whatever rounds have gathered and
+commits them in one transaction. Only once its round is committed may a prompt have another, so a prompt is never
+in two rounds at once and its sample indices never collide, even across a crash and a resume.
 """
 
 from __future__ import annotations
@@ -13,17 +16,19 @@ import json
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 
+from factory import engines
 from factory.engines import Request
-from factory.judging import merge
 from factory.recipe import Recipe
 from factory.sources import Prompt
-from factory.stages import MAIN_STAGES
 from factory.store import Batch, Store, candidate_id, now
 from factory.workers import VerifyPool
-from filters.base import Candidate
+from filters.base import Candidate, merge, narrow
+from filters.registry import worker_stages
+
+DEFAULT_PROMPTS = 64  # prompts in an engine that says nothing of its capacity (one that generates lists)
 
 
 @dataclass
@@ -48,11 +53,21 @@ class Tally:
         return self.new_tokens / self.seconds if self.seconds else 0.0
 
 
-@dataclass
+@dataclass(eq=False)
 class _State:
     prompt: Prompt
-    drawn: int = 0
+    drawn: int = 0  # samples committed, this run's and those `before` counted for it
     kept: int = 0
+    spent: bool = False  # the engine had fewer samples than asked for (a replay that ran out)
+
+
+@dataclass(eq=False)
+class _Round:
+    state: _State
+    completions: list
+    future: Future | None = None  # the workers' verdicts
+    verdicts: list = field(default_factory=list)
+    asked: int = 0  # the judge's answers still awaited
 
 
 def messages(recipe: Recipe, p: Prompt) -> list[dict]:
@@ -89,91 +104,173 @@ def sample(
     judge: Callable | None = None,
     gate: Callable | None = None,
     dropped: int = 0,
+    before: dict[str, tuple[int, int]] | None = None,
 ) -> Tally:
-    rj = recipe.rejection
-    names = [f for f in recipe.filters if f not in MAIN_STAGES]  # these need the engine or shared state
-    states = {p.prompt_id: _State(p) for p in prompts}
-    tally = Tally(
-        prompts=len(states), prompts_set_aside=dropped
-    )  # a repeated prompt (same source and text, so same id) is sampled once
-    for pid, (drawn, passed, kept, tokens) in (store.progress(run_id) if run_id else {}).items():
+    """Sample `prompts` into the store under `run_id`, resuming from what the store has of it. `before` maps
+    prompt ids to (samples drawn, examples kept) by earlier runs, counted toward the budget but not the tally."""
+    states = {p.prompt_id: _State(p) for p in prompts}  # a repeated prompt (same source and text) is sampled once
+    tally = Tally(prompts=len(states), prompts_set_aside=dropped)
+    for pid, (drawn, kept) in (before or {}).items():
         if pid in states:
             states[pid].drawn, states[pid].kept = drawn, kept
+    for pid, (drawn, passed, kept, tokens) in (store.progress(run_id) if run_id else {}).items():
+        if pid in states:
+            states[pid].drawn += drawn
+            states[pid].kept += kept
             tally.candidates += drawn
             tally.passed += passed
             tally.examples += kept
             tally.tokens += tokens
-    done = lambda s: finished(recipe, s.drawn, s.kept)  # noqa: E731
-    queue = deque(s for s in states.values() if not done(s))
-    tally.prompts_done = len(states) - len(queue)
+    todo = deque(s for s in states.values() if not _done(recipe, s))
+    tally.prompts_done = len(states) - len(todo)
     tally.prompts_solved = sum(s.kept > 0 for s in states.values())
-    started = time.monotonic()
-    inflight = None
-    # the judged batch is deduplicated and committed in a thread while the engine generates the next one (only the
-    # engine's own work is on its critical path); a judge may share the engine, so with one it is done in between
-    later = ThreadPoolExecutor(1, thread_name_prefix="factory-commit") if judge is None else None
-    try:
-        while queue or inflight:
-            batch = [queue.popleft() for _ in range(min(rj.batch_prompts, len(queue)))]
-            committing = later.submit(_commit, recipe, store, run_id, *inflight, tally, None, gate) if (
-                inflight and later) else None  # fmt: skip
-            launched = None
-            if batch:
-                sizes = [min(rj.round_size, rj.max_samples - s.drawn) for s in batch]
-                outs = engine.generate(
-                    [Request(messages(recipe, s.prompt), n) for s, n in zip(batch, sizes, strict=True)]
-                )
-                think = recipe.prompt.think
-                jobs = [
-                    (Candidate(c.text, s.prompt.task, s.prompt.reference, c.finish_reason, think), names)
-                    for s, comps in zip(batch, outs, strict=True)
-                    for c in comps
-                ]
-                launched = (batch, outs, pool.submit(jobs))
-            if inflight:  # judged (and committed, when `later`) while the engine worked on `batch`
-                judged = committing.result() if committing else _commit(recipe, store, run_id, *inflight, tally,
-                                                                         judge, gate)  # fmt: skip
-                queue.extendleft(reversed([s for s in judged if not done(s)]))
-                tally.prompts_done += sum(done(s) for s in judged)
-                tally.seconds = time.monotonic() - started
-                store.publish({"run_id": run_id, "at": now(), **asdict(tally)})
-                if on_progress:
-                    on_progress(tally)
-            inflight = launched
-    finally:
-        if later:
-            later.shutdown(wait=True)  # a batch being committed lands whole before an error or ^C goes on
-    tally.seconds = time.monotonic() - started
+    if todo:
+        _Stream(recipe, engine, pool, store, run_id, tally, judge, gate, on_progress).run(todo)
     return tally
 
 
-def _main_stages(run_id: str, batch: list[_State], outs, verdicts: list, judge, gate) -> list:
-    """Worker verdicts, then the judge's and the gate's (dedup, decontamination) on what passed so far."""
-    flat = [(s, j, c) for s, comps in zip(batch, outs, strict=True) for j, c in enumerate(comps)]
-    if judge is not None:
-        todo = [i for i, v in enumerate(verdicts) if v.accepted]
-        items = [(flat[i][0].prompt.prompt, flat[i][0].prompt.reference.get("answer"), flat[i][2].text) for i in todo]
-        for i, v in zip(todo, judge(items), strict=True):
-            verdicts[i] = merge(verdicts[i], v)
+def _done(recipe: Recipe, s: _State) -> bool:
+    return s.spent or finished(recipe, s.drawn, s.kept)
+
+
+class _Stream:
+    """The loop that keeps the engine full and moves each round on: engine, workers, judge, commit."""
+
+    def __init__(self, recipe, engine, pool, store, run_id, tally, judge, gate, on_progress):
+        self.recipe, self.pool, self.store, self.run_id, self.tally = recipe, pool, store, run_id, tally
+        self.judge, self.gate, self.on_progress = judge, gate, on_progress
+        self.names = worker_stages(recipe.filters)  # the rest need the engine or shared state: the main process
+        self.gen = engines.stream(engine)
+        self.asks = None if judge is None else self.gen if judge.engine is engine else engines.stream(judge.engine)
+        self.streams = [self.gen] if self.asks in (None, self.gen) else [self.gen, self.asks]
+        self.in_engine, self.seqs, self.verifying, self.ready = 0, 0, [], []  # prompts, samples in the engine
+        capacity = getattr(self.gen, "capacity", None)
+        self.most_seqs = capacity + max(capacity // 4, recipe.rejection.round_size) if capacity else None
+        self.most_prompts = recipe.rejection.batch_prompts or (None if capacity else DEFAULT_PROMPTS)
+        self.committing: Future | None = None
+        self.asked = 0  # rounds waiting for the judge
+        self.published = 0.0
+
+    def run(self, todo: deque) -> None:
+        self.started = time.monotonic()
+        later = ThreadPoolExecutor(1, thread_name_prefix="factory-commit")
+        try:
+            while todo or self.in_engine or self.verifying or self.asked or self.ready or self.committing:
+                while todo and self._room():
+                    self._launch(todo.popleft())
+                moved = self._collect()
+                moved |= self._verified()
+                if self.committing is not None and self.committing.done():
+                    self._committed(self.committing.result(), todo)
+                    self.committing, moved = None, True
+                if self.ready and self.committing is None:
+                    args = (self.recipe, self.store, self.run_id, self.ready, self.tally, self.gate)
+                    self.committing, self.ready = later.submit(_commit, *args), []
+                if not moved and not any(s.unfinished for s in self.streams):
+                    busy = [r.future for r in self.verifying] + [f for f in [self.committing] if f is not None]
+                    wait(busy, timeout=0.05, return_when=FIRST_COMPLETED)
+        finally:
+            for s in self.streams:
+                s.close()
+            later.shutdown(wait=True)  # a batch being committed lands whole before an error or ^C goes on
+        self._publish(force=True)
+
+    def _room(self) -> bool:
+        return (self.most_prompts is None or self.in_engine < self.most_prompts) and (
+            self.most_seqs is None or self.seqs < self.most_seqs
+        )
+
+    def _launch(self, s: _State) -> None:
+        n = min(self.recipe.rejection.round_size, self.recipe.rejection.max_samples - s.drawn)
+        self.gen.add((s, n), Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, s.drawn))
+        self.in_engine += 1
+        self.seqs += n
+
+    def _collect(self) -> bool:
+        """Take what the engine finished: rounds to the workers, judge answers into their round's verdicts."""
+        moved = False
+        for stream in self.streams:
+            for key, completions in stream.poll():
+                moved = True
+                if isinstance(key[0], _State):
+                    self.in_engine -= 1
+                    self.seqs -= key[1]
+                    self._verify(key[0], completions)
+                    continue
+                rnd, i = key
+                self._judged(rnd, i, self.judge.verdict(completions))
+        return moved
+
+    def _judged(self, rnd: _Round, i: int, v) -> None:
+        rnd.verdicts[i] = merge(rnd.verdicts[i], v)
+        rnd.asked -= 1
+        if not rnd.asked:
+            self.asked -= 1
+            self.ready.append(rnd)
+
+    def _verify(self, s: _State, completions: list) -> None:
+        if len(completions) < min(self.recipe.rejection.round_size, self.recipe.rejection.max_samples - s.drawn):
+            s.spent = True  # the engine has no more for this prompt; what it gave is still judged and kept
+        if not completions:
+            self.tally.prompts_done += 1
+            return
+        think = self.recipe.prompt.think
+        p = s.prompt
+        jobs = [(Candidate(c.text, p.task, p.reference, c.finish_reason, think), self.names) for c in completions]
+        self.verifying.append(_Round(s, completions, self.pool.submit(jobs)))
+
+    def _verified(self) -> bool:
+        """Rounds the workers finished go to the judge (the ones they accepted), or straight to the commit."""
+        done = [r for r in self.verifying if r.future.done()]
+        for rnd in done:
+            self.verifying.remove(rnd)
+            rnd.verdicts = rnd.future.result()
+            todo = [i for i, v in enumerate(rnd.verdicts) if v.accepted] if self.judge is not None else []
+            p = rnd.state.prompt
+            for i in todo:
+                ask = self.judge.request(p.prompt, p.reference.get("answer"), rnd.completions[i].text)
+                self.asks.add((rnd, i), ask, self.judge.sampling)
+            rnd.asked = len(todo)
+            if todo:
+                self.asked += 1
+            else:
+                self.ready.append(rnd)
+        return bool(done)
+
+    def _committed(self, rounds: list[_Round], todo: deque) -> None:
+        for rnd in rounds:  # only now, once they are in the store, may these prompts have another round
+            if _done(self.recipe, rnd.state):
+                self.tally.prompts_done += 1
+            else:
+                todo.append(rnd.state)
+        self._publish()
+
+    def _publish(self, force: bool = False) -> None:
+        t = time.monotonic()
+        self.tally.seconds = t - self.started
+        if force or t - self.published >= 0.5:
+            self.published = t
+            self.store.publish({"run_id": self.run_id, "at": now(), **asdict(self.tally)})
+            if self.on_progress:
+                self.on_progress(self.tally)
+
+
+def _commit(recipe: Recipe, store: Store, run_id: str, rounds: list[_Round], tally: Tally, gate=None) -> list[_Round]:
+    """Deduplicate (the gate) and store judged rounds in one transaction; then count them as drawn."""
     if gate is not None and gate.active:
-        todo = [i for i, v in enumerate(verdicts) if v.accepted]
-        items = [(candidate_id(run_id, s.prompt.prompt_id, s.drawn + j), c.text) for s, j, c in (flat[i] for i in todo)]
-        for i, v in zip(todo, gate(items), strict=True):
-            verdicts[i] = merge(verdicts[i], v)
-    return verdicts
-
-
-def _commit(recipe: Recipe, store: Store, run_id: str, batch: list[_State], outs, future, tally: Tally, judge=None,
-            gate=None):  # fmt: skip
-    verdicts = iter(_main_stages(run_id, batch, outs, future.result(), judge, gate))
+        flat = [(r, i) for r in rounds for i in range(len(r.completions))]
+        items = [(candidate_id(run_id, r.state.prompt.prompt_id, r.state.drawn + i), r.completions[i].text)
+                 for r, i in flat]  # fmt: skip
+        for (r, i), v in zip(flat, narrow([r.verdicts[i] for r, i in flat], items, gate), strict=True):
+            r.verdicts[i] = v
     rows = Batch([], [], [])
     new_kept = []
-    for s, comps in zip(batch, outs, strict=True):
+    for rnd in rounds:
+        s, comps = rnd.state, rnd.completions
         p, kept = s.prompt, s.kept
         if s.drawn == 0:
             rows.prompts.append(p.row())
-        for j, c in enumerate(comps):
-            v = next(verdicts)
+        for j, (c, v) in enumerate(zip(comps, rnd.verdicts, strict=True)):
             cid = candidate_id(run_id, p.prompt_id, s.drawn + j)
             rows.candidates.append(
                 {
@@ -213,9 +310,10 @@ def _commit(recipe: Recipe, store: Store, run_id: str, batch: list[_State], outs
     if gate is not None:
         rows.dedup = gate.new_signatures()
     store.commit(rows)
-    for s, comps, kept in zip(batch, outs, new_kept, strict=True):  # only now, once it is in the store
+    for rnd, kept in zip(rounds, new_kept, strict=True):  # only now, once it is in the store
+        s = rnd.state
         tally.prompts_solved += s.kept == 0 and kept > 0
-        s.drawn, s.kept = s.drawn + len(comps), kept
+        s.drawn, s.kept = s.drawn + len(rnd.completions), kept
     tokens = sum(c["n_tokens"] for c in rows.candidates)
     tally.tokens += tokens
     tally.new_tokens += tokens
@@ -223,4 +321,4 @@ def _commit(recipe: Recipe, store: Store, run_id: str, batch: list[_State], outs
     tally.new_candidates += len(rows.candidates)
     tally.passed += sum(c["accepted"] for c in rows.candidates)
     tally.examples += len(rows.examples)
-    return batch
+    return rounds

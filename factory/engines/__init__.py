@@ -1,12 +1,16 @@
-"""Generation engines: vLLM (the default), transformers (a fallback), and any OpenAI-compatible server.
+"""Generation engines: vLLM (the default), transformers (a fallback), any OpenAI-compatible server, and a replay
+of recorded completions.
 
-Each engine takes chat requests (messages, n) and returns n completions per request. `import factory` imports
-none of their libraries; an engine imports its own when it is built and says which extra to install if missing.
+Each engine takes chat requests (messages, n) and returns n completions per request, two ways: `generate` for a
+list at once, and `stream(engine)` for requests added one by one and collected as each finishes, which is how the
+sampler keeps an engine full. `import factory` imports none of their libraries; an engine imports its own when it
+is built and says which extra to install if missing.
 """
 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from factory.errors import FactoryError
@@ -19,6 +23,8 @@ log = logging.getLogger(__name__)
 class Request:
     messages: list[dict]
     n: int
+    prompt: str | None = None  # the source's prompt before the template (what a replay matches)
+    first: int = 0  # the prompt's sample index of the first of the n samples (where a replay starts)
 
 
 @dataclass
@@ -36,6 +42,8 @@ def build(recipe: Recipe, model: str, seed: int):
         from factory.engines.vllm_engine import VLLMEngine as cls
     elif kind == "transformers":
         from factory.engines.hf_engine import TransformersEngine as cls
+    elif kind == "replay":
+        from factory.engines.replay_engine import ReplayEngine as cls
     else:
         from factory.engines.openai_engine import OpenAIEngine as cls
     try:
@@ -51,3 +59,52 @@ def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
     if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # transformers 5 returns a BatchEncoding
         ids = ids["input_ids"]
     return list(ids)
+
+
+def stream(engine):
+    """A stream of requests on `engine`: its own when it has one (kept full), else one `generate` per poll."""
+    return engine.stream() if hasattr(engine, "stream") else Batched(engine)
+
+
+class Batched:
+    """The stream of an engine that only generates lists: one `generate` at a time, in a thread, over everything
+    added since the last one began (so the sampler goes on verifying and committing while it runs).
+
+    A stream takes `add(key, request, sampling=None)`; `poll()` returns [(key, completions)] for requests that
+    finished (waiting a moment for them when some are unfinished); `unfinished` counts requests not yet returned;
+    `close()` drops what has not started and waits for what has."""
+
+    def __init__(self, engine):
+        self.engine, self.added, self.running = engine, [], None
+        self.thread = ThreadPoolExecutor(1, thread_name_prefix="factory-engine")
+        self.unfinished = 0
+
+    def add(self, key, request: Request, sampling=None) -> None:
+        self.added.append((key, request, sampling))
+        self.unfinished += 1
+
+    def poll(self) -> list[tuple]:
+        if self.running is None and self.added:
+            self.running, self.added = self.thread.submit(self._generate, self.added), []
+        if self.running is None:
+            return []
+        done, _ = wait([self.running], timeout=0.05)
+        if not done:
+            return []
+        out, self.running = self.running.result(), None
+        self.unfinished -= len(out)
+        return out
+
+    def _generate(self, added: list) -> list[tuple]:
+        out = []
+        while added:  # one generate per sampling settings, in the order they were added
+            s = added[0][2]
+            group, added = [a for a in added if a[2] is s], [a for a in added if a[2] is not s]
+            reqs = [r for _, r, _ in group]
+            comps = self.engine.generate(reqs, s) if s is not None else self.engine.generate(reqs)
+            out += [(key, c) for (key, _, _), c in zip(group, comps, strict=True)]
+        return out
+
+    def close(self) -> None:
+        self.added = []
+        self.thread.shutdown(wait=True)

@@ -2,8 +2,10 @@
 
 Each sample is its own chat request (the server's prefix cache shares the prompt), so token counts are exact and
 a failed sample is retried alone. At most `concurrency` requests are in flight; timeouts, connection errors, 429
-and 5xx are retried with exponential backoff. The API key is read from the variable `api_key_env` names and is
-sent only in the Authorization header: it is never logged, stored, or put in an error message.
+and 5xx are retried with exponential backoff. `stream()` keeps `concurrency` requests in flight across all the
+sampler's prompts (an event loop in a thread), rather than waiting for a batch's slowest answer. The API key is
+read from the variable `api_key_env` names and is sent only in the Authorization header: it is never logged,
+stored, or put in an error message.
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import queue
 import random
+import threading
 
 import httpx
 
@@ -92,6 +96,60 @@ class OpenAIEngine:
 
     def close(self) -> None:
         pass
+
+    def stream(self) -> OpenAIStream:
+        return OpenAIStream(self)
+
+
+class OpenAIStream:
+    """Requests sent as they are added, at most `concurrency` at once; `poll` returns the finished ones."""
+
+    def __init__(self, engine: OpenAIEngine):
+        self.engine, self.done, self.unfinished = engine, queue.Queue(), 0
+        self.capacity = engine.cfg.concurrency
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="openai-stream")
+        self.thread.start()
+        self.limit = asyncio.Semaphore(engine.cfg.concurrency)
+        timeout = httpx.Timeout(engine.cfg.timeout, connect=30)
+        self.client = httpx.AsyncClient(headers=engine._headers, timeout=timeout)
+        self.tasks: set = set()
+
+    def add(self, key, request: Request, sampling: SamplingConfig | None = None) -> None:
+        self.unfinished += 1
+        s = sampling or self.engine.sampling
+        self.tasks.add(asyncio.run_coroutine_threadsafe(self._one(key, request, s), self.loop))
+
+    async def _one(self, key, request: Request, s: SamplingConfig) -> None:
+        try:
+            jobs = [self.engine._one(self.client, self.limit, request.messages, s) for _ in range(request.n)]
+            self.done.put((key, list(await asyncio.gather(*jobs)), None))
+        except Exception as e:  # handed to the sampler's thread by `poll`
+            self.done.put((key, None, e))
+
+    def poll(self) -> list[tuple]:
+        if not self.unfinished:
+            return []
+        try:
+            got = [self.done.get(timeout=0.05)]
+        except queue.Empty:
+            return []
+        while not self.done.empty():
+            got.append(self.done.get_nowait())
+        self.unfinished -= len(got)
+        self.tasks = {t for t in self.tasks if not t.done()}
+        for _, _, error in got:
+            if error is not None:
+                raise error
+        return [(key, comps) for key, comps, _ in got]
+
+    def close(self) -> None:
+        for t in self.tasks:
+            t.cancel()
+        asyncio.run_coroutine_threadsafe(self.client.aclose(), self.loop).result(timeout=30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=30)
+        self.loop.close()
 
 
 def _completion(data: dict) -> Completion:

@@ -2,7 +2,8 @@
 
 On a CPU, vLLM's `gpu_memory_utilization` is the share of RAM it reserves, and compiling the graph costs more
 start-up time than it saves on short jobs, so both get CPU defaults. The samples of one prompt are one request
-with `n`, so they share the prompt's KV cache.
+with `n`, so they share the prompt's KV cache. `stream()` feeds vLLM's request API (add requests, step, collect the
+finished ones), so the sampler can keep the engine's running batch full instead of letting each call drain.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class VLLMEngine:
             gpu_memory_utilization=cfg.memory_utilization or (0.9 if gpu else 0.3),
             tensor_parallel_size=cfg.tensor_parallel_size,
             enforce_eager=cfg.enforce_eager if cfg.enforce_eager is not None else not gpu,
+            **({"max_num_seqs": cfg.max_num_seqs} if cfg.max_num_seqs else {}),
         )
         self.tokenizer = self.llm.get_tokenizer()
         self.version = _version()
@@ -53,24 +55,63 @@ class VLLMEngine:
     def generate(self, requests: list[Request], sampling: SamplingConfig | None = None) -> list[list[Completion]]:
         from vllm.inputs import TokensPrompt
 
-        s = sampling or self.sampling
         prompts = [TokensPrompt(prompt_token_ids=chat_ids(self.tokenizer, r.messages)) for r in requests]
-        params = [
-            self._params(n=r.n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens) for r in requests
-        ]
-        outs = self.llm.generate(prompts, params, use_tqdm=False)
-        return [
-            [
-                Completion(c.text, len(c.token_ids), c.finish_reason or "stop", len(o.prompt_token_ids))
-                for c in o.outputs
-            ]
-            for o in outs
-        ]
+        params = [self.params(r.n, sampling) for r in requests]
+        return [_completions(o) for o in self.llm.generate(prompts, params, use_tqdm=False)]
+
+    def params(self, n: int, sampling: SamplingConfig | None = None):
+        s = sampling or self.sampling
+        return self._params(n=n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens)
+
+    def stream(self) -> VLLMStream:
+        return VLLMStream(self)
 
     def close(self) -> None:
         engine = getattr(self.llm, "llm_engine", None)
         if engine is not None and hasattr(engine, "engine_core"):
             engine.engine_core.shutdown()
+
+
+class VLLMStream:
+    """Requests added to vLLM's engine as they come; each `poll` is one engine step and returns what finished."""
+
+    def __init__(self, engine: VLLMEngine):
+        from vllm.sampling_params import RequestOutputKind
+
+        self.engine, self.core = engine, engine.llm.llm_engine
+        self.final = RequestOutputKind.FINAL_ONLY  # one output per request, once all its n samples are done
+        self.keys: dict[str, object] = {}
+        self.count = 0
+        self.capacity = self.core.vllm_config.scheduler_config.max_num_seqs  # sequences it runs at once
+
+    @property
+    def unfinished(self) -> int:
+        return len(self.keys)
+
+    def add(self, key, request: Request, sampling: SamplingConfig | None = None) -> None:
+        from vllm.inputs import TokensPrompt
+
+        params = self.engine.params(request.n, sampling)
+        params.output_kind = self.final
+        self.count += 1
+        rid = f"factory-{self.count}"  # outputs carry this id (vLLM adds a suffix inside)
+        prompt = TokensPrompt(prompt_token_ids=chat_ids(self.engine.tokenizer, request.messages))
+        self.core.add_request(rid, prompt, params)
+        self.keys[rid] = key
+
+    def poll(self) -> list[tuple]:
+        if not self.keys:
+            return []
+        return [(self.keys.pop(o.request_id), _completions(o)) for o in self.core.step() if o.finished]
+
+    def close(self) -> None:
+        if self.keys:  # an error or ^C mid-run: leave the engine empty for whoever uses it next
+            self.core.abort_request(list(self.keys))
+            self.keys = {}
+
+
+def _completions(o) -> list[Completion]:
+    return [Completion(c.text, len(c.token_ids), c.finish_reason or "stop", len(o.prompt_token_ids)) for c in o.outputs]
 
 
 def _version() -> str:

@@ -40,7 +40,7 @@ def test_demo_recipe_loads():
     assert r.name == "arithmetic_demo"
     assert r.source.kind == "reasoning_gym" and r.source.name == "basic_arithmetic" and r.source.size == 48
     assert r.source.config["operators"] == ["+", "-"]
-    assert r.rejection.max_samples == 8 and r.rejection.round_size == 2
+    assert r.rejection.max_samples == 8 and r.rejection.round_size == 1 and r.rejection.batch_prompts == 0
     assert r.sampling.temperature == 0.7 and r.prompt.think is False
     assert r.verify.timeout == 10.0 and isinstance(r.verify.timeout, float)  # an int where a number goes
     assert r.filters == ["format", "verify"]
@@ -100,7 +100,7 @@ def test_name_defaults_to_the_file_stem(tmp_path):
         (_merge(source={"kind": "csv"}), "source.kind: 'csv' is not one of"),
         (_merge(filters=["format", "dedupe"]), "filters[1]: 'dedupe' is not a filter; allowed: format, verify"),
         (_merge(sampling={"top_p": 0}), "sampling.top_p: 0.0 must be in (0, 1]"),
-        (_merge(rejection={"max_samples": 2}), "rejection.max_samples: 2 must be >= round_size"),
+        (_merge(rejection={"max_samples": 2, "round_size": 4}), "rejection.max_samples: 2 must be >= round_size"),
         (_merge(prompt={"template": "no slot"}), "prompt.template: 'no slot' must contain {prompt}"),
         (_merge(source={"kind": "jsonl", "name": None}), "source.path: required for source.kind jsonl"),
         (_merge(source={"name": None}), "source.name: required for reasoning_gym"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -212,7 +213,68 @@ def test_a_batch_is_deduplicated_and_committed_while_the_engine_generates_the_ne
         tally = sample(r, prompts, engine, pool, store, _run(store, r), gate=gate)
     finally:
         gate.__class__.__call__ = check
-    assert tally.prompts_done == len(prompts) and len(spans["engine"]) == len(prompts) == len(spans["gate"])
+    # one engine call per prompt (batch_prompts 1); a commit takes every round judged by then, so there may be fewer
+    assert tally.prompts_done == len(prompts) and len(spans["engine"]) == len(prompts) >= len(spans["gate"]) > 1
     assert all(name != "MainThread" for *_, name in spans["gate"])
     overlaps = sum(a < d and c < b for a, b, _ in spans["gate"] for c, d, _ in spans["engine"])
-    assert overlaps >= len(prompts) - 1  # every batch but the last was checked while the engine worked
+    assert overlaps >= len(spans["gate"]) - 1  # every commit but the last ran while the engine worked
+
+
+class SteppedEngine(ScriptedEngine):
+    """A stream like vLLM's: a request finishes after as many polls as `steps[prompt]`, others keep running."""
+
+    def __init__(self, prompts, right, template, steps: dict[str, int], capacity: int):
+        super().__init__(prompts, right, template)
+        self.steps = {template.replace("{prompt}", p): k for p, k in steps.items()}
+        self.capacity, self.log = capacity, []  # ("add" | "done", prompt, poll number)
+
+    def stream(self):
+        engine = self
+
+        class Stream:
+            capacity, running, polls = engine.capacity, [], 0
+
+            @property
+            def unfinished(self):
+                return len(self.running)
+
+            def add(self, key, request, sampling=None):
+                user = request.messages[-1]["content"]
+                engine.log.append(("add", user, self.polls))
+                self.running.append([key, request, engine.steps[user]])
+
+            def poll(self):
+                time.sleep(0.005)  # an engine step
+                self.polls += 1
+                for r in self.running:
+                    r[2] -= 1
+                done = [r for r in self.running if r[2] <= 0]
+                self.running = [r for r in self.running if r[2] > 0]
+                for _key, request, _ in done:
+                    engine.log.append(("done", request.messages[-1]["content"], self.polls))
+                return [(key, engine.generate([request])[0]) for key, request, _ in done]
+
+            def close(self):
+                self.running = []
+
+        return Stream()
+
+
+def test_the_engine_is_refilled_as_each_round_finishes(pool, store, prompts):
+    """A long answer does not hold the others back: short prompts get round after round while it runs, and no
+    prompt ever has two rounds in the engine at once."""
+    r = _recipe(round_size=1, max_samples=4, accept_per_prompt=1, batch_prompts=0)
+    long, *short = prompts[:4]
+    steps = {long.prompt: 400} | {p.prompt: 1 for p in short}
+    engine = SteppedEngine(prompts[:4], [set()] * 4, r.prompt.template, steps, capacity=4)
+    tally = sample(r, prompts[:4], engine, pool, store, _run(store, r))
+    assert tally.new_candidates == 16 and tally.prompts_done == 4
+
+    q = lambda p: r.prompt.template.replace("{prompt}", p.prompt)  # noqa: E731
+    long_done = min(t for what, user, t in engine.log if what == "done" and user == q(long))
+    for p in short:  # all four rounds of each short prompt were drawn while the long one's first was running
+        assert [t < long_done for what, user, t in engine.log if what == "done" and user == q(p)] == [True] * 4
+    running = {}
+    for what, user, _ in engine.log:
+        running[user] = running.get(user, 0) + (1 if what == "add" else -1)
+        assert running[user] in (0, 1)
