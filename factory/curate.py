@@ -15,12 +15,12 @@ from pathlib import Path
 
 from factory import textfile
 from factory.errors import FactoryError
-from factory.judging import merge
 from factory.recipe import Recipe
-from factory.stages import MAIN_STAGES
 from factory.store import Batch
 from factory.workers import VerifyPool
+from filters.base import narrow
 from filters.records import problems, to_candidate
+from filters.registry import worker_stages
 
 CHUNK = 256  # records per pool submission; two chunks are in flight at once
 
@@ -57,7 +57,7 @@ def run_filter(src: Path, out: Path, recipe: Recipe, pool: VerifyPool, judge=Non
 
     With a `gate` (dedup, decontamination), records are keyed by their `id` (else their line); with a `store`, the
     dedup index starts from the store's signatures and the new ones are saved there, chunk by chunk."""
-    names = [f for f in recipe.filters if f not in MAIN_STAGES]
+    names = worker_stages(recipe.filters)
     counts: dict = {"records": 0, "accepted": 0, "reasons": {}}
     tmp = out.with_name(out.name + ".part")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -87,15 +87,9 @@ def run_filter(src: Path, out: Path, recipe: Recipe, pool: VerifyPool, judge=Non
 def _write(f, chunk: list[dict], future, judge, gate, counts: dict) -> None:
     verdicts = future.result()
     if judge is not None:
-        todo = [i for i, v in enumerate(verdicts) if v.accepted]
-        items = [(chunk[i]["prompt"], chunk[i].get("reference"), chunk[i]["completion"]) for i in todo]
-        for i, v in zip(todo, judge(items), strict=True):
-            verdicts[i] = merge(verdicts[i], v)
+        narrow(verdicts, [(r["prompt"], r.get("reference"), r["completion"]) for r in chunk], judge)
     if gate is not None and gate.active:
-        todo = [i for i, v in enumerate(verdicts) if v.accepted]
-        items = [(_key(chunk[i]), chunk[i]["prompt"], chunk[i]["completion"]) for i in todo]
-        for i, v in zip(todo, gate.records(items), strict=True):
-            verdicts[i] = merge(verdicts[i], v)
+        narrow(verdicts, [(_key(r), r["prompt"], r["completion"]) for r in chunk], gate.records)
     for rec, v in zip(chunk, verdicts, strict=True):
         rec.pop("_line")
         f.write(json.dumps({**rec, "accepted": v.accepted, "reason": v.reason, "scores": v.scores}) + "\n")

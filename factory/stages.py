@@ -14,10 +14,9 @@ import json
 from factory.recipe import Recipe
 from factory.sources import Prompt
 from factory.store import Store
-from filters.base import Verdict
+from filters.base import Verdict, narrow
 
 DEDUP, DECONTAM = "dedup", "decontam"
-MAIN_STAGES = ("judge", DEDUP, DECONTAM)  # run in the main process; the other filters run in the verify workers
 
 
 class Gate:
@@ -28,6 +27,7 @@ class Gate:
         from filters.dedup import Deduper
 
         on = set(recipe.filters)
+        self.order = [n for n in recipe.filters if n in (DECONTAM, DEDUP)]  # as the recipe lists them
         fields = set(recipe.decontam.fields) if DECONTAM in on else set()
         self.decontam = Decontaminator(recipe.decontam) if fields else None
         self.decontam_prompts, self.decontam_responses = "prompt" in fields, "response" in fields
@@ -40,43 +40,34 @@ class Gate:
     def active(self) -> bool:
         return self.decontam is not None or self.dedup is not None
 
+    def _checks(self, field: str) -> list:
+        """The batch checks on `field` (prompt | response) of (key, text) pairs, in the recipe's order."""
+        on = {DECONTAM: self.decontam is not None and (self.decontam_prompts if field == "prompt" else
+                                                       self.decontam_responses),
+              DEDUP: self.dedup is not None and self.dedup_field == field}  # fmt: skip
+        run = {DECONTAM: lambda pairs: [self.decontam(text) for _, text in pairs],
+               DEDUP: lambda pairs: self.dedup.check_many(pairs)}  # fmt: skip
+        return [run[n] for n in self.order if on[n]]
+
+    def _apply(self, field: str, pairs: list[tuple[str, str]], verdicts: list[Verdict]) -> list[Verdict]:
+        for check in self._checks(field):
+            narrow(verdicts, pairs, check)
+        return verdicts
+
     def split(self, prompts: list[Prompt]) -> tuple[list[Prompt], list[tuple[Prompt, Verdict]]]:
         """(prompts to sample, prompts set aside with their verdict)."""
-        verdicts = [Verdict(True) for _ in prompts]
-        if self.decontam is not None and self.decontam_prompts:
-            verdicts = [self.decontam(p.prompt) for p in prompts]
-        if self.dedup is not None and self.dedup_field == "prompt":
-            todo = [i for i, v in enumerate(verdicts) if v.accepted]
-            pairs = [(prompts[i].prompt_id, prompts[i].prompt) for i in todo]
-            for i, v in zip(todo, self.dedup.check_many(pairs), strict=True):
-                verdicts[i] = v
+        verdicts = self._apply("prompt", [(p.prompt_id, p.prompt) for p in prompts], [Verdict(True) for _ in prompts])
         kept = [p for p, v in zip(prompts, verdicts, strict=True) if v.accepted]
         return kept, [(p, v) for p, v in zip(prompts, verdicts, strict=True) if not v.accepted]
 
     def __call__(self, items: list[tuple[str, str]]) -> list[Verdict]:
         """Verdicts on (candidate_id, response text) pairs that passed every other filter, in order."""
-        verdicts = [Verdict(True) for _ in items]
-        if self.decontam is not None and self.decontam_responses:
-            verdicts = [self.decontam(text) for _, text in items]
-        if self.dedup is not None and self.dedup_field == "response":
-            todo = [i for i, v in enumerate(verdicts) if v.accepted]
-            for i, v in zip(todo, self.dedup.check_many([items[i] for i in todo]), strict=True):
-                verdicts[i] = v
-        return verdicts
+        return self._apply("response", items, [Verdict(True) for _ in items])
 
     def records(self, items: list[tuple[str, str, str]]) -> list[Verdict]:
         """Verdicts on (key, prompt, completion) records for `factory filter`: prompt stages, then response ones."""
-        verdicts = [Verdict(True) for _ in items]
-        if self.decontam is not None and self.decontam_prompts:
-            verdicts = [self.decontam(prompt) for _, prompt, _ in items]
-        if self.dedup is not None and self.dedup_field == "prompt":
-            todo = [i for i, v in enumerate(verdicts) if v.accepted]
-            for i, v in zip(todo, self.dedup.check_many([items[i][:2] for i in todo]), strict=True):
-                verdicts[i] = v
-        todo = [i for i, v in enumerate(verdicts) if v.accepted]
-        for i, v in zip(todo, self([(items[i][0], items[i][2]) for i in todo]), strict=True):
-            verdicts[i] = v
-        return verdicts
+        verdicts = self._apply("prompt", [(k, p) for k, p, _ in items], [Verdict(True) for _ in items])
+        return self._apply("response", [(k, c) for k, _, c in items], verdicts)
 
     def new_signatures(self) -> list[dict]:
         """Signatures kept since the last call, for the store (written with the batch that made them)."""

@@ -23,6 +23,21 @@ class Verdict:
     scores: dict = field(default_factory=dict)
 
 
+def merge(first: Verdict, later: Verdict) -> Verdict:
+    """A later stage's verdict on a candidate that passed the earlier ones, keeping every stage's scores."""
+    return Verdict(later.accepted, later.reason, {**first.scores, **later.scores})
+
+
+def narrow(verdicts: list[Verdict], items: list, check) -> list[Verdict]:
+    """Run a batch stage (`check(items) -> verdicts`) on the items whose verdict still accepts, merging its verdicts
+    into theirs: how each stage after the first sees only what passed the ones before it."""
+    todo = [i for i, v in enumerate(verdicts) if v.accepted]
+    if todo:
+        for i, v in zip(todo, check([items[i] for i in todo]), strict=True):
+            verdicts[i] = merge(verdicts[i], v)
+    return verdicts
+
+
 def reject(reason: str, **scores) -> Verdict:
     return Verdict(False, reason, scores)
 

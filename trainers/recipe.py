@@ -12,10 +12,11 @@ from pathlib import Path
 from factory.models import DEFAULT_MODEL
 from factory.recipe import PromptConfig, SourceConfig, VerifyConfig, _check_families, build, read
 from filters.language import LanguageConfig
+from filters.registry import REWARDS as STAGE_REWARDS
 from filters.sandbox import Limits
 
 PRECISIONS = ("auto", "fp32", "bf16")
-REWARDS = ("accuracy", "format", "language")  # trainers.rewards.REWARDS
+REWARDS = STAGE_REWARDS  # each built on a stage's check (filters.registry, trainers.rewards)
 LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "bnpo", "cispo", "sapo")  # TRL's GRPOConfig.loss_type
 SCALE_REWARDS = ("group", "batch", "none")
 

@@ -49,7 +49,8 @@ def language_reward(completions, *, cfg: LanguageConfig, **kwargs) -> list[float
 
 
 def reward_functions(names: list[str], *, pool, think: bool, stop_ids: set[int], language: LanguageConfig) -> list:
-    """The recipe's rewards, in order, bound to their settings (a partial keeps the function's name for logs)."""
+    """The recipe's rewards, in order, bound to their settings (a partial keeps the function's name for logs). Each
+    is named by the stage whose check it scores with (filters.registry.STAGES)."""
     made = {
         "accuracy": lambda: partial(accuracy_reward, pool=pool, think=think),
         "format": lambda: partial(format_reward, think=think, stop_ids=stop_ids),

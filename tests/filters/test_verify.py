@@ -115,13 +115,27 @@ def test_format_reasons(text, finish, think, reason):
     assert v.accepted is (reason is None)
 
 
-def test_registry_names():
-    from factory.recipe import FILTERS as RECIPE_FILTERS
-    from factory.stages import MAIN_STAGES
+def test_every_stage_is_declared_once_and_everything_else_derives_from_it():
+    import inspect
 
-    # what a recipe may name is what the workers' registry has, plus the stages that run in the main process
-    assert set(RECIPE_FILTERS) == set(FILTERS) | set(MAIN_STAGES)
-    assert not set(FILTERS) & set(MAIN_STAGES)
+    from factory import judging, stages
+    from factory.recipe import FILTERS as RECIPE_FILTERS
+    from filters.registry import MAIN, REWARDS, STAGES, order_problem, worker_stages
+    from trainers import rewards
+    from trainers.recipe import REWARDS as TRAIN_REWARDS
+
+    assert tuple(STAGES) == RECIPE_FILTERS and set(FILTERS) == set(STAGES) - set(MAIN)
+    assert all(s.check is not None for s in STAGES.values() if s.where == "worker")
+    assert set(MAIN) == {judging.STAGE, stages.DEDUP, stages.DECONTAM}
+    assert TRAIN_REWARDS == REWARDS == ("format", "accuracy", "language")
+    built = rewards.reward_functions(list(REWARDS), pool=None, think=True, stop_ids=set(), language=None)
+    assert [inspect.unwrap(f.func).__name__ for f in built] == ["format_reward", "accuracy_reward", "language_reward"]
+    # the order a recipe lists: worker stages, then judge, then the stateful ones
+    assert worker_stages(["format", "judge", "verify", "dedup"]) == ["format", "verify"]
+    assert order_problem(["format", "verify", "judge", "decontam", "dedup"]) is None
+    assert "'verify' must come before 'judge'" in order_problem(["format", "judge", "verify"])
+    assert "'judge' must come before 'dedup'" in order_problem(["format", "dedup", "judge"])
+    assert "'language' must come before 'dedup'" in order_problem(["dedup", "language"])
 
 
 def test_run_chain_first_failure_wins_and_keeps_scores():
