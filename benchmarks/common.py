@@ -24,12 +24,15 @@ def build_engine(r):
     return engines.build(r, models.resolve(r.model), seed=r.sampling.seed)
 
 
-def factory_run(r, prompts, engine, pool: VerifyPool) -> Tally:
-    """`factory generate`'s loop (generation, verification workers, store commits) on a throwaway store."""
+def factory_run(r, prompts, engine, pool: VerifyPool, samples: list | None = None) -> Tally:
+    """`factory generate`'s loop (generation, verification workers, store commits) on a throwaway store. With
+    `samples`, (prompt_id, sample_index, n_tokens, accepted) of every candidate are added to it."""
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp) / "bench.duckdb")
         run_id = store.start_run(r.name, r.hash(), r.text, r.model, r.engine.kind, {}, {})
         tally = sample(r, prompts, engine, pool, store, run_id)
+        if samples is not None:
+            samples += store.query("SELECT prompt_id, sample_index, n_tokens, accepted FROM candidates")[1]
         store.close()
     return tally
 

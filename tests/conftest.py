@@ -46,14 +46,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+DEMO_RECORDING = ROOT / "tests" / "factory" / "data" / "demo_candidates.jsonl"
+# how DEMO_RECORDING was made by a real demo run (the bundled SmolLM2 on vLLM), and how demo_store replays it
+DEMO_SETTINGS = ("--limit", "8", "--set", "sampling.temperature=0.1", "--set", "rejection.round_size=2",
+                 "--set", "filters=[format,verify,dedup]", "--set", "dedup.field=response")  # fmt: skip
+REPLAY = ("--set", "engine.kind=replay", "--set", f"engine.replay={DEMO_RECORDING}")
+
+
 @pytest.fixture(scope="session")
 def demo_store(tmp_path_factory, demo_recipe) -> Path:
-    """A store made by a real demo run (the bundled SmolLM2 on vLLM): 8 prompts, response dedup on, so it holds
-    accepted, rejected and near-duplicate candidates. Shared by the export, publish and report tests. A low
-    temperature makes a solved prompt's samples repeat (near-duplicates in every run; at 0.7 some runs had none)
-    while unsolved prompts keep their wrong answers."""
+    """A store made by replaying a real demo run's completions through `factory generate` (seconds, no model): 8
+    prompts, response dedup on, so it holds accepted, rejected and near-duplicate candidates. Shared by the export,
+    publish and report tests. A low temperature made a solved prompt's samples repeat (near-duplicates) while
+    unsolved prompts kept their wrong answers. tests/factory/test_replay.py checks the replay against the run."""
     db = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "8", "--set", "sampling.temperature=0.1",
-                  "--set", "filters=[format,verify,dedup]", "--set", "dedup.field=response")  # fmt: skip
+    res = run_cli("generate", str(demo_recipe), "--db", str(db), *DEMO_SETTINGS, *REPLAY)
     assert res.returncode == 0, res.stderr[-3000:]
     return db

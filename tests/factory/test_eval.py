@@ -39,17 +39,24 @@ def test_eval_on_the_demo_recipe(demo_recipe):
     assert sum(int(n) for n in re.findall(r"\w+ (\d+)", misses)) == 8 - k  # every miss has its reason
 
 
-@pytest.mark.slow
+def _replay(tmp_path, answers: dict[str, str]) -> str:
+    """An engine section that answers each prompt with its recorded answer (engine.kind replay)."""
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps({"prompt": q, "completion": a}) + "\n" for q, a in answers.items()))
+    return f"engine: {{kind: replay, replay: {path}}}\n"
+
+
 def test_eval_counts_only_verified_answers(tmp_path):
-    # every reference is wrong, so no answer can be right: an eval that did not verify would count some
+    # every reference is wrong, so no answer can be right: an eval that did not verify would count the right sums
     prompts = tmp_path / "sums.jsonl"
     prompts.write_text(
         "".join(json.dumps({"prompt": f"What is {a} + {a}?", "answer": "-12345"}) + "\n" for a in range(6))
     )
     recipe = tmp_path / "decoy.yaml"
     recipe.write_text(
-        f"source: {{kind: jsonl, path: {prompts}}}\nengine: {{kind: vllm, max_model_len: 1024}}\n"
-        "prompt: {template: '{prompt} Give only the final answer.', think: false}\n"
+        f"source: {{kind: jsonl, path: {prompts}}}\n"
+        + _replay(tmp_path, {f"What is {a} + {a}?": f"{a} + {a} = {2 * a}" for a in range(6)})
+        + "prompt: {template: '{prompt} Give only the final answer.', think: false}\n"
         "sampling: {max_tokens: 32}\nverify: {workers: 1}\nfilters: [format, verify]\n"
     )
     res = run_cli("eval", "smollm2-135m-instruct", str(recipe), "--json")
@@ -67,7 +74,7 @@ def test_eval_refuses_a_missing_recipe_or_model(tmp_path, demo_recipe):
     assert res.returncode == 2 and "not a model folder" in res.stderr and "Traceback" not in res.stderr
 
 
-def _jsonl_recipe(tmp_path, name: str, items: list[tuple[str, str]], grpo: bool = False):
+def _jsonl_recipe(tmp_path, name: str, items: list[tuple[str, str]], grpo: bool = False, engine: str = ""):
     data = tmp_path / f"{name}.jsonl"
     data.write_text("".join(json.dumps({"prompt": q, "answer": a}) + "\n" for q, a in items))
     recipe = tmp_path / f"{name}.yaml"
@@ -75,8 +82,9 @@ def _jsonl_recipe(tmp_path, name: str, items: list[tuple[str, str]], grpo: bool 
         recipe.write_text(f"prompts: {{kind: source, limit: 1}}\nsource: {{kind: jsonl, path: {data}}}\n")
     else:
         recipe.write_text(
-            f"source: {{kind: jsonl, path: {data}}}\nengine: {{kind: vllm, max_model_len: 1024}}\n"
-            "prompt: {template: '{prompt} Give only the final answer.', think: false}\n"
+            f"source: {{kind: jsonl, path: {data}}}\n"
+            + (engine or "engine: {kind: vllm, max_model_len: 1024}\n")
+            + "prompt: {template: '{prompt} Give only the final answer.', think: false}\n"
             "sampling: {max_tokens: 16}\nverify: {workers: 1}\nfilters: [format, verify]\n"
         )
     return recipe
@@ -124,17 +132,18 @@ def test_trained_on_reads_stores_and_both_kinds_of_recipe(tmp_path):
             trained_on([bad])
 
 
-@pytest.mark.slow
 def test_eval_reports_accuracy_on_prompts_not_trained_on(tmp_path):
-    recipe = _jsonl_recipe(tmp_path, "eval", SUMS)
+    # recorded answers: right on the first three sums, wrong on the rest
+    answers = {q: (f"It is {a}." if i < 3 else "It is 0.") for i, (q, a) in enumerate(SUMS)}
+    recipe = _jsonl_recipe(tmp_path, "eval", SUMS, engine=_replay(tmp_path, answers))
     gen = _jsonl_recipe(tmp_path, "gen", SUMS[:2])
     db = _store_with(tmp_path, [SUMS[1][0], SUMS[4][0]])  # overlaps the recipe's on one prompt
     res = run_cli("eval", "smollm2-135m-instruct", str(recipe), "--json", "--training", str(gen), "--training", str(db))
     assert res.returncode == 0, res.stderr[-3000:]
     out = json.loads(res.stdout)
-    assert out["n"] == 6 and out["unseen"]["n"] == 3  # 6 prompts, 3 held by the training data
-    assert out["correct"] - 3 <= out["unseen"]["correct"] <= min(3, out["correct"])
+    assert out["n"] == 6 and out["correct"] == 3  # 6 prompts, 3 (sums 0, 1, 4) held by the training data
+    assert out["unseen"] == {**out["unseen"], "n": 3, "correct": 1}  # sums 2, 3, 5: only 2 is right
     res = run_cli("eval", "smollm2-135m-instruct", str(recipe), "--training", str(db))
     assert res.returncode == 0, res.stderr[-3000:]
-    assert re.search(r"unseen in training\s+\d+\.\d% \(\d/4 prompts", res.stdout), res.stdout
-    assert re.fullmatch(r"accuracy \d/6 = \d+\.\d%", res.stdout.strip().splitlines()[-1])
+    assert re.search(r"unseen in training\s+50\.0% \(2/4 prompts", res.stdout), res.stdout  # sums 0, 2, 3, 5
+    assert res.stdout.strip().splitlines()[-1] == "accuracy 3/6 = 50.0%"

@@ -1,0 +1,68 @@
+"""`engine.kind: replay`: recorded completions through the whole pipeline, as `factory generate` runs them.
+
+The recording (tests/factory/data/demo_candidates.jsonl) is `factory export --what candidates` of a real demo run
+(the bundled SmolLM2 on vLLM, settings in conftest.DEMO_SETTINGS) with each candidate's verdict; replaying it must
+give every candidate the verdict the real run gave, through the real workers, dedup and store.
+"""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from conftest import DEMO_RECORDING, DEMO_SETTINGS, REPLAY, rows, run_cli
+
+
+def _recorded() -> list[dict]:
+    return [json.loads(line) for line in DEMO_RECORDING.read_text().splitlines()]
+
+
+def test_replaying_a_real_run_gives_every_candidate_its_verdict(demo_store):
+    want = sorted((r["prompt_id"], r["sample_index"], r["completion"], r["accepted"], r["reason"]) for r in _recorded())
+    got = rows(demo_store, "SELECT prompt_id, sample_index, text, accepted, reason FROM candidates ORDER BY ALL")
+    assert got == want
+    assert {r for _, _, _, _, r in got} == {None, "wrong_answer", "near_duplicate"}  # the cases the tests rely on
+    [(kind, model)] = rows(demo_store, "SELECT engine, model FROM runs")
+    assert kind == "replay" and model == "smollm2-135m-instruct"
+
+
+def test_a_prompt_whose_recording_runs_out_ends_there(tmp_path, demo_recipe):
+    """Prompts get their recorded completions in order and stop when they run out; a resumed replay draws nothing
+    twice; a prompt with no recording is ended with no candidate."""
+    recs = [r for r in _recorded() if not r["accepted"]]  # only wrong answers: no prompt is ever solved
+    by_prompt: dict[str, list] = {}
+    for r in recs:
+        by_prompt.setdefault(r["prompt"], []).append(r)
+    short = min(by_prompt, key=lambda p: len(by_prompt[p]))
+    recording = tmp_path / "rec.jsonl"
+    recording.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    db = tmp_path / "f.duckdb"
+    args = ("generate", str(demo_recipe), "--db", str(db), *DEMO_SETTINGS, "--set", "engine.kind=replay",
+            "--set", f"engine.replay={recording}")  # fmt: skip
+    res = run_cli(*args)
+    assert res.returncode == 0, res.stderr[-2000:]
+    got = rows(
+        db, "SELECT p.prompt, count(*), max(sample_index) FROM candidates JOIN prompts p USING (prompt_id) GROUP BY 1"
+    )
+    assert {p: n for p, n, _ in got} == {p: min(len(v), 8) for p, v in by_prompt.items()}
+    assert all(top == n - 1 for _, n, top in got) and len(by_prompt[short]) < 8
+    [(n_prompts,)] = rows(db, "SELECT count(*) FROM prompts")
+    assert n_prompts == len(by_prompt)  # the 8th prompt had only an accepted answer recorded: nothing to store
+    again = run_cli(*args)
+    assert again.returncode == 0 and "(resumed)" in again.stderr and "(0 drawn now)" in again.stderr
+    assert rows(db, "SELECT count(*) FROM candidates") == [(sum(n for _, n, _ in got),)]
+
+
+def test_a_bad_recording_is_named(tmp_path, demo_recipe):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "Calculate 1 + 5."}\n')
+    for path, says in ((bad, f"{bad}:1: a record needs"), (tmp_path / "none.jsonl", "is not a file")):
+        res = run_cli("generate", str(demo_recipe), "--db", str(tmp_path / "f.duckdb"), *REPLAY[:2], "--set",
+                      f"engine.replay={path}")  # fmt: skip
+        assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+    recipe = tmp_path / "r.yaml"
+    raw = yaml.safe_load(demo_recipe.read_text()) | {"engine": {"kind": "replay"}}
+    recipe.write_text(yaml.safe_dump(raw))
+    res = run_cli("generate", str(recipe), "--db", str(tmp_path / "f.duckdb"))
+    assert res.returncode == 2 and "engine.replay: required" in res.stderr
+    assert rows(tmp_path / "f.duckdb", "SELECT count(*) FROM runs") == [(0,)]  # no run was started
