@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import platform
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
@@ -32,12 +33,41 @@ def prepare(path: Path, limit: int | None, overrides: list[str]) -> tuple[Recipe
     return r, sources.load(r.source, limit)
 
 
-def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False, bar=lambda *a, **k: None,
-               update=None, retry: str | None = None, say=lambda msg: None) -> tuple[Tally, str, bool]:  # fmt: skip
-    """Run (or resume) a recipe's job into the store at `db`; returns (tally, run_id, resumed). With `retry`, the
-    job is the prompts run `retry` left unfinished, its samples counted toward the budget (see `retry_plan`)."""
-    from factory import engines
+@dataclass
+class Job:
+    """A run ready to sample: its prompts (set-aside ones removed), and the store's run row to start or resume."""
 
+    recipe: Recipe
+    prompts: list[Prompt]
+    store: Store
+    run_id: str | None  # None: a new run, started by `begin`
+    gate: Gate
+    dropped: list  # (prompt, verdict) that `Gate.split` set aside
+    before: dict[str, tuple[int, int]]  # prompt_id -> (drawn, kept) by the runs a retry retries
+    model: str  # resolved: a path or a name the engine loads
+    seed: int  # the engine's: a resumed run (or a retry) must not replay the random stream it already used
+    retry: str | None = None
+    begun: bool = False
+
+    def begin(self, versions: dict) -> str:
+        """Start the run's row (or mark a resumed one running) and store the prompts set aside."""
+        r = self.recipe
+        if self.run_id is not None:
+            self.store.set_status(self.run_id, "running")
+        else:
+            self.run_id = self.store.start_run(r.name, r.hash(), r.text, r.model, r.engine.kind,
+                                               vars(r.sampling) | vars(r.rejection), versions, self.retry)  # fmt: skip
+        set_aside(self.store, self.run_id, self.gate, self.dropped)
+        self.begun = True
+        return self.run_id
+
+
+def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False, bar=lambda *a, **k: None,
+               update=None, retry: str | None = None, say=lambda msg: None,
+               executor=None) -> tuple[Tally, str, bool]:  # fmt: skip
+    """Run (or resume) a recipe's job into the store at `db`; returns (tally, run_id, resumed). With `retry`, the
+    job is the prompts run `retry` left unfinished, its samples counted toward the budget (see `retry_plan`).
+    `executor(job, bar, update) -> Tally` samples the job (default: `sample_here`, in this process)."""
     if retry and not Path(db).exists():
         raise FactoryError(f"--retry {retry}: no store at {db}")
     bar("preparing the model")
@@ -56,33 +86,37 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
         if run_id and not pending(r, prompts, _with(progress, before)):  # finished already: no engine to load
             return sample(r, prompts, None, None, store, run_id, dropped=len(dropped), before=before), run_id, True
         drawn = sum(p[0] for p in progress.values()) + sum(d for d, _ in before.values())
-        bar("starting verification workers")
-        with make_pool(r) as pool:
-            bar(f"loading {r.model} on {r.engine.kind}")
-            # a resumed run (or a retry) must not replay the random stream its earlier samples already used
-            engine = engines.build(r, model, seed=r.sampling.seed + drawn)
-            pool.wait_ready()
-            resumed = run_id is not None
-            if resumed:
-                store.set_status(run_id, "running")
-            else:
-                run_id = store.start_run(r.name, r.hash(), r.text, r.model, r.engine.kind,
-                                         vars(r.sampling) | vars(r.rejection), _versions(engine), retry)  # fmt: skip
-            set_aside(store, run_id, gate, dropped)
-            bar("sampling", total=len(prompts))
-            try:
-                judge = judging.build(r, engine)
-                tally = sample(r, prompts, engine, pool, store, run_id, update, judge, gate, len(dropped),
-                               before=before)  # fmt: skip
-            except BaseException:
-                store.set_status(run_id, "interrupted")
-                raise
-            finally:
-                engine.close()
-            store.set_status(run_id, "complete")
-        return tally, run_id, resumed
+        job = Job(r, prompts, store, run_id, gate, dropped, before, model, r.sampling.seed + drawn, retry)
+        try:
+            tally = (executor or sample_here)(job, bar, update)
+        except BaseException:
+            if job.begun:
+                store.set_status(job.run_id, "interrupted")
+            raise
+        store.set_status(job.run_id, "complete")
+        return tally, job.run_id, run_id is not None
     finally:
         store.close()
+
+
+def sample_here(job: Job, bar, update) -> Tally:
+    """Sample a job in this process: one engine, its verification workers, the streaming sampler."""
+    from factory import engines
+
+    r = job.recipe
+    bar("starting verification workers")
+    with make_pool(r) as pool:
+        bar(f"loading {r.model} on {r.engine.kind}")
+        engine = engines.build(r, job.model, seed=job.seed)
+        try:
+            pool.wait_ready()
+            run_id = job.begin(_versions(engine))
+            bar("sampling", total=len(job.prompts))
+            judge = judging.build(r, engine)
+            return sample(r, job.prompts, engine, pool, job.store, run_id, update, judge, job.gate, len(job.dropped),
+                          before=job.before)  # fmt: skip
+        finally:
+            engine.close()
 
 
 def retry_plan(store: Store, r: Recipe, prompts: list[Prompt], old: str,

@@ -241,8 +241,8 @@ class _Stream:
         for rnd in rounds:  # only now, once they are in the store, may these prompts have another round
             if _done(self.recipe, rnd.state):
                 self.tally.prompts_done += 1
-            else:
-                todo.append(rnd.state)
+            else:  # ahead of prompts not started: a prompt is finished before many more are begun
+                todo.appendleft(rnd.state)
         self._publish()
 
     def _publish(self, force: bool = False) -> None:
@@ -253,6 +253,22 @@ class _Stream:
             self.store.publish({"run_id": self.run_id, "at": now(), **asdict(self.tally)})
             if self.on_progress:
                 self.on_progress(self.tally)
+
+
+def example(recipe: Recipe, p: Prompt, run_id: str, cid: str, text: str, n_tokens: int) -> dict:
+    """The `examples` row of an accepted candidate: the chat as SFT reads it."""
+    reply = assistant_text(text, recipe.prompt.think)
+    return {
+        "example_id": "ex-" + cid,
+        "candidate_id": cid,
+        "prompt_id": p.prompt_id,
+        "run_id": run_id,
+        "messages": [*messages(recipe, p), {"role": "assistant", "content": reply}],
+        "task": p.task,
+        "source": p.source,
+        "n_tokens": n_tokens,
+        "created_at": now(),
+    }
 
 
 def _commit(recipe: Recipe, store: Store, run_id: str, rounds: list[_Round], tally: Tally, gate=None) -> list[_Round]:
@@ -292,20 +308,7 @@ def _commit(recipe: Recipe, store: Store, run_id: str, rounds: list[_Round], tal
                 tally.reasons[v.reason] = tally.reasons.get(v.reason, 0) + 1
             elif kept < recipe.rejection.accept_per_prompt:  # passed beyond k are kept as candidates only
                 kept += 1
-                reply = assistant_text(c.text, recipe.prompt.think)
-                rows.examples.append(
-                    {
-                        "example_id": "ex-" + cid,
-                        "candidate_id": cid,
-                        "prompt_id": p.prompt_id,
-                        "run_id": run_id,
-                        "messages": [*messages(recipe, p), {"role": "assistant", "content": reply}],
-                        "task": p.task,
-                        "source": p.source,
-                        "n_tokens": c.n_tokens,
-                        "created_at": now(),
-                    }  # fmt: skip
-                )
+                rows.examples.append(example(recipe, p, run_id, cid, c.text, c.n_tokens))
         new_kept.append(kept)
     if gate is not None:
         rows.dedup = gate.new_signatures()
