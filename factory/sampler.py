@@ -182,7 +182,8 @@ class _Stream:
 
     def _launch(self, s: _State) -> None:
         n = min(self.recipe.rejection.round_size, self.recipe.rejection.max_samples - s.drawn)
-        self.gen.add((s, n), Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, s.drawn))
+        request = Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, s.drawn)
+        self.gen.add((s, n), request, self.recipe.sampling)  # the recipe's, whatever the engine was built with
         self.in_engine += 1
         self.seqs += n
 

@@ -348,3 +348,42 @@ def test_generate_through_vllm_serve(tmp_path, demo_recipe, vllm_server):
     for table in ("runs", "prompts", "candidates", "examples"):
         assert not [r for r in rows(db, f"SELECT * FROM {table}") if KEY in str(r)], table
     assert KEY.encode() not in db.read_bytes()
+
+
+def test_the_stream_keeps_concurrency_requests_in_flight_across_prompts():
+    """A slow answer holds one slot, not the batch: the other prompts' requests go on flowing beside it."""
+    lock, now, peak, log = threading.Lock(), [0], [0], []
+
+    def reply(n, body, headers):
+        prompt = body["messages"][-1]["content"]
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        time.sleep(1.5 if prompt == "slow" else 0.05)
+        with lock:
+            now[0] -= 1
+            log.append(prompt)
+        return 200, chat(prompt, tokens=len(prompt))
+
+    with Scripted(reply) as srv:
+        stream = engine(srv.url, concurrency=3).stream()
+        stream.add("s", Request([{"role": "user", "content": "slow"}], 1))
+        for i in range(10):
+            stream.add(i, Request([{"role": "user", "content": f"q{i}"}], 2))
+        got = {}
+        while stream.unfinished:
+            got.update(stream.poll())
+        stream.close()
+    assert set(got) == {"s", *range(10)} and [c.text for c in got[3]] == ["q3", "q3"]
+    assert peak[0] == 3 and srv.posts == 21  # bounded, and full
+    assert log[-1] == "slow"  # the 20 quick samples all went through the two other slots meanwhile
+
+
+def test_a_stream_request_that_fails_raises_from_poll():
+    with Scripted(lambda n, body, headers: (400, "bad request")) as srv:
+        stream = engine(srv.url).stream()
+        stream.add("k", Request(ASK, 1))
+        with pytest.raises(FactoryError, match="refused the request"):
+            while stream.unfinished:
+                stream.poll()
+        stream.close()

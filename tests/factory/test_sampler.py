@@ -27,7 +27,7 @@ class ScriptedEngine:
         self.drawn = dict.fromkeys(self.script, 0)
         self.calls: list[list[int]] = []  # n per request, per call
 
-    def generate(self, requests):
+    def generate(self, requests, sampling=None):
         self.calls.append([r.n for r in requests])
         out = []
         for r in requests:
@@ -193,10 +193,10 @@ def test_a_batch_is_deduplicated_and_committed_while_the_engine_generates_the_ne
     generate, gate = engine.generate, Gate(r, store)
     check = gate.__class__.__call__
 
-    def slow_generate(requests):
+    def slow_generate(requests, sampling=None):
         t = time.monotonic()
         time.sleep(0.3)
-        out = generate(requests)
+        out = generate(requests, sampling)
         spans["engine"].append((t, time.monotonic(), threading.current_thread().name))
         return out
 
