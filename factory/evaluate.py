@@ -119,7 +119,7 @@ def trained_on(paths: list[Path]) -> set[str]:
         except FactoryError as e:
             raise FactoryError(f"--training {path}: not a recipe (.yaml), and as a store: {e}") from None
         try:
-            seen.update(same_text(text) for (text,) in store.query("SELECT prompt FROM prompts")[1])
+            seen.update(same_text(text) for text in store.prompt_texts())
         finally:
             store.close()
     return seen

@@ -576,6 +576,10 @@ class Store:
                   ORDER BY p.prompt_id {f"LIMIT {int(limit)}" if limit else ""}"""
         return self.query(sql)[1]
 
+    def prompt_texts(self) -> list[str]:
+        """Every prompt's text (what `factory eval --training` counts as seen)."""
+        return [t for (t,) in self.query("SELECT prompt FROM prompts")[1]]
+
     def task_rows(self, task: str, columns: list[str], where: str | None = None) -> pa.RecordBatchReader:
         """The examples of one task that `where` picks, streamed like `rows`."""
         quoted = task.replace("'", "''")
