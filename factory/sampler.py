@@ -2,9 +2,9 @@
 
 For each prompt, rounds of `round_size` samples are drawn until `accept_per_prompt` pass every stage or
 `max_samples` are spent, so easy prompts stop early and hard ones get more tries. The engine is never left to
-drain: it holds a round of as many prompts as fill its running batch (its `capacity`, vLLM's `max_num_seqs`) with
-a queue behind it, at most `batch_prompts` if set, and the moment one finishes another prompt's round takes its
-place. A finished round goes to the verification workers, then to the judge if the recipe has
+drain: it holds rounds of as many prompts as fill its running batch (its `capacity`, vLLM's `max_num_seqs`) twice
+over, half running and half waiting, at most `batch_prompts` if set, and the moment one finishes another prompt's
+round takes its place. A finished round goes to the verification workers, then to the judge if the recipe has
 one (its requests join the same engine), then to a thread that deduplicates whatever rounds have gathered and
 commits them in one transaction. Only once its round is committed may a prompt have another, so a prompt is never
 in two rounds at once and its sample indices never collide, even across a crash and a resume.
@@ -145,7 +145,8 @@ class _Stream:
         self.streams = [self.gen] if self.asks in (None, self.gen) else [self.gen, self.asks]
         self.in_engine, self.seqs, self.verifying, self.ready = 0, 0, [], []  # prompts, samples in the engine
         capacity = getattr(self.gen, "capacity", None)
-        self.most_seqs = capacity + max(capacity // 4, recipe.rejection.round_size) if capacity else None
+        # as many waiting as running: a request's slots free one by one, but it comes back (and is replaced) whole
+        self.most_seqs = 2 * capacity + recipe.rejection.round_size if capacity else None
         self.most_prompts = recipe.rejection.batch_prompts or (None if capacity else DEFAULT_PROMPTS)
         self.committing: Future | None = None
         self.asked = 0  # rounds waiting for the judge
