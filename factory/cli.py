@@ -63,6 +63,19 @@ def generate(
             " fewer than accept_per_prompt answers; its samples count toward max_samples.",
         ),
     ] = None,
+    executor: Annotated[
+        str, typer.Option(help="local (this process) | ray (shards of prompts on a Ray cluster's actors).")
+    ] = "local",
+    workers: Annotated[
+        int, typer.Option(help="--executor ray: actors, one engine each (default: one per GPU group, else 1).")
+    ] = 0,
+    address: Annotated[
+        str | None, typer.Option(help="--executor ray: the cluster to join (ray start --head); default: a local one.")
+    ] = None,
+    shard_prompts: Annotated[
+        int,
+        typer.Option(help="--executor ray: prompts per shard (default: 4 engine-fulls, a shard per worker at most)."),
+    ] = 0,
 ) -> None:
     """Run a recipe: sample answers, verify them, store every candidate and keep the accepted ones.
 
@@ -70,13 +83,27 @@ def generate(
     already drawn count toward max_samples. With --retry RUN_ID (e.g. with --set sampling.max_tokens=8192) a new run
     samples only the prompts that run sampled and left unfinished, counting its samples and kept answers; running
     the same command again resumes that retry.
+
+    With --executor ray the prompts are cut into shards, each sampled completely by one actor of a Ray cluster (one
+    engine per actor); the store, its rows and the rules are a local run's, and a rerun resumes either.
     """
     from factory.run import prepare, run_recipe
 
+    run = None
+    if executor == "ray":
+        from factory.distributed import executor as ray_executor
+
+        run = ray_executor(workers, address, shard_prompts)
+    elif executor != "local":
+        raise FactoryError(f"--executor {executor!r}: use local or ray")
+    elif workers or address or shard_prompts:
+        raise FactoryError("--workers, --address and --shard-prompts go with --executor ray")
+    if workers < 0 or shard_prompts < 0:
+        raise FactoryError("--workers and --shard-prompts: a positive number (0: the default)")
     r, prompts = prepare(recipe, limit, set_ or [])
     with _progress() as (bar, update):
         say = lambda msg: console.print(escape(msg), highlight=False, soft_wrap=True)  # noqa: E731
-        tally, run_id, resumed = run_recipe(r, prompts, db, new_run, bar, update, retry, say)
+        tally, run_id, resumed = run_recipe(r, prompts, db, new_run, bar, update, retry, say, run)
     _summary(tally, run_id, resumed, db, retry)
 
 
@@ -103,6 +130,8 @@ def _progress():
                 stats = (
                     f"{t.candidates} candidates · {t.examples} accepted · {rate:.0%} pass · {t.tokens_per_s:,.0f} tok/s"
                 )
+                if getattr(t, "shards", 0):  # --executor ray
+                    stats = f"shards {t.shards_done}/{t.shards} · {stats} ({_per_worker(t.workers)})"
                 progress.update(task, completed=t.prompts_done, total=t.prompts, stats=stats)
 
             yield bar, update
@@ -122,7 +151,12 @@ def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None) 
         ),
         ("candidates", f"{t.candidates} ({t.new_candidates} drawn now)"),
         ("accepted", f"{t.examples} examples; {t.passed} candidates passed ({rate:.1%})"),
-        ("tokens/s", f"{t.tokens_per_s:,.0f} ({t.new_tokens:,} tokens in {t.seconds:.1f}s)"),
+        (
+            "tokens/s",
+            f"{t.tokens_per_s:,.0f} ({t.new_tokens:,} tokens in {t.seconds:.1f}s"
+            + (", the workers' start included)" if getattr(t, "workers", None) else ")"),
+        ),
+        *([("workers", _per_worker(t.workers, long=True))] if getattr(t, "workers", None) else []),
         ("rejected", ", ".join(f"{k} {v}" for k, v in sorted(t.reasons.items(), key=lambda kv: -kv[1])) or "-"),
         ("store", str(db)),
         ("try", f"factory query \"SELECT messages FROM examples WHERE run_id = '{run_id}' LIMIT 3\" --db {db}"),
@@ -130,6 +164,15 @@ def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None) 
     for k, v in rows:
         table.add_row(f"[bold]{k}[/]", v)
     console.print(table)
+
+
+def _per_worker(workers: dict, long: bool = False) -> str:
+    """Tokens/s of each Ray worker while it sampled (engine loading not counted)."""
+    rate = lambda w: w["tokens"] / w["seconds"] if w["seconds"] else 0.0  # noqa: E731
+    if not long:
+        return ", ".join(f"{rate(w):,.0f}" for w in workers.values()) + " tok/s per worker"
+    return "; ".join(f"{name}: {w['shards']} shards, {w['candidates']} candidates, {rate(w):,.0f} tok/s"
+                     for name, w in workers.items())  # fmt: skip
 
 
 @app.command(name="eval")

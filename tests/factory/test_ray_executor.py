@@ -1,0 +1,257 @@
+"""`factory generate --executor ray`: shards of prompts sampled by actors, landed in the one store as a local run.
+
+The first tests run the driver's side (shards, landing, dedup across shards, another pass) in this process with
+the worker called directly; the slow ones run the command on a local Ray cluster: against a local run's store,
+with a worker killed mid-shard, with the driver killed and started again, and once on the real vLLM engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_RECORDING, DEMO_SETTINGS, FACTORY, REPLAY, ROOT, rows, run_cli
+
+from factory.distributed import HOLD, ShardWorker, drive
+from factory.run import prepare, run_recipe
+from factory.store import Store
+
+CANDIDATES = "SELECT prompt_id, sample_index, text, accepted, reason FROM candidates ORDER BY ALL"
+EXAMPLES = "SELECT c.prompt_id, c.sample_index FROM examples JOIN candidates c USING (candidate_id) ORDER BY ALL"
+# (prompt, samples drawn, examples kept) for the rule: enough accepted, or max_samples spent, or the recording out
+PER_PROMPT = """SELECT p.prompt, count(*), count(e.example_id), list(c.sample_index ORDER BY c.sample_index)
+                FROM candidates c JOIN prompts p USING (prompt_id) LEFT JOIN examples e USING (candidate_id)
+                GROUP BY 1 ORDER BY 1"""
+SETS = [v for k, v in zip(DEMO_SETTINGS, DEMO_SETTINGS[1:], strict=False) if k == "--set"]
+
+
+def _recording() -> list[dict]:
+    return [json.loads(line) for line in DEMO_RECORDING.read_text().splitlines()]
+
+
+def _in_process(job, twice: str | None = None):
+    """The pipeline without Ray: one worker in this process; the shard `twice` comes back twice."""
+    worker = ShardWorker(job.recipe, job.model, job.seed)
+
+    def pipeline(shards):
+        for s in shards:
+            res = worker.shard(s)
+            yield res
+            if s["id"] == twice:
+                yield res
+
+    return worker, pipeline
+
+
+def _generate_here(demo_recipe, db: Path, sets: list[str], shard_prompts: int, twice: str | None = None):
+    r, prompts = prepare(demo_recipe, 8, sets)
+    workers = []
+
+    def run(job, bar, update):
+        worker, pipeline = _in_process(job, twice)
+        workers.append(worker)
+        try:
+            return drive(job, update, pipeline, 1, shard_prompts)
+        finally:
+            worker.close()
+
+    return run_recipe(r, prompts, db, executor=run)[0]
+
+
+def _ended_by_the_rule(db: Path, recorded: dict[str, int], k: int = 1, most: int = 8) -> None:
+    for prompt, drawn, kept, indices in rows(db, PER_PROMPT):
+        assert indices == list(range(drawn))  # no sample twice, none skipped
+        assert kept == k or drawn == min(most, recorded[prompt]), (prompt, drawn, kept)
+
+
+def test_shards_store_what_a_local_run_stores(tmp_path, demo_recipe, demo_store):
+    """Shards of 3 prompts, one landed twice, give the local replay run's candidates and examples."""
+    db = tmp_path / "f.duckdb"
+    tally = _generate_here(demo_recipe, db, [*SETS, *REPLAY[1::2]], shard_prompts=3, twice="0-1")
+    assert (tally.shards, tally.shards_done) == (3, 3)  # 8 prompts: 3 + 3 + 2, the repeated result landed once
+    assert rows(db, CANDIDATES) == rows(demo_store, CANDIDATES)
+    assert rows(db, EXAMPLES) == rows(demo_store, EXAMPLES)
+    assert {r for *_, r in rows(db, CANDIDATES)} == {None, "wrong_answer", "near_duplicate"}
+    with Store(db) as store:
+        assert json.loads(store.snapshot_path.read_text())["shards_done"] == 3
+    [(status,)] = rows(db, "SELECT status FROM runs")
+    assert status == "complete"
+
+
+def _twin_recording(tmp_path, demo_recipe) -> tuple[Path, str, str]:
+    """The demo recording with one long answer shared (but for the number) by the 1st and the 5th prompt, drawn
+    first by each: shards of 4 put them in different shards, so only the driver can see they are near-duplicates."""
+    _, prompts = prepare(demo_recipe, 8, SETS)
+    solved = {r["prompt"] for r in _recording() if r["accepted"]}
+    a = next(p for p in prompts[:4] if p.prompt in solved)
+    b = next(p for p in prompts[4:] if p.prompt in solved)
+    said = "Let me add or subtract these two small numbers carefully, one step at a time, and check it twice."
+    first = [{"prompt": p.prompt, "completion": f"{said} The answer is {p.reference['answer']}."} for p in (a, b)]
+    path = tmp_path / "twins.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in first + _recording()))
+    return path, a.prompt, b.prompt
+
+
+def test_a_near_duplicate_from_two_shards_is_caught(tmp_path, demo_recipe):
+    path, a, b = _twin_recording(tmp_path, demo_recipe)
+    db = tmp_path / "f.duckdb"
+    sets = [*SETS, "rejection.round_size=1", "engine.kind=replay", f"engine.replay={path}"]
+    tally = _generate_here(demo_recipe, db, sets, shard_prompts=4)
+    assert tally.shards == 3  # two shards, then the prompt whose answer dedup dropped in a pass of its own
+    got = rows(db, "SELECT p.prompt, c.sample_index, c.reason FROM candidates c JOIN prompts p USING (prompt_id)")
+    first = {p: reason for p, i, reason in got if i == 0 and p in (a, b)}
+    assert first == {a: None, b: "near_duplicate"}  # the first shard's landed first
+    kept = rows(db, "SELECT p.prompt, c.sample_index FROM examples JOIN candidates c USING (candidate_id)"
+                    " JOIN prompts p ON p.prompt_id = c.prompt_id")  # fmt: skip
+    again = 1 + min(r["sample_index"] for r in _recording() if r["prompt"] == b and r["accepted"])
+    assert {(p, i) for p, i in kept if p in (a, b)} == {(a, 0), (b, again)}  # b sampled on once its twin was dropped
+    recorded: dict[str, int] = {}
+    for r in _lines(path):
+        recorded[r["prompt"]] = recorded.get(r["prompt"], 0) + 1
+    _ended_by_the_rule(db, recorded)
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_ray_is_imported_only_by_the_ray_executor(tmp_path, demo_recipe):
+    code = "import sys, factory.cli, factory.run, factory.distributed; assert 'ray' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+    db = str(tmp_path / "f.duckdb")
+    for args, says in ((["--workers", "2"], "go with --executor ray"), (["--executor", "dask"], "use local or ray")):
+        res = run_cli("generate", str(demo_recipe), "--db", db, *args)
+        assert res.returncode == 2 and says in res.stderr, res.stderr[-2000:]
+
+
+# On a local Ray cluster, started and stopped by the command
+
+
+def _ray_processes() -> set[int]:
+    """Processes of a Ray cluster (head, raylet, workers), by pid."""
+    out = set()
+    for d in Path("/proc").iterdir():
+        try:
+            cmd = (d / "cmdline").read_bytes() if d.name.isdigit() else b""
+        except OSError:
+            continue
+        if cmd.startswith(b"ray::") or any(k in cmd for k in (b"raylet", b"gcs_server", b"site-packages/ray/")):
+            out.add(int(d.name))
+    return out
+
+
+@pytest.fixture
+def no_ray_left():
+    """The test leaves no Ray process behind (a cluster the command started is stopped with it)."""
+    before = _ray_processes()
+    yield
+    deadline = time.monotonic() + 30
+    while (left := _ray_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"Ray processes left running: {sorted(left)}"
+
+
+def _ray_args(demo_recipe, db: Path, *more: str) -> list[str]:
+    return ["generate", str(demo_recipe), "--db", str(db), *DEMO_SETTINGS, *REPLAY, "--executor", "ray", *more]
+
+
+def _start(args: list[str], hold: Path) -> subprocess.Popen:
+    return subprocess.Popen([FACTORY, *args], cwd=ROOT, env=os.environ | {HOLD: str(hold)}, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+
+
+def _wait_for(what, timeout: float = 180.0):
+    deadline = time.monotonic() + timeout
+    while not (got := what()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+    return got
+
+
+def _same_as_local(db: Path, demo_store: Path) -> None:
+    assert rows(db, CANDIDATES) == rows(demo_store, CANDIDATES)  # every prompt ended by the same rule, no sample twice
+    assert rows(db, EXAMPLES) == rows(demo_store, EXAMPLES)
+    assert rows(db, "SELECT count(*), count(DISTINCT candidate_id) FROM candidates")[0] == (34, 34)
+
+
+@pytest.mark.slow
+def test_a_ray_run_stores_what_a_local_run_stores(tmp_path, demo_recipe, demo_store, no_ray_left):
+    db = tmp_path / "f.duckdb"
+    res = run_cli(*_ray_args(demo_recipe, db, "--workers", "2", "--shard-prompts", "3"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    _same_as_local(db, demo_store)
+    [(engine, status, versions)] = rows(db, "SELECT engine, status, versions FROM runs")
+    assert (engine, status) == ("replay", "complete") and "on 2 workers" in json.loads(versions)["engine"]
+    snap = json.loads(Path(f"{db}.progress.json").read_text())
+    assert snap["shards_done"] == snap["shards"] == 3 and sum(w["shards"] for w in snap["workers"].values()) == 3
+    assert "workers" in res.stderr and "tok/s" in res.stderr  # the summary, per worker
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_shard_has_its_shard_retried(tmp_path, demo_recipe, demo_store, no_ray_left):
+    db, hold = tmp_path / "f.duckdb", tmp_path / "hold"
+    hold.mkdir()
+    (hold / "hold").touch()  # every shard waits
+    proc = _start(_ray_args(demo_recipe, db, "--shard-prompts", "3"), hold)
+    try:
+        first = _wait_for(lambda: sorted(hold.glob("0-*.*")))[0]
+        shard, pid = first.name.rsplit(".", 1)
+        os.kill(int(pid), signal.SIGKILL)  # the actor, in the middle of its shard
+        (hold / "hold").unlink()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    tries = {f.name.rsplit(".", 1)[1] for f in hold.glob(f"{shard}.*")}
+    assert pid in tries and len(tries) == 2  # sampled again by the restarted actor
+    _same_as_local(db, demo_store)
+
+
+@pytest.mark.slow
+def test_a_driver_killed_and_started_again_skips_the_shards_stored(tmp_path, demo_recipe, demo_store, no_ray_left):
+    db, hold = tmp_path / "f.duckdb", tmp_path / "hold"
+    hold.mkdir()
+    (hold / "hold.0-2").touch()  # the third shard of two prompts waits; the first two land
+    args = _ray_args(demo_recipe, db, "--workers", "1", "--shard-prompts", "2")
+    proc = _start(args, hold)
+    snapshot = Path(f"{db}.progress.json")
+    try:
+        _wait_for(lambda: list(hold.glob("0-2.*")))
+        _wait_for(lambda: snapshot.exists() and json.loads(snapshot.read_text())["shards_done"] == 2)
+        assert json.loads(snapshot.read_text())["prompts_done"] == 4  # progress as each shard lands
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and whatever shares its process group
+        proc.communicate()
+    stored = rows(db, "SELECT count(*) FROM candidates")[0][0]
+    assert 0 < stored < 34
+    (hold / "hold.0-2").unlink()
+    res = run_cli(*args)  # the killed cluster's processes are gone too: `no_ray_left` checks at the end
+    assert res.returncode == 0 and "(resumed)" in res.stderr, res.stderr[-3000:]
+    assert f"({34 - stored} drawn now)" in res.stderr
+    assert json.loads(snapshot.read_text())["shards"] == 2  # the 4 prompts left, in shards of 2
+    _same_as_local(db, demo_store)
+
+
+@pytest.mark.slow
+def test_ray_with_the_real_vllm_engine(tmp_path, demo_recipe, no_ray_left):
+    """The bundled SmolLM2 on vLLM in a Ray actor: each prompt ended by the rule, no sample twice."""
+    db = tmp_path / "f.duckdb"
+    args = ("--limit", "4", "--set", "rejection.max_samples=2", "--executor", "ray")
+    res = run_cli("generate", str(demo_recipe), "--db", str(db), *args)
+    assert res.returncode == 0, res.stderr[-3000:]
+    _, prompts = prepare(demo_recipe, 4, [])
+    per = rows(db, """SELECT c.prompt_id, count(*), count(e.example_id), list(c.sample_index ORDER BY c.sample_index)
+                      FROM candidates c LEFT JOIN examples e USING (candidate_id) GROUP BY 1""")  # fmt: skip
+    assert {pid for pid, *_ in per} == {p.prompt_id for p in prompts}
+    for _, n, kept, indices in per:
+        assert indices == list(range(n)) and (kept == 1 or n == 2)
+    [(engine, versions)] = rows(db, "SELECT engine, versions FROM runs")
+    assert engine == "vllm" and "ray" in json.loads(versions)
+    assert "tok/s" in res.stderr and "workers" in res.stderr
