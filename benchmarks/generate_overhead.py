@@ -1,15 +1,27 @@
-"""What does `factory` cost over raw vLLM? The same engine, prompts and sampling, in one run.
+"""Does `factory generate` keep the engine as busy as it can be? Against the ceiling, on the same engine, in one run.
 
-Raw: `vllm.LLM.generate` over all prompts, n samples each. factory: its sampling loop end to end (generation,
-verification in worker processes, a DuckDB commit per batch), with one round per prompt so that both draw the
-same number of samples. Arms alternate, `--reps` times each; tokens/s is generated tokens over wall time.
+Ceiling: raw `vllm.LLM.generate` with every request in one call (n samples per prompt), the most the engine can
+do with these requests. Arms on the same prompts and sampling, each drawing exactly n samples per prompt:
 
-    .venv/bin/python benchmarks/generate_overhead.py [--prompts 64] [--reps 3]
+- `raw, calls of B prompts`: how a loop that waits for each batch's longest answer does (the old design);
+- `factory, one round of n`: the sampling loop end to end (engine stream, verification workers, dedup-free
+  commits to a DuckDB store), each prompt's n samples in one request;
+- `factory, rounds of 1`: the same with n rounds of one sample, the next round queued as soon as the previous one
+  is committed (what adaptive sampling does).
+
+Two workloads: `short` (the demo's arithmetic, answers a few dozen to a few hundred tokens) and `long-tail` (a
+long-CoT prompt with `max_tokens` far above the median answer, so lengths spread as reasoning traces do). The
+engine runs `--max-num-seqs` sequences at once, well under the workload's prompts, as a GPU engine holds far fewer
+sequences than a real job has prompts (with fewer prompts than slots, rounds of 1 could not fill it). Arms
+alternate, `--reps` times; tokens/s is generated tokens over wall time.
+
+    .venv/bin/python benchmarks/generate_overhead.py [--prompts 32] [--n 4] [--max-num-seqs 12] [--reps 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 
 from common import build_engine, factory_run, load, table, timed
@@ -18,59 +30,88 @@ from factory.engines import chat_ids
 from factory.sampler import messages
 from factory.workers import VerifyPool
 
+LONG_COT = (
+    "{prompt}\nThink it through step by step before you answer: restate the problem, try a method, check each step,"
+    " and if unsure try another way. Then give the final answer."
+)
+WORKLOADS = {
+    "short": ["prompt.template='{prompt}'", "sampling.max_tokens=320"],
+    "long-tail": [f"prompt.template={json.dumps(LONG_COT)}", "sampling.max_tokens=768", "sampling.temperature=1.0"],
+}
 
-def raw(engine, r, prompts, n: int, batch: int) -> int:
+
+def raw(engine, r, prompts, n: int, batch: int) -> tuple[int, list[int]]:
     from vllm import SamplingParams
     from vllm.inputs import TokensPrompt
 
     s = r.sampling
     ids = [TokensPrompt(prompt_token_ids=chat_ids(engine.tokenizer, messages(r, p))) for p in prompts]
     params = SamplingParams(n=n, temperature=s.temperature, top_p=s.top_p, max_tokens=s.max_tokens)
-    tokens = 0
+    lengths = []
     for i in range(0, len(ids), batch):
         outs = engine.llm.generate(ids[i : i + batch], params, use_tqdm=False)
-        tokens += sum(len(c.token_ids) for o in outs for c in o.outputs)
-    return tokens
+        lengths += [len(c.token_ids) for o in outs for c in o.outputs]
+    return sum(lengths), lengths
+
+
+def pct(xs: list[int], q: float) -> int:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--prompts", type=int, default=32)
     ap.add_argument("--n", type=int, default=4)
-    ap.add_argument("--small-batch", type=int, default=16)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--small-batch", type=int, default=8)
+    ap.add_argument("--max-num-seqs", type=int, default=12)
+    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     args = ap.parse_args()
     n, small = args.n, args.small_batch
-    one_round = ["source.size=200", f"rejection.round_size={n}", f"rejection.max_samples={n}"]
-    one_round.append(f"rejection.accept_per_prompt={n}")
-    r, prompts = load([*one_round, f"rejection.batch_prompts={args.prompts}"], args.prompts)
-    r_small, _ = load([*one_round, f"rejection.batch_prompts={small}"], args.prompts)
-    engine = build_engine(r)
-    runs = {}  # (arm, batch) -> [(tokens, seconds)]
-    with VerifyPool(r.verify.workers, r.verify.timeout) as pool:
+    engine_args = [f"engine.max_num_seqs={args.max_num_seqs}", "engine.max_model_len=2048", "source.size=200"]
+    fixed = ["rejection.max_samples={n}", "rejection.accept_per_prompt={n}"]
+    fixed = [f.format(n=n) for f in fixed]
+    arms = {"factory, one round of n": f"rejection.round_size={n}", "factory, rounds of 1": "rejection.round_size=1"}
+    base, prompts = load([*engine_args, *fixed], args.prompts)
+    engine = build_engine(base)
+    runs: dict = {}  # (workload, arm) -> [(tokens, seconds)]
+    lengths: dict = {}
+    with VerifyPool(base.verify.workers, base.verify.timeout) as pool:
         pool.wait_ready()
-        raw(engine, r, prompts[:4], 1, 4)  # warm-up
-        for _ in range(args.reps):
-            for batch, recipe in ((len(prompts), r), (small, r_small)):
-                tokens, secs = timed(lambda batch=batch: raw(engine, r, prompts, n, batch))
-                runs.setdefault(("raw vllm.LLM.generate", batch), []).append((tokens, secs))
-                t, secs = timed(lambda recipe=recipe: factory_run(recipe, prompts, engine, pool))
-                assert t.new_candidates == len(prompts) * n, t
-                runs.setdefault(("factory generate loop", batch), []).append((t.new_tokens, secs))
+        raw(engine, base, prompts[:4], 1, 4)  # warm-up
+        for rep in range(args.reps):
+            for w in args.workloads:
+                r, _ = load([*engine_args, *fixed, *WORKLOADS[w]], args.prompts)
+                order = [("ceiling: raw, one call", len(prompts)), (f"raw, calls of {small} prompts", small)]
+                order += [(arm, None) for arm in arms]
+                for arm, batch in order[rep % len(order) :] + order[: rep % len(order)]:  # each rep starts elsewhere
+                    if batch:
+                        (tokens, lens), secs = timed(lambda batch=batch, r=r: raw(engine, r, prompts, n, batch))
+                        runs.setdefault((w, arm), []).append((tokens, secs))
+                        lengths.setdefault(w, []).extend(lens)
+                        continue
+                    recipe, _ = load([*engine_args, *fixed, *WORKLOADS[w], arms[arm]], args.prompts)
+                    t, secs = timed(lambda recipe=recipe: factory_run(recipe, prompts, engine, pool))
+                    assert t.new_candidates == len(prompts) * n, t
+                    runs.setdefault((w, arm), []).append((t.new_tokens, secs))
     engine.close()
     rate = {k: statistics.median(tok / s for tok, s in v) for k, v in runs.items()}
     rows = [
-        [
-            arm,
-            batch,
-            sum(t for t, _ in v) // len(v),
-            rate[arm, batch],
-            rate[arm, batch] / rate["raw vllm.LLM.generate", batch],
-        ]
-        for (arm, batch), v in sorted(runs.items(), key=lambda kv: (-kv[0][1], kv[0][0] != "raw vllm.LLM.generate"))
+        [w, arm, sum(t for t, _ in v) // len(v), rate[w, arm], rate[w, arm] / rate[w, "ceiling: raw, one call"]]
+        for (w, arm), v in sorted(runs.items(), key=lambda kv: (args.workloads.index(kv[0][0]), kv[0][1][0] != "c"))
     ]
-    print(f"{len(prompts)} prompts x {n} samples, {r.model} on {engine.version}, median of {args.reps} runs")
-    print(table(["arm", "prompts per call", "tokens/run", "tokens/s", "ratio to raw, same batch"], rows))
+    print(f"{len(prompts)} prompts x {n} samples, {base.model} on {engine.version}, engine max_num_seqs")
+    print(f"{args.max_num_seqs}, median of {args.reps} runs")
+    print(table(["workload", "arm", "tokens/run", "tokens/s", "ratio to ceiling"], rows))
+    print()
+    dist = [
+        [w, len(v), pct(v, 0.1), pct(v, 0.5), pct(v, 0.9), max(v), sum(x >= m for x in v) / len(v)]
+        for w, v in lengths.items()
+        for m in [load(WORKLOADS[w], 1)[0].sampling.max_tokens]
+    ]
+    print("answer lengths in tokens (the raw arms' samples)")
+    print(table(["workload", "samples", "p10", "median", "p90", "max", "share at max_tokens"], dist))
 
 
 if __name__ == "__main__":
