@@ -232,7 +232,8 @@ def shard_size(r: Recipe, pending: int, workers: int, asked: int = 0) -> int:
     fewer, larger shards waste less), but no more than gives each worker a shard."""
     if asked:
         return asked
-    fill = 4 * (r.rejection.batch_prompts or DEFAULT_PROMPTS)
+    # an engine-full: batch_prompts, or (uncapped) the 2 x 1024 sequences an H100's vLLM holds, in rounds
+    fill = 4 * (r.rejection.batch_prompts or max(DEFAULT_PROMPTS, 2048 // r.rejection.round_size))
     return max(1, min(fill, -(-pending // max(workers, 1))))
 
 
