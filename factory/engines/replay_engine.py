@@ -27,11 +27,16 @@ class ReplayEngine:
             raise FactoryError(f"engine.replay: {cfg.replay!r} is not a file (the JSONL of recorded completions)")
         self.sampling, self.recorded = sampling, {}
         for line, rec in textfile.json_lines(path):
-            text = rec.get("completion", rec.get("text"))
-            if not isinstance(rec.get("prompt"), str) or not isinstance(text, str):
+            text = rec.get("completion", rec.get("text")) if isinstance(rec, dict) else None
+            if not isinstance(text, str) or not isinstance(rec.get("prompt"), str):
                 raise FactoryError(f"{path}:{line}: a record needs a string `prompt` and `completion` (or `text`)")
-            c = Completion(text, int(rec.get("n_tokens") or len(text.split())), rec.get("finish_reason") or "stop",
-                           int(rec.get("n_prompt_tokens") or 0))  # fmt: skip
+            counts = [rec.get(k) for k in ("n_tokens", "n_prompt_tokens")]
+            if any(n is not None and (type(n) is not int or n < 0) for n in counts):
+                raise FactoryError(f"{path}:{line}: n_tokens and n_prompt_tokens must be whole numbers >= 0")
+            if rec.get("finish_reason") not in (None, "stop", "length"):
+                raise FactoryError(f"{path}:{line}: finish_reason must be stop or length, not {rec['finish_reason']!r}")
+            n_tokens = counts[0] if counts[0] is not None else len(text.split())
+            c = Completion(text, n_tokens, rec.get("finish_reason") or "stop", counts[1] or 0)
             self.recorded.setdefault(rec["prompt"], []).append(c)
         self.version = f"replay {path.name} ({sum(map(len, self.recorded.values()))} completions)"
 

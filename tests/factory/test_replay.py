@@ -56,7 +56,14 @@ def test_a_prompt_whose_recording_runs_out_ends_there(tmp_path, demo_recipe):
 def test_a_bad_recording_is_named(tmp_path, demo_recipe):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "Calculate 1 + 5."}\n')
-    for path, says in ((bad, f"{bad}:1: a record needs"), (tmp_path / "none.jsonl", "is not a file")):
+    lying = tmp_path / "lying.jsonl"
+    lying.write_text('{"prompt": "p", "text": "6"}\n{"prompt": "p", "text": "6", "n_tokens": -5}\n')
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text('{"prompt": "p", "text": "6", "finish_reason": "done"}\n')
+    cases = [(bad, f"{bad}:1: a record needs"), (tmp_path / "none.jsonl", "is not a file"),
+             (lying, f"{lying}:2: n_tokens and n_prompt_tokens must be whole numbers"),
+             (odd, f"{odd}:1: finish_reason must be stop or length")]  # fmt: skip
+    for path, says in cases:
         res = run_cli("generate", str(demo_recipe), "--db", str(tmp_path / "f.duckdb"), *REPLAY[:2], "--set",
                       f"engine.replay={path}")  # fmt: skip
         assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
