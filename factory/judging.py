@@ -42,7 +42,7 @@ def build(recipe: Recipe, run_engine=None):
     if STAGE not in recipe.filters:
         return None
     name = recipe.judge.model or recipe.model
-    if run_engine is not None and name == recipe.model:
+    if run_engine is not None and name == recipe.model and recipe.engine.kind != "replay":  # a replay cannot judge
         return Judge(recipe, run_engine, name)
     path = name if recipe.engine.kind == "openai" else models.resolve(name)
     if recipe.engine.kind == "replay":  # recorded answers, judged by a real model

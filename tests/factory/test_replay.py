@@ -73,3 +73,17 @@ def test_a_bad_recording_is_named(tmp_path, demo_recipe):
     res = run_cli("generate", str(recipe), "--db", str(tmp_path / "f.duckdb"))
     assert res.returncode == 2 and "engine.replay: required" in res.stderr
     assert rows(tmp_path / "f.duckdb", "SELECT count(*) FROM runs") == [(0,)]  # no run was started
+
+
+def test_a_replay_run_never_asks_its_replay_to_judge(monkeypatch, demo_recipe):
+    """Even when judge.model names the run's model, the judge is a real engine (vLLM), never the replay."""
+    from factory import engines, judging, models
+    from factory import recipe as recipes
+
+    r = recipes.load(demo_recipe, [*REPLAY[1::2], "filters=[format,judge]", "judge.model=smollm2-135m-instruct"])
+    built = []
+    monkeypatch.setattr(engines, "build", lambda rec, path, seed: built.append(rec.engine.kind) or object())
+    monkeypatch.setattr(models, "resolve", lambda name: name)
+    replay = object()  # the run's replay engine
+    judge = judging.build(r, replay)
+    assert built == ["vllm"] and judge.engine is not replay
