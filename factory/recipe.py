@@ -60,6 +60,7 @@ class EngineConfig:
     tensor_parallel_size: int = 1
     max_num_seqs: int = 0  # vllm: sequences it runs at once (0: vLLM's default, 256; 1024 on an H100/H200)
     enforce_eager: bool | None = None  # None: eager on a CPU (compiling costs more than it saves), graphs on a GPU
+    in_process: bool | None = None  # None: vLLM's engine core in this process on a CPU, its own process on a GPU
     batch_size: int = 32  # transformers: sequences per forward pass
     base_url: str = "http://127.0.0.1:8000/v1"  # openai
     api_key_env: str = "OPENAI_API_KEY"  # openai: the variable that holds the key (never logged)
@@ -123,6 +124,7 @@ class Recipe:
         data.pop("text")
         data["verify"].pop("workers")  # how fast, not what
         data["engine"].pop("max_num_seqs")
+        data["engine"].pop("in_process")
         data["rejection"].pop("batch_prompts")
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

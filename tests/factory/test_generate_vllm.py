@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from conftest import rows, run_cli
@@ -73,3 +74,24 @@ def test_generate_fills_the_store(tmp_path, demo_recipe):
     assert again.returncode == 0, again.stderr[-3000:]
     assert rows(db, "SELECT count(DISTINCT run_id) FROM candidates") == [(1,)]
     assert rows(db, "SELECT count(*) FROM candidates") == [(sum(r[1] for r in per_prompt),)]
+
+
+def test_one_engine_core_per_process_runs_in_it(monkeypatch):
+    """On a CPU the engine core runs in the process that uses it; a second live engine (a judge on another model)
+    gets its own process, because vLLM would count the first one's KV cache against it. The recipe's setting wins
+    over the user's VLLM_ENABLE_V1_MULTIPROCESSING, which wins over the default."""
+    from factory.engines import vllm_engine as v
+
+    monkeypatch.setattr(v, "_IN_PROCESS", 0)
+    monkeypatch.setattr(v, "_USER_MP", None)
+    monkeypatch.setenv(v._MP, "1")
+    assert v._engine_process(None, gpu=False) is True and os.environ[v._MP] == "0"
+    assert v._engine_process(None, gpu=False) is False and os.environ[v._MP] == "1"  # one is live: the next is not
+    monkeypatch.setattr(v, "_IN_PROCESS", 0)  # the first closed
+    assert v._engine_process(None, gpu=True) is False and os.environ[v._MP] == "1"
+    monkeypatch.setattr(v, "_USER_MP", "1")
+    assert v._engine_process(None, gpu=False) is False
+    assert v._engine_process(True, gpu=False) is True and os.environ[v._MP] == "0"
+    import vllm.envs
+
+    assert vllm.envs.VLLM_ENABLE_V1_MULTIPROCESSING is False  # what vLLM reads when the engine starts
