@@ -68,6 +68,7 @@ class EngineConfig:
     timeout: float = 600.0  # openai: seconds per request
     retries: int = 5  # openai: attempts per request, with exponential backoff
     replay: str = ""  # replay: the JSONL of recorded completions (factory.engines.replay_engine)
+    replay_tokens_per_s: float = 0.0  # replay: play back at this pace, as an engine would (0: at once)
 
 
 @dataclass
@@ -125,6 +126,7 @@ class Recipe:
         data["verify"].pop("workers")  # how fast, not what
         data["engine"].pop("max_num_seqs")
         data["engine"].pop("in_process")
+        data["engine"].pop("replay_tokens_per_s")
         data["rejection"].pop("batch_prompts")
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -280,6 +282,7 @@ def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
         e.kind == "replay" and "judge" in r.filters and not r.judge.model,
         "judge: a replay engine cannot judge; set judge.model to a model that can (it is loaded with vLLM)",
     )
+    bad(e.replay_tokens_per_s < 0, f"engine.replay_tokens_per_s: {e.replay_tokens_per_s} must be >= 0 (0: at once)")
     bad(e.max_num_seqs < 0, f"engine.max_num_seqs: {e.max_num_seqs} must be >= 0 (0: vLLM's default)")
     bad(e.concurrency < 1, f"engine.concurrency: {e.concurrency} must be >= 1")
     bad(e.retries < 1, f"engine.retries: {e.retries} must be >= 1 (attempts per request)")

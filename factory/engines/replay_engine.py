@@ -10,6 +10,7 @@ batch, an earlier run) go through the whole pipeline, and tests get a store in a
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from factory import textfile
@@ -25,7 +26,7 @@ class ReplayEngine:
         path = Path(cfg.replay)
         if not cfg.replay or not path.is_file():
             raise FactoryError(f"engine.replay: {cfg.replay!r} is not a file (the JSONL of recorded completions)")
-        self.sampling, self.recorded = sampling, {}
+        self.sampling, self.recorded, self.rate = sampling, {}, cfg.replay_tokens_per_s
         for line, rec in textfile.json_lines(path):
             text = rec.get("completion", rec.get("text")) if isinstance(rec, dict) else None
             if not isinstance(text, str) or not isinstance(rec.get("prompt"), str):
@@ -46,6 +47,8 @@ class ReplayEngine:
             if r.prompt is None:  # a judge's prompt: nothing recorded can answer it
                 raise FactoryError("the replay engine answers only the recipe's own prompts (it cannot judge)")
             out.append(self.recorded.get(r.prompt, [])[r.first : r.first + r.n])
+        if self.rate:
+            time.sleep(sum(c.n_tokens for cs in out for c in cs) / self.rate)
         return out
 
     def close(self) -> None:

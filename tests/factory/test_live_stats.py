@@ -1,7 +1,8 @@
 """Reading a store while a writer commits to it: `factory stats`, `report` and `export` open it between commits.
 
 A synthetic writer (the real Store, committing many times a second) checks that no read is ever torn and that the
-batches a reader blocks are spooled and land; a real `factory generate` run checks the commands end to end.
+batches a reader blocks are spooled and land; a `factory generate` run (a real run's answers replayed at an engine's
+pace) checks the commands end to end.
 """
 
 from __future__ import annotations
@@ -11,8 +12,7 @@ import subprocess
 import sys
 import time
 
-import pytest
-from conftest import FACTORY, ROOT, run_cli
+from conftest import DEMO_SETTINGS, FACTORY, REPLAY, ROOT, run_cli
 
 from factory.live import reading
 
@@ -78,12 +78,14 @@ def test_reads_while_a_writer_commits_are_never_torn(tmp_path):
     assert not (tmp_path / "f.duckdb.spool").exists()
 
 
-@pytest.mark.slow
 def test_stats_report_and_export_while_generate_runs(tmp_path, demo_recipe):
+    """`factory generate` replaying a real run's answers at the pace of a slow engine (504 tokens at 40 tokens/s):
+    the commands read its store while it runs."""
     db = tmp_path / "f.duckdb"
     snapshot = tmp_path / "f.duckdb.progress.json"
-    args = ["--limit", "24", "--set", "rejection.batch_prompts=2", "--set", "rejection.accept_per_prompt=2"]
+    args = [*DEMO_SETTINGS, *REPLAY, "--set", "engine.replay_tokens_per_s=40", "--set", "rejection.batch_prompts=2"]
     log = (tmp_path / "generate.log").open("w")  # a file, not a pipe: a full pipe would stall the writer
+    start = time.monotonic()
     gen = subprocess.Popen([FACTORY, "generate", str(demo_recipe), "--db", str(db), *args], cwd=ROOT,
                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
@@ -101,11 +103,12 @@ def test_stats_report_and_export_while_generate_runs(tmp_path, demo_recipe):
     finally:
         gen.wait(timeout=600)
     assert gen.returncode == 0
+    assert time.monotonic() - start >= 504 / 40  # the recording's tokens, at the pace asked for
     assert res.returncode == 0 and live["live"] and live["candidates"] > 0, res.stderr
     assert live["runs"][0]["status"] == "running"
     assert rep.returncode == 0 and 'id="dedup-clusters"' in (tmp_path / "r.html").read_text(), rep.stderr
     assert exp.returncode == 0, exp.stderr
     final = json.loads(run_cli("stats", "--db", str(db), "--json", timeout=120).stdout)
-    assert final["live"] is None and final["runs"][0]["status"] == "complete"
+    assert final["live"] is None and final["runs"][0]["status"] == "complete" and final["candidates"] == 34
     assert final["candidates"] >= live["candidates"] and final["examples"] >= live["examples"]
     assert len((tmp_path / "e.jsonl").read_text().splitlines()) <= final["examples"]

@@ -105,6 +105,7 @@ def test_name_defaults_to_the_file_stem(tmp_path):
         (_merge(source={"kind": "jsonl", "name": None}), "source.path: required for source.kind jsonl"),
         (_merge(source={"name": None}), "source.name: required for reasoning_gym"),
         (_merge(verify={"timeout": 0}), "verify.timeout: 0.0 must be > 0"),
+        (_merge(engine={"replay_tokens_per_s": -1}), "engine.replay_tokens_per_s: -1.0 must be >= 0 (0: at once)"),
     ],
 )
 def test_refused(tmp_path, raw, field):
