@@ -27,7 +27,6 @@ from functools import lru_cache
 
 import numpy as np
 import xxhash
-from datasketch import MinHash, MinHashLSH
 
 from filters.base import Verdict, accept, reject
 
@@ -163,6 +162,8 @@ class Deduper:
     """A MinHash LSH index over kept texts; `check` says whether a text nearly repeats one and keeps it if not."""
 
     def __init__(self, cfg: DedupConfig | None = None):
+        from datasketch import MinHash  # with scipy, a third of a second: not for every command that reads a recipe
+
         self.cfg = cfg = cfg or DedupConfig()
         self.a, self.b = MinHash(cfg.num_perm, seed=cfg.seed, scheme=SCHEME).permutations
         self.bands = BandIndex(*lsh_params(cfg.threshold, cfg.num_perm))
@@ -278,6 +279,8 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     """datasketch's (bands, rows) for the threshold, weighted for recall since every candidate is checked against
     the threshold: equal weights find 40% of pairs at 0.6 (18 bands of 7), these 87% (25 of 5). Computed once (it
     integrates numerically); where the optimum is one band, which MinHashLSH refuses, two."""
+    from datasketch import MinHashLSH
+
     try:
         lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=(0.1, 0.9))
     except ValueError:

@@ -24,7 +24,12 @@ from filters.format import check_format
 from filters.language import LanguageConfig, language
 from filters.readability import ReadabilityConfig, readability
 from filters.sandbox import Limits
-from filters.verify import verify
+
+
+def verify(c: Candidate, limits: Limits) -> Verdict:
+    from filters.verify import verify  # math-verify and sympy: imported where answers are checked, not by every CLI
+
+    return verify(c, limits)
 
 
 @dataclass
