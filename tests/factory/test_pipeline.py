@@ -1,4 +1,4 @@
-"""`factory run`: stages chained on the real engine and trainers, each evaluated, resumable after a kill."""
+"""`factory run`: stages chained on the real trainers, each model evaluated (a real engine), resumable after a kill."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def test_killed_in_a_stage_and_started_again_it_finishes_that_stage_once(tmp_pat
     got = lines(work)
     assert [r["stage"] for r in got] == ["gen", "sft"]  # each once
     assert "gen: done before, skipped" in res.stderr
-    assert got[1]["metrics"]["step"] == 6
+    assert got[1]["metrics"]["step"] == 3
     assert "resum" in res.stderr.lower()  # the trainer picked up its checkpoint
     candidates = got[0]["metrics"]["candidates"]
     assert rows(work / "gen" / "store.duckdb", "SELECT count(*) FROM candidates") == [(candidates,)]

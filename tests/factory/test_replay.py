@@ -51,6 +51,11 @@ def test_a_prompt_whose_recording_runs_out_ends_there(tmp_path, demo_recipe):
     again = run_cli(*args)
     assert again.returncode == 0 and "(resumed)" in again.stderr and "(0 drawn now)" in again.stderr
     assert rows(db, "SELECT count(*) FROM candidates") == [(sum(n for _, n, _ in got),)]
+    fresh = run_cli(*args, "--new-run")  # the same recipe, yet a run of its own beside the first, drawn afresh
+    assert fresh.returncode == 0 and "(resumed)" not in fresh.stderr, fresh.stderr[-2000:]
+    assert rows(db, "SELECT count(*), count(DISTINCT recipe_hash) FROM runs") == [(2, 1)]
+    assert rows(db, "SELECT count(DISTINCT run_id) FROM candidates") == [(2,)]
+    assert rows(db, "SELECT count(*) FROM candidates") == [(2 * sum(n for _, n, _ in got),)]
 
 
 def test_a_bad_recording_is_named(tmp_path, demo_recipe):
