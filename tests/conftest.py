@@ -13,6 +13,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 FACTORY = str(Path(sys.executable).parent / "factory")
 
+# Under `pytest -n N` (pyproject's addopts), N test processes share the cores: OpenMP's threads (torch's, in the
+# tests and in every command they start) are divided among them, or their spin-waits oversubscribe the cores (two
+# demo runs side by side on two cores took 109 s at two threads each, 46 s at one). Set before torch is imported.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+if _WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+
 
 def run_cli(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
     """`factory ARGS...` from the repository root (so the bundled model's cache is shared)."""
@@ -35,9 +42,12 @@ def demo_recipe() -> Path:
 
 
 def pytest_collection_modifyitems(config, items):
-    """`gpu` tests run where CUDA is; elsewhere they are reported as skipped, never silently passed."""
+    """The slow tests first, so that under `pytest -n` (a file at a time to a worker, `--dist loadfile`) they start
+    at once and the quick ones fill in around them; `gpu` tests run where CUDA is, and elsewhere are reported as
+    skipped, never silently passed."""
     import torch
 
+    items.sort(key=lambda item: "slow" not in item.keywords)  # stable: file order within each part
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")

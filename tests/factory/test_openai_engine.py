@@ -309,7 +309,7 @@ def vllm_server(tmp_path):
                     break
             except httpx.HTTPError:
                 pass
-            time.sleep(2)
+            time.sleep(0.5)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
