@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 
@@ -87,3 +88,26 @@ def test_a_worker_dead_while_idle_is_replaced(pool):
     time.sleep(0.2)
     verdicts = pool.submit([_math("4", "4"), _math("4", "5"), _math("4", "4")]).result(timeout=30)
     assert [v.reason for v in verdicts] == [None, "wrong_answer", None]  # not lost, not blamed on the candidate
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def test_workers_are_forked_from_a_server_that_imported_the_verifiers_once(pool):
+    """Neither spawned (each would import sympy, math-verify and reasoning-gym again) nor forked from this process
+    (its threads' locks would be copied mid-use): both workers, and a replacement, come from one forkserver."""
+    from factory.workers import PRELOAD
+
+    pool.wait_ready()
+    parents = {_parent(w.proc.pid) for w in pool._workers}
+    [server] = parents
+    assert server != os.getpid()
+    cmd = Path(f"/proc/{server}/cmdline").read_bytes().decode()
+    assert "forkserver" in cmd and all(repr(m) in cmd for m in PRELOAD)
+    victim = pool._workers[0].proc
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(timeout=10)
+    assert [v.reason for v in pool.judge([_math("3", "3")] * 4)] == [None] * 4
+    pool.wait_ready()
+    assert victim not in [w.proc for w in pool._workers] and {_parent(w.proc.pid) for w in pool._workers} == {server}
