@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import yaml
-from transformers import TrainerCallback
 
 from factory.errors import FactoryError
 from factory.models import resolve
@@ -113,19 +112,25 @@ def tokenizer(path: str):
     return tok
 
 
-class MetricsFile(TrainerCallback):
-    """Append every log (loss, learning rate, rewards, ...) to `metrics.jsonl` in the output folder."""
+def metrics_file(out: Path):
+    """A callback that appends every log (loss, learning rate, rewards, ...) to `metrics.jsonl` in the output folder
+    (transformers is imported here, not by every command that reads metrics or checkpoints)."""
+    from transformers import TrainerCallback
 
-    def __init__(self, out: Path):
-        self.path = out / METRICS
-        self.started = time.monotonic()
+    class MetricsFile(TrainerCallback):
+        def __init__(self):
+            self.path = out / METRICS
+            self.started = time.monotonic()
 
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if not state.is_world_process_zero or not logs:
-            return
-        row = {"step": state.global_step, "epoch": state.epoch, "elapsed_s": round(time.monotonic() - self.started, 2)}
-        with self.path.open("a") as f:
-            f.write(json.dumps(row | logs, default=float) + "\n")
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not state.is_world_process_zero or not logs:
+                return
+            row = {"step": state.global_step, "epoch": state.epoch,
+                   "elapsed_s": round(time.monotonic() - self.started, 2)}  # fmt: skip
+            with self.path.open("a") as f:
+                f.write(json.dumps(row | logs, default=float) + "\n")
+
+    return MetricsFile()
 
 
 def fit(trainer, out: Path, resume: bool) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from factory.workers import VerifyPool
 from filters.registry import Settings
-from trainers.common import MetricsFile, fit, loop_args, model_path, out_dir, tokenizer, trl
+from trainers.common import fit, loop_args, metrics_file, model_path, out_dir, tokenizer, trl
 from trainers.data import grpo_dataset, grpo_prompts, render
 from trainers.recipe import GRPORecipe, load
 from trainers.rewards import reward_functions
@@ -75,7 +75,7 @@ def build(recipe: GRPORecipe, db: Path | None, out: Path, pool: VerifyPool | Non
         args=grpo_config(recipe, out),
         train_dataset=grpo_dataset(kept, recipe.prompt, chat),
         processing_class=tok,
-        callbacks=[MetricsFile(out)],
+        callbacks=[metrics_file(out)],
     )
     stop_ids.update([*trainer.eos_token_ids, tok.pad_token_id])
     log.info("GRPO on %d prompts, rewards %s: %s -> %s", len(kept), ", ".join(recipe.rewards), recipe.model, out)

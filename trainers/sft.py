@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from trainers.common import MetricsFile, fit, loop_args, model_path, out_dir, tokenizer, trl
+from trainers.common import fit, loop_args, metrics_file, model_path, out_dir, tokenizer, trl
 from trainers.data import sft_dataset
 from trainers.recipe import SFTRecipe, load
 
@@ -40,7 +40,7 @@ def build(recipe: SFTRecipe, db: Path, out: Path):
         args=sft_config(recipe, out),
         train_dataset=sft_dataset(db, recipe.data),
         processing_class=tokenizer(path),
-        callbacks=[MetricsFile(out)],
+        callbacks=[metrics_file(out)],
     )
     log.info("SFT on %d examples from %s: %s -> %s", len(trainer.train_dataset), db, recipe.model, out)
     return trainer

@@ -315,7 +315,8 @@ def uniform() -> list[tuple[str, str, str]]:
 
 
 def judge_all(cases: list[tuple[str, str]]) -> list[tuple[bool, str | None]]:
-    """(accepted, reason) for each (format, program), from the real verifier, two at a time."""
+    """(accepted, reason) for each (format, program), from the real verifier, four at a time (the attacks that stop
+    their parent end only at the wall limit, and wait it out side by side)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from filters.base import Candidate
@@ -329,7 +330,7 @@ def judge_all(cases: list[tuple[str, str]]) -> list[tuple[bool, str | None]]:
         v = verify_code(Candidate(f"```python\n{code}\n```", "code", REFS[fmt], think=False), lim)
         return v.accepted, v.reason
 
-    with ThreadPoolExecutor(2) as ex:
+    with ThreadPoolExecutor(4) as ex:
         return list(ex.map(one, cases))
 
 

@@ -14,7 +14,7 @@ from filters.sandbox import Limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import labelled_code  # noqa: E402
 
-LIM = Limits(wall_s=10, cpu_s=10)  # the plain labelling runs have 5 s; the verifier gets the recipe default
+LIM = Limits(wall_s=10, cpu_s=10)  # the plain labelling runs have 2 s; the verifier gets the recipe default
 
 
 def test_canonical_solutions_pass_and_mutants_fail_as_labelled():
