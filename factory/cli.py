@@ -30,6 +30,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # help paragraphs flow to the terminal (rich mode kept the docstrings' line breaks)
 )
 console = Console(stderr=True)
 DbOpt = Annotated[Path, typer.Option("--db", help="The DuckDB store.")]
@@ -375,10 +376,12 @@ def export(
 ) -> None:
     """Export rows of the store to Parquet (zstd) or JSONL.
 
-    examples: the accepted SFT examples; `messages` is the chat format TRL's SFTTrainer reads as is.
-    candidates / rejected: every sampled answer (or the rejected ones) with its prompt, verdict, reason and scores.
-    prompts: one row per prompt with samples, passed and pass_rate; e.g. RL prompts for GRPO as open-r1 picks them:
-    --what prompts --min-pass-rate 0.2 --max-pass-rate 0.8. The pass-rate window works with every --what.
+    - examples: the accepted SFT examples; `messages` is the chat format TRL's SFTTrainer reads as is.
+    - candidates / rejected: every sampled answer (or the rejected ones) with its prompt, verdict, reason, scores.
+    - prompts: one row per prompt with samples, passed and pass_rate; e.g. RL prompts for GRPO as open-r1 picks
+      them: --what prompts --min-pass-rate 0.2 --max-pass-rate 0.8.
+
+    The pass-rate window works with every --what.
     """
     from factory import export as ex
     from factory.live import reading

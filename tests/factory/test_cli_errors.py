@@ -135,6 +135,10 @@ def test_help():
     assert res.returncode == 0
     for option in ("--limit", "--set", "--new-run", "--db"):
         assert option in res.stdout
+    # paragraphs flow to the terminal's width, not broken where the docstring's lines end ("samples" / "already")
+    assert "finished prompts are skipped and samples already drawn count toward max_samples" in res.stdout
+    res = run_cli("export", "--help", timeout=60, COLUMNS="200")
+    assert res.returncode == 0 and sum(line.lstrip().startswith("• ") for line in res.stdout.splitlines()) == 3
 
 
 def test_a_model_folder_that_is_not_there(tmp_path):
