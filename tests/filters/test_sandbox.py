@@ -171,6 +171,26 @@ def test_no_connection_reaches_a_listener_on_the_host():
     assert len(seen) == 1
 
 
+def test_no_program_reaches_the_verification_workers_forkserver():
+    """The verification workers fork from a server that unpickles whatever its socket is sent, and runs it outside the
+    sandbox: a program that reached that socket would be out. Its socket is in the host's temp folder; the sandbox's
+    /tmp is its own."""
+    from multiprocessing import forkserver
+
+    from factory.workers import VerifyPool
+
+    with VerifyPool(1, timeout=20) as pool:
+        pool.wait_ready()
+        path = forkserver._forkserver._forkserver_address
+        probe = (f"import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect({path!r})\n"
+                 "    print('reached')\nexcept OSError as e:\n    print(type(e).__name__)\n")  # fmt: skip
+        inside = run(probe, limits=LIM)
+        outside = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=30)
+    assert isinstance(path, str) and os.path.exists(os.path.dirname(path))
+    assert outside.stdout.strip() == "reached"  # the probe works where the socket is in view
+    assert inside.stdout.strip() == "FileNotFoundError", inside
+
+
 def test_secret_file_and_environment_stay_out(tmp_path, monkeypatch):
     token, env_token = secrets.token_hex(16), secrets.token_hex(16)
     secret = tmp_path / "secret.txt"
