@@ -8,6 +8,7 @@ waited for: its worker is killed and replaced, and the candidate is rejected as 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import multiprocessing as mp
 import threading
@@ -40,9 +41,9 @@ def _serve(conn, warm: bool, settings: Settings) -> None:
     """A worker: judge (candidate, filter names) pairs until told to stop."""
     from filters.registry import run_chain
 
-    if warm:  # pay the heavy imports before the first real job
-        import math_verify  # noqa: F401
-        import reasoning_gym  # noqa: F401
+    if warm:  # already done where the forkserver preloaded them (the usual case); else before the first real job
+        for name in PRELOAD:
+            importlib.import_module(name)
     conn.send("ready")
     while (job := conn.recv()) is not None:
         cand, names = job
