@@ -171,6 +171,22 @@ def test_no_connection_reaches_a_listener_on_the_host():
     assert len(seen) == 1
 
 
+def test_a_program_inherits_no_descriptor_but_its_standard_streams():
+    """An inheritable socket in the verifying process (a worker's pipe to its pool, the forkserver's) does not reach
+    the program: it sees stdin, stdout and stderr, nothing else."""
+    probe = ("import os\nfor f in sorted(os.listdir('/proc/self/fd'), key=int):\n    try:\n"
+             "        print(f, os.readlink('/proc/self/fd/' + f))\n    except OSError:\n"
+             "        pass  # the folder listdir had open\n")  # fmt: skip
+    with socket.socket(socket.AF_UNIX) as s:
+        fd = s.fileno()
+        os.set_inheritable(fd, True)
+        res = run(probe, limits=LIM)
+        seen = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, close_fds=False)
+    assert f"{fd} socket:" in seen.stdout  # without the sandbox, the socket would be there
+    fds = [line.split(" ", 1) for line in res.stdout.splitlines()]
+    assert [f for f, _ in fds] == ["0", "1", "2"] and not any("socket" in what for _, what in fds), res.stdout
+
+
 def test_no_program_reaches_the_verification_workers_forkserver():
     """The verification workers fork from a server that unpickles whatever its socket is sent, and runs it outside the
     sandbox: a program that reached that socket would be out. Its socket is in the host's temp folder; the sandbox's
