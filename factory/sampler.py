@@ -8,6 +8,14 @@ round takes its place. A finished round goes to the verification workers, then t
 one (its requests join the same engine), then to a thread that deduplicates whatever rounds have gathered and
 commits them in one transaction. Only once its round is committed may a prompt have another, so a prompt is never
 in two rounds at once and its sample indices never collide, even across a crash and a resume.
+
+Prompts are worked on in a window of twice as many as the engine holds at once: a new prompt is begun while the
+window has room, and a prompt whose round is committed queues behind the window's others (round-robin). So few
+more than the window's prompts are part-sampled at once (one is begun beyond it only when no begun prompt is ready
+for a round: the engine does not wait for the window), and when the last prompts are begun their remaining rounds
+are spread over the whole window: were committed prompts put first instead, the last prompts begun would still
+have all their rounds to draw one after another while the engine ran part empty (rounds of 1, 32 prompts, 12
+engine slots: the engine at 0.87 of one call's tokens/s against 0.96, in a simulation of the long-tail benchmark).
 """
 
 from __future__ import annotations
@@ -113,7 +121,8 @@ def sample(
     for pid, (drawn, kept) in (before or {}).items():
         if pid in states:
             states[pid].drawn, states[pid].kept = drawn, kept
-    for pid, (drawn, passed, kept, tokens) in (store.progress(run_id) if run_id else {}).items():
+    progress = store.progress(run_id) if run_id else {}
+    for pid, (drawn, passed, kept, tokens) in progress.items():
         if pid in states:
             states[pid].drawn += drawn
             states[pid].kept += kept
@@ -121,11 +130,13 @@ def sample(
             tally.passed += passed
             tally.examples += kept
             tally.tokens += tokens
-    todo = deque(s for s in states.values() if not _done(recipe, s))
+    todo = [s for s in states.values() if not _done(recipe, s)]
     tally.prompts_done = len(states) - len(todo)
     tally.prompts_solved = sum(s.kept > 0 for s in states.values())
-    if todo:
-        _Stream(recipe, engine, pool, store, run_id, tally, judge, gate, on_progress).run(todo)
+    if todo:  # prompts this run had begun before a crash are part-sampled: they count toward the window
+        fresh = deque(s for s in todo if s.prompt.prompt_id not in progress)
+        begun = deque(s for s in todo if s.prompt.prompt_id in progress)
+        _Stream(recipe, engine, pool, store, run_id, tally, judge, gate, on_progress).run(fresh, begun)
     return tally
 
 
@@ -148,21 +159,30 @@ class _Stream:
         # as many waiting as running: a request's slots free one by one, but it comes back (and is replaced) whole
         self.most_seqs = 2 * capacity + recipe.rejection.round_size if capacity else None
         self.most_prompts = recipe.rejection.batch_prompts or (None if capacity else DEFAULT_PROMPTS)
+        rounds = self.most_seqs and -(-self.most_seqs // recipe.rejection.round_size)
+        held = min(m for m in (self.most_prompts, rounds) if m)  # prompts the engine holds at once, at most
+        self.window, self.open = 2 * held, 0  # prompts begun and not finished: the window, and how many now
         self.committing: Future | None = None
         self.asked = 0  # rounds waiting for the judge
         self.published = 0.0
 
-    def run(self, todo: deque) -> None:
+    def run(self, fresh: deque, begun: deque) -> None:
+        """Sample `fresh` prompts (not begun by this run) and `begun` ones (part-sampled before a resume)."""
         self.started = time.monotonic()
+        self.open = len(begun)
         later = ThreadPoolExecutor(1, thread_name_prefix="factory-commit")
         try:
-            while todo or self.in_engine or self.verifying or self.asked or self.ready or self.committing:
-                while todo and self._room():
-                    self._launch(todo.popleft())
+            while fresh or begun or self.in_engine or self.verifying or self.asked or self.ready or self.committing:
+                while (fresh or begun) and self._room():
+                    if fresh and (self.open < self.window or not begun):  # the engine never waits for the window
+                        self.open += 1
+                        self._launch(fresh.popleft())
+                    else:
+                        self._launch(begun.popleft())
                 moved = self._collect()
                 moved |= self._verified()
                 if self.committing is not None and self.committing.done():
-                    self._committed(self.committing.result(), todo)
+                    self._committed(self.committing.result(), begun)
                     self.committing, moved = None, True
                 if self.ready and self.committing is None:
                     args = (self.recipe, self.store, self.run_id, self.ready, self.tally, self.gate)
@@ -215,6 +235,7 @@ class _Stream:
             s.spent = True  # the engine has no more for this prompt; what it gave is still judged and kept
         if not completions:
             self.tally.prompts_done += 1
+            self.open -= 1
             return
         think = self.recipe.prompt.think
         p = s.prompt
@@ -239,12 +260,13 @@ class _Stream:
                 self.ready.append(rnd)
         return bool(done)
 
-    def _committed(self, rounds: list[_Round], todo: deque) -> None:
+    def _committed(self, rounds: list[_Round], begun: deque) -> None:
         for rnd in rounds:  # only now, once they are in the store, may these prompts have another round
             if _done(self.recipe, rnd.state):
                 self.tally.prompts_done += 1
-            else:  # ahead of prompts not started: a prompt is finished before many more are begun
-                todo.appendleft(rnd.state)
+                self.open -= 1
+            else:  # behind the window's other prompts
+                begun.append(rnd.state)
         self._publish()
 
     def _publish(self, force: bool = False) -> None:

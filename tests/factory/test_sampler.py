@@ -278,3 +278,26 @@ def test_the_engine_is_refilled_as_each_round_finishes(pool, store, prompts):
     for what, user, _ in engine.log:
         running[user] = running.get(user, 0) + (1 if what == "add" else -1)
         assert running[user] in (0, 1)
+
+
+def test_prompts_are_sampled_round_robin_in_a_window_twice_what_the_engine_holds(pool, store):
+    """The engine holds 3 rounds of 1 (one running, two waiting), so 6 prompts are worked on at once: new prompts
+    are begun until the window is full, and a committed prompt then queues behind the others. With committed
+    prompts first, a begun prompt took every free place while new ones waited, and the last ones begun drew their
+    rounds one after another at the end with the engine part empty."""
+    ps = sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=10, seed=0))
+    r = _recipe(round_size=1, max_samples=3, accept_per_prompt=1, batch_prompts=0)
+    steps = {p.prompt: 5 + 7 * i for i, p in enumerate(ps)}  # rounds finish one at a time
+    engine = SteppedEngine(ps, [set()] * len(ps), r.prompt.template, steps, capacity=1)
+    tally = sample(r, ps, engine, pool, store, _run(store, r))
+    assert tally.new_candidates == 30 and tally.prompts_done == 10
+
+    adds = [user for what, user, _ in engine.log if what == "add"]
+    firsts = [i for i, user in enumerate(adds) if user not in adds[:i]]
+    again = min(i for i, user in enumerate(adds) if user in adds[:i])
+    assert again > firsts[5]  # six prompts begun before any has its second round: the window is filled first
+    assert len(firsts) == 10 and adds[again] == adds[0]  # ...and then the first prompt begun goes first
+    in_engine = 0
+    for what, _, _ in engine.log:  # never more than twice the engine's capacity plus a round in it
+        in_engine += 1 if what == "add" else -1
+        assert in_engine <= 3
