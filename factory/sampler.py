@@ -197,8 +197,10 @@ class _Stream:
         self._publish(force=True)
 
     def _room(self) -> bool:
+        # samples still generating: a stream that sees each sample finish counts them (its judge questions too)
+        seqs = getattr(self.gen, "samples", self.seqs)
         return (self.most_prompts is None or self.in_engine < self.most_prompts) and (
-            self.most_seqs is None or self.seqs < self.most_seqs
+            self.most_seqs is None or seqs < self.most_seqs
         )
 
     def _launch(self, s: _State) -> None:

@@ -106,6 +106,7 @@ class OpenAIStream:
 
     def __init__(self, engine: OpenAIEngine):
         self.engine, self.done, self.unfinished = engine, queue.Queue(), 0
+        self.samples, self.counting = 0, threading.Lock()  # samples not yet answered: a round frees slots one by one
         self.capacity = engine.cfg.concurrency
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="openai-stream")
@@ -117,15 +118,24 @@ class OpenAIStream:
 
     def add(self, key, request: Request, sampling: SamplingConfig | None = None) -> None:
         self.unfinished += 1
+        with self.counting:
+            self.samples += request.n
         s = sampling or self.engine.sampling
         self.tasks.add(asyncio.run_coroutine_threadsafe(self._one(key, request, s), self.loop))
 
     async def _one(self, key, request: Request, s: SamplingConfig) -> None:
         try:
-            jobs = [self.engine._one(self.client, self.limit, request.messages, s) for _ in range(request.n)]
+            jobs = [self._sample(request, s) for _ in range(request.n)]
             self.done.put((key, list(await asyncio.gather(*jobs)), None))
         except Exception as e:  # handed to the sampler's thread by `poll`
             self.done.put((key, None, e))
+
+    async def _sample(self, request: Request, s: SamplingConfig) -> Completion:
+        try:
+            return await self.engine._one(self.client, self.limit, request.messages, s)
+        finally:
+            with self.counting:
+                self.samples -= 1
 
     def poll(self) -> list[tuple]:
         if not self.unfinished:

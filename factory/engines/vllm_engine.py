@@ -6,7 +6,8 @@ process (`engine.in_process`): vLLM's own process for it costs two more interpre
 waits out a timeout, and takes a core for its busy loop (on two cores: 28 s against 47 s for the demo, 227 against
 161 tokens/s). On a GPU it keeps its own process, where it overlaps scheduling with the forward passes.
 
-The samples of one prompt are one request with `n`, so they share the prompt's KV cache. `stream()` feeds vLLM's
+The samples of one prompt share its KV cache (vLLM's prefix caching): `generate` asks for them as one request
+with `n`, which vLLM fans out into one request a sample; `stream()` does that fan-out itself. It feeds vLLM's
 request API (add requests, step, collect the finished ones), so the sampler can keep the engine's running batch
 full instead of letting each call drain.
 """
@@ -91,41 +92,62 @@ class VLLMEngine:
 
 
 class VLLMStream:
-    """Requests added to vLLM's engine as they come; each `poll` is one engine step and returns what finished."""
+    """Requests added to vLLM's engine as they come; each `poll` is one engine step and returns what finished.
+
+    A request of n samples goes in as n requests of one, as vLLM itself fans it out, so that each sample is seen to
+    finish: `samples` counts those still generating. Counted by whole requests, a round whose other samples are
+    done but one runs on to `max_tokens` would hold every slot it had, and the engine would run part empty."""
 
     def __init__(self, engine: VLLMEngine):
         from vllm.sampling_params import RequestOutputKind
 
         self.engine, self.core = engine, engine.llm.llm_engine
-        self.final = RequestOutputKind.FINAL_ONLY  # one output per request, once all its n samples are done
-        self.keys: dict[str, object] = {}
+        self.final = RequestOutputKind.FINAL_ONLY  # one output per request, once it is done
+        self.keys: dict[str, tuple[int, int]] = {}  # vLLM's request id -> (our request, its sample)
+        self.requests: dict[int, list] = {}  # our request -> [key, its samples' completions (None until done)]
         self.count = 0
         self.capacity = self.core.vllm_config.scheduler_config.max_num_seqs  # sequences it runs at once
 
     @property
     def unfinished(self) -> int:
+        return len(self.requests)
+
+    @property
+    def samples(self) -> int:
         return len(self.keys)
 
     def add(self, key, request: Request, sampling: SamplingConfig | None = None) -> None:
         from vllm.inputs import TokensPrompt
 
-        params = self.engine.params(request.n, sampling)
+        params = self.engine.params(1, sampling)
         params.output_kind = self.final
-        self.count += 1
-        rid = f"factory-{self.count}"  # outputs carry this id (vLLM adds a suffix inside)
         prompt = TokensPrompt(prompt_token_ids=chat_ids(self.engine.tokenizer, request.messages))
-        self.core.add_request(rid, prompt, params)
-        self.keys[rid] = key
+        self.count += 1
+        self.requests[self.count] = [key, [None] * request.n]
+        for j in range(request.n):
+            rid = f"factory-{self.count}-{j}"  # outputs carry this id
+            self.core.add_request(rid, prompt, params.clone())
+            self.keys[rid] = (self.count, j)
 
     def poll(self) -> list[tuple]:
         if not self.keys:
             return []
-        return [(self.keys.pop(o.request_id), _completions(o)) for o in self.core.step() if o.finished]
+        done = []
+        for o in self.core.step():
+            if not o.finished:
+                continue
+            i, j = self.keys.pop(o.request_id)
+            key, got = self.requests[i]
+            got[j] = _completions(o)[0]
+            if all(c is not None for c in got):
+                del self.requests[i]
+                done.append((key, got))
+        return done
 
     def close(self) -> None:
         if self.keys:  # an error or ^C mid-run: leave the engine empty for whoever uses it next
             self.core.abort_request(list(self.keys))
-            self.keys = {}
+            self.keys, self.requests = {}, {}
 
 
 def _engine_process(setting: bool | None, gpu: bool) -> bool:

@@ -379,6 +379,30 @@ def test_the_stream_keeps_concurrency_requests_in_flight_across_prompts():
     assert log[-1] == "slow"  # the 20 quick samples all went through the two other slots meanwhile
 
 
+def test_the_stream_counts_each_sample_as_it_is_answered():
+    """A round of three whose last sample is slow frees the two answered samples' places at once (the sampler
+    counts `samples` to keep the server full), though the round comes back whole."""
+    order = iter(range(3))
+
+    def reply(n, body, headers):
+        time.sleep(1.5 if next(order) == 2 else 0.05)
+        return 200, chat("x")
+
+    with Scripted(reply) as srv:
+        stream = engine(srv.url, concurrency=3).stream()
+        stream.add("k", Request(ASK, 3))
+        assert stream.samples == 3
+        deadline = time.monotonic() + 1.2
+        while stream.samples > 1 and time.monotonic() < deadline:
+            assert stream.poll() == []
+        assert (stream.samples, stream.unfinished) == (1, 1)
+        got = []
+        while stream.unfinished:
+            got += stream.poll()
+        stream.close()
+    assert [k for k, _ in got] == ["k"] and len(got[0][1]) == 3 and stream.samples == 0
+
+
 def test_a_stream_request_that_fails_raises_from_poll():
     with Scripted(lambda n, body, headers: (400, "bad request")) as srv:
         stream = engine(srv.url).stream()
