@@ -280,6 +280,61 @@ def test_the_engine_is_refilled_as_each_round_finishes(pool, store, prompts):
         assert running[user] in (0, 1)
 
 
+class SampleSteppedEngine(SteppedEngine):
+    """As SteppedEngine, but each sample of a request finishes on its own, sample j after `steps[prompt][j]` polls,
+    and `samples` counts the samples still running (as vLLM's stream does); a request returns once all are done."""
+
+    def stream(self):
+        engine = self
+
+        class Stream:
+            capacity, running, polls = engine.capacity, [], 0
+
+            @property
+            def unfinished(self):
+                return len(self.running)
+
+            @property
+            def samples(self):
+                return sum(left > 0 for r in self.running for left in r[2])
+
+            def add(self, key, request, sampling=None):
+                user = request.messages[-1]["content"]
+                engine.log.append(("add", user, self.polls))
+                self.running.append([key, request, list(engine.steps[user][: request.n])])
+
+            def poll(self):
+                time.sleep(0.005)
+                self.polls += 1
+                for r in self.running:
+                    r[2] = [left - 1 for left in r[2]]
+                done = [r for r in self.running if max(r[2]) <= 0]
+                self.running = [r for r in self.running if max(r[2]) > 0]
+                for _key, request, _ in done:
+                    engine.log.append(("done", request.messages[-1]["content"], self.polls))
+                return [(key, engine.generate([request])[0]) for key, request, _ in done]
+
+            def close(self):
+                self.running = []
+
+        return Stream()
+
+
+def test_a_round_frees_the_places_of_its_samples_as_they_finish(pool, store, prompts):
+    """Rounds of 2 in an engine of 2 slots (6 samples in it at most): three rounds whose first sample is done at once
+    and whose second runs long hold 3 places, not 6, so the fourth prompt's rounds go on beside them."""
+    r = _recipe(round_size=2, max_samples=4, accept_per_prompt=1, batch_prompts=0)
+    *long, short = prompts[:4]
+    steps = {p.prompt: [1, 150] for p in long} | {short.prompt: [1, 1]}
+    engine = SampleSteppedEngine(prompts[:4], [set()] * 4, r.prompt.template, steps, capacity=2)
+    tally = sample(r, prompts[:4], engine, pool, store, _run(store, r))
+    assert tally.new_candidates == 16 and tally.prompts_done == 4
+
+    q = lambda p: r.prompt.template.replace("{prompt}", p.prompt)  # noqa: E731
+    long_done = min(t for what, user, t in engine.log if what == "done" and user != q(short))
+    assert [t < long_done for what, user, t in engine.log if what == "done" and user == q(short)] == [True, True]
+
+
 def test_prompts_are_sampled_round_robin_in_a_window_twice_what_the_engine_holds(pool, store):
     """The engine holds 3 rounds of 1 (one running, two waiting), so 6 prompts are worked on at once: new prompts
     are begun until the window is full, and a committed prompt then queues behind the others. With committed
