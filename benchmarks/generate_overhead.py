@@ -9,6 +9,11 @@ do with these requests. Arms on the same prompts and sampling, each drawing exac
 - `factory, rounds of 1`: the same with n rounds of one sample, the next round queued as soon as the previous one
   is committed (what adaptive sampling does).
 
+Beside tokens/s, where the engine core runs in this process (the CPU default), what the engine itself saw: the
+share of wall time it spent in its steps (the rest it waited for the loop) and the sequences it ran per step (its
+batch; the ceiling's drain at the end lowers it too). Tokens/s on a shared machine moves by 10% between two runs of
+the same arm; these two do not, and they say whether the loop kept the engine busy and full.
+
 Two workloads: `short` (the demo's arithmetic, answers a few dozen to a few hundred tokens) and `long-tail` (a
 long-CoT prompt with `max_tokens` far above the median answer, so lengths spread as reasoning traces do). The
 engine runs `--max-num-seqs` sequences at once, well under the workload's prompts, as a GPU engine holds far fewer
@@ -23,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 
 from common import build_engine, factory_run, load, table, timed
 
@@ -54,6 +60,42 @@ def raw(engine, r, prompts, n: int, batch: int) -> tuple[int, list[int]]:
     return sum(lengths), lengths
 
 
+class EngineMeter:
+    """Wall time inside the engine's steps and sequences per step, read off vLLM's in-process engine core."""
+
+    def __init__(self, engine):
+        client = engine.llm.llm_engine.engine_core
+        core = getattr(client, "engine_core", None)  # only the in-process client holds the core itself
+        self.on = core is not None and hasattr(core, "scheduler")
+        self.busy = self.steps = self.seqs = 0
+        if not self.on:
+            return
+        schedule, get_output = core.scheduler.schedule, client.get_output
+
+        def counted(*a, **k):
+            out = schedule(*a, **k)
+            self.seqs += len(out.num_scheduled_tokens)
+            return out
+
+        def timed_step(*a, **k):
+            t = time.perf_counter()
+            try:
+                return get_output(*a, **k)
+            finally:
+                self.busy += time.perf_counter() - t
+                self.steps += 1
+
+        core.scheduler.schedule, client.get_output = counted, timed_step
+
+    def measure(self, fn):
+        """(fn's result, seconds, share of them in engine steps, sequences per step)."""
+        self.busy = self.steps = self.seqs = 0
+        out, secs = timed(fn)
+        if not self.on:
+            return out, secs, None, None
+        return out, secs, self.busy / secs, self.seqs / max(1, self.steps)
+
+
 def pct(xs: list[int], q: float) -> int:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -75,7 +117,8 @@ def main() -> None:
     arms = {"factory, one round of n": f"rejection.round_size={n}", "factory, rounds of 1": "rejection.round_size=1"}
     base, prompts = load([*engine_args, *fixed], args.prompts)
     engine = build_engine(base)
-    runs: dict = {}  # (workload, arm) -> [(tokens, seconds)]
+    meter = EngineMeter(engine)
+    runs: dict = {}  # (workload, arm) -> [(tokens, seconds, engine busy share, sequences per step)]
     lengths: dict = {}
     with VerifyPool(base.verify.workers, base.verify.timeout) as pool:
         pool.wait_ready()
@@ -87,23 +130,32 @@ def main() -> None:
                 order += [(arm, None) for arm in arms]
                 for arm, batch in order[rep % len(order) :] + order[: rep % len(order)]:  # each rep starts elsewhere
                     if batch:
-                        (tokens, lens), secs = timed(lambda batch=batch, r=r: raw(engine, r, prompts, n, batch))
-                        runs.setdefault((w, arm), []).append((tokens, secs))
+                        (tokens, lens), *m = meter.measure(lambda batch=batch, r=r: raw(engine, r, prompts, n, batch))
+                        runs.setdefault((w, arm), []).append((tokens, *m))
                         lengths.setdefault(w, []).extend(lens)
                         continue
                     recipe, _ = load([*engine_args, *fixed, *WORKLOADS[w], arms[arm]], args.prompts)
-                    t, secs = timed(lambda recipe=recipe: factory_run(recipe, prompts, engine, pool))
+                    t, *m = meter.measure(lambda recipe=recipe: factory_run(recipe, prompts, engine, pool))
                     assert t.new_candidates == len(prompts) * n, t
-                    runs.setdefault((w, arm), []).append((t.new_tokens, secs))
+                    runs.setdefault((w, arm), []).append((t.new_tokens, *m))
     engine.close()
-    rate = {k: statistics.median(tok / s for tok, s in v) for k, v in runs.items()}
+    rate = {k: statistics.median(r[0] / r[1] for r in v) for k, v in runs.items()}
+    med = lambda v, i: statistics.median(r[i] for r in v) if v[0][i] is not None else "n/a"  # noqa: E731
     rows = [
-        [w, arm, sum(t for t, _ in v) // len(v), rate[w, arm], rate[w, arm] / rate[w, "ceiling: raw, one call"]]
+        [w, arm, sum(r[0] for r in v) // len(v), rate[w, arm], rate[w, arm] / rate[w, "ceiling: raw, one call"]]
+        + [med(v, 2), med(v, 3)]
         for (w, arm), v in sorted(runs.items(), key=lambda kv: (args.workloads.index(kv[0][0]), kv[0][1][0] != "c"))
     ]
     print(f"{len(prompts)} prompts x {n} samples, {base.model} on {engine.version}, engine max_num_seqs")
     print(f"{args.max_num_seqs}, median of {args.reps} runs")
-    print(table(["workload", "arm", "tokens/run", "tokens/s", "ratio to ceiling"], rows))
+    head = ["workload", "arm", "tokens/run", "tokens/s", "ratio to ceiling", "engine busy", "seqs/step"]
+    print(table(head, rows))
+    print()
+    print("each run's ratio to the ceiling of its own rep, for the spread:")
+    for (w, arm), v in runs.items():
+        ceil = runs[w, "ceiling: raw, one call"]
+        each = [(r[0] / r[1]) / (c[0] / c[1]) for r, c in zip(v, ceil, strict=True)]
+        print(f"  {w}, {arm}: " + ", ".join(f"{x:.3f}" for x in each))
     print()
     dist = [
         [w, len(v), pct(v, 0.1), pct(v, 0.5), pct(v, 0.9), max(v), sum(x >= m for x in v) / len(v)]
