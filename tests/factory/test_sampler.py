@@ -221,9 +221,10 @@ def test_a_batch_is_deduplicated_and_committed_while_the_engine_generates_the_ne
 
 
 class SteppedEngine(ScriptedEngine):
-    """A stream like vLLM's: a request finishes after as many polls as `steps[prompt]`, others keep running."""
+    """A stream like vLLM's: sample j of a request finishes after `steps[prompt]` polls (or `steps[prompt][j]`),
+    others keep running; `samples` counts those still running, and a request returns once all of its are done."""
 
-    def __init__(self, prompts, right, template, steps: dict[str, int], capacity: int):
+    def __init__(self, prompts, right, template, steps: dict, capacity: int):
         super().__init__(prompts, right, template)
         self.steps = {template.replace("{prompt}", p): k for p, k in steps.items()}
         self.capacity, self.log = capacity, []  # ("add" | "done", prompt, poll number)
@@ -238,18 +239,23 @@ class SteppedEngine(ScriptedEngine):
             def unfinished(self):
                 return len(self.running)
 
+            @property
+            def samples(self):
+                return sum(left > 0 for r in self.running for left in r[2])
+
             def add(self, key, request, sampling=None):
                 user = request.messages[-1]["content"]
                 engine.log.append(("add", user, self.polls))
-                self.running.append([key, request, engine.steps[user]])
+                k = engine.steps[user]
+                self.running.append([key, request, list(k[: request.n]) if isinstance(k, list) else [k] * request.n])
 
             def poll(self):
                 time.sleep(0.005)  # an engine step
                 self.polls += 1
                 for r in self.running:
-                    r[2] -= 1
-                done = [r for r in self.running if r[2] <= 0]
-                self.running = [r for r in self.running if r[2] > 0]
+                    r[2] = [left - 1 for left in r[2]]
+                done = [r for r in self.running if max(r[2]) <= 0]
+                self.running = [r for r in self.running if max(r[2]) > 0]
                 for _key, request, _ in done:
                     engine.log.append(("done", request.messages[-1]["content"], self.polls))
                 return [(key, engine.generate([request])[0]) for key, request, _ in done]
@@ -280,53 +286,13 @@ def test_the_engine_is_refilled_as_each_round_finishes(pool, store, prompts):
         assert running[user] in (0, 1)
 
 
-class SampleSteppedEngine(SteppedEngine):
-    """As SteppedEngine, but each sample of a request finishes on its own, sample j after `steps[prompt][j]` polls,
-    and `samples` counts the samples still running (as vLLM's stream does); a request returns once all are done."""
-
-    def stream(self):
-        engine = self
-
-        class Stream:
-            capacity, running, polls = engine.capacity, [], 0
-
-            @property
-            def unfinished(self):
-                return len(self.running)
-
-            @property
-            def samples(self):
-                return sum(left > 0 for r in self.running for left in r[2])
-
-            def add(self, key, request, sampling=None):
-                user = request.messages[-1]["content"]
-                engine.log.append(("add", user, self.polls))
-                self.running.append([key, request, list(engine.steps[user][: request.n])])
-
-            def poll(self):
-                time.sleep(0.005)
-                self.polls += 1
-                for r in self.running:
-                    r[2] = [left - 1 for left in r[2]]
-                done = [r for r in self.running if max(r[2]) <= 0]
-                self.running = [r for r in self.running if max(r[2]) > 0]
-                for _key, request, _ in done:
-                    engine.log.append(("done", request.messages[-1]["content"], self.polls))
-                return [(key, engine.generate([request])[0]) for key, request, _ in done]
-
-            def close(self):
-                self.running = []
-
-        return Stream()
-
-
 def test_a_round_frees_the_places_of_its_samples_as_they_finish(pool, store, prompts):
     """Rounds of 2 in an engine of 2 slots (6 samples in it at most): three rounds whose first sample is done at once
     and whose second runs long hold 3 places, not 6, so the fourth prompt's rounds go on beside them."""
     r = _recipe(round_size=2, max_samples=4, accept_per_prompt=1, batch_prompts=0)
     *long, short = prompts[:4]
     steps = {p.prompt: [1, 150] for p in long} | {short.prompt: [1, 1]}
-    engine = SampleSteppedEngine(prompts[:4], [set()] * 4, r.prompt.template, steps, capacity=2)
+    engine = SteppedEngine(prompts[:4], [set()] * 4, r.prompt.template, steps, capacity=2)
     tally = sample(r, prompts[:4], engine, pool, store, _run(store, r))
     assert tally.new_candidates == 16 and tally.prompts_done == 4
 
