@@ -156,7 +156,7 @@ class _Stream:
         self.streams = [self.gen] if self.asks in (None, self.gen) else [self.gen, self.asks]
         self.in_engine, self.seqs, self.verifying, self.ready = 0, 0, [], []  # prompts, samples in the engine
         capacity = getattr(self.gen, "capacity", None)
-        # as many waiting as running: a request's slots free one by one, but it comes back (and is replaced) whole
+        # as many waiting as running, so the place of each sample that finishes is taken at the next step
         self.most_seqs = 2 * capacity + recipe.rejection.round_size if capacity else None
         self.most_prompts = recipe.rejection.batch_prompts or (None if capacity else DEFAULT_PROMPTS)
         rounds = self.most_seqs and -(-self.most_seqs // recipe.rejection.round_size)
