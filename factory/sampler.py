@@ -154,7 +154,7 @@ class _Stream:
         self.gen = engines.stream(engine)
         self.asks = None if judge is None else self.gen if judge.engine is engine else engines.stream(judge.engine)
         self.streams = [self.gen] if self.asks in (None, self.gen) else [self.gen, self.asks]
-        self.in_engine, self.seqs, self.verifying, self.ready = 0, 0, [], []  # prompts, samples in the engine
+        self.in_engine, self.verifying, self.ready = 0, [], []  # rounds in the engine, with the workers, to commit
         capacity = getattr(self.gen, "capacity", None)
         # as many waiting as running, so the place of each sample that finishes is taken at the next step
         self.most_seqs = 2 * capacity + recipe.rejection.round_size if capacity else None
@@ -197,10 +197,10 @@ class _Stream:
         self._publish(force=True)
 
     def _room(self) -> bool:
-        # samples still generating: a stream that sees each sample finish counts them (its judge questions too)
-        seqs = getattr(self.gen, "samples", self.seqs)
+        # the stream counts samples still generating (the judge's questions in the same engine too), each freeing
+        # its place as it finishes where the engine shows that (vLLM, OpenAI), else with its whole request
         return (self.most_prompts is None or self.in_engine < self.most_prompts) and (
-            self.most_seqs is None or seqs < self.most_seqs
+            self.most_seqs is None or self.gen.samples < self.most_seqs
         )
 
     def _launch(self, s: _State) -> None:
@@ -208,7 +208,6 @@ class _Stream:
         request = Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, s.drawn)
         self.gen.add((s, n), request, self.recipe.sampling)  # the recipe's, whatever the engine was built with
         self.in_engine += 1
-        self.seqs += n
 
     def _collect(self) -> bool:
         """Take what the engine finished: rounds to the workers, judge answers into their round's verdicts."""
@@ -218,7 +217,6 @@ class _Stream:
                 moved = True
                 if isinstance(key[0], _State):
                     self.in_engine -= 1
-                    self.seqs -= key[1]
                     self._verify(key[0], completions)
                     continue
                 rnd, i = key

@@ -71,17 +71,19 @@ class Batched:
     added since the last one began (so the sampler goes on verifying and committing while it runs).
 
     A stream takes `add(key, request, sampling=None)`; `poll()` returns [(key, completions)] for requests that
-    finished (waiting a moment for them when some are unfinished); `unfinished` counts requests not yet returned;
-    `close()` drops what has not started and waits for what has."""
+    finished (waiting a moment for them when some are unfinished); `unfinished` counts requests not yet returned,
+    `samples` the samples they asked for that are not (here a request's all come back at once); `close()` drops
+    what has not started and waits for what has."""
 
     def __init__(self, engine):
         self.engine, self.added, self.running = engine, [], None
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="factory-engine")
-        self.unfinished = 0
+        self.unfinished = self.samples = 0
 
     def add(self, key, request: Request, sampling=None) -> None:
         self.added.append((key, request, sampling))
         self.unfinished += 1
+        self.samples += request.n
 
     def poll(self) -> list[tuple]:
         if self.running is None and self.added:
@@ -91,19 +93,20 @@ class Batched:
         done, _ = wait([self.running], timeout=0.05)
         if not done:
             return []
-        out, self.running = self.running.result(), None
+        (out, asked), self.running = self.running.result(), None
         self.unfinished -= len(out)
+        self.samples -= asked
         return out
 
-    def _generate(self, added: list) -> list[tuple]:
-        out = []
+    def _generate(self, added: list) -> tuple[list[tuple], int]:
+        out, asked = [], sum(r.n for _, r, _ in added)
         while added:  # one generate per sampling settings, in the order they were added
             s = added[0][2]
             group, added = [a for a in added if a[2] is s], [a for a in added if a[2] is not s]
             reqs = [r for _, r, _ in group]
             comps = self.engine.generate(reqs, s) if s is not None else self.engine.generate(reqs)
             out += [(key, c) for (key, _, _), c in zip(group, comps, strict=True)]
-        return out
+        return out, asked
 
     def close(self) -> None:
         self.added = []

@@ -92,3 +92,25 @@ def test_a_replay_run_never_asks_its_replay_to_judge(monkeypatch, demo_recipe):
     replay = object()  # the run's replay engine
     judge = judging.build(r, replay)
     assert built == ["vllm"] and judge.engine is not replay
+
+
+def test_the_stream_of_an_engine_that_generates_lists_counts_what_it_was_asked(tmp_path):
+    """An engine with no stream of its own (replay, transformers) is driven one `generate` at a time; its stream
+    counts the samples asked for until their request comes back, even one that came back short."""
+    from factory import engines
+    from factory.engines.replay_engine import ReplayEngine
+    from factory.recipe import EngineConfig, SamplingConfig
+
+    recording = tmp_path / "rec.jsonl"
+    recording.write_text("".join(json.dumps({"prompt": p, "text": f"{p}{i}"}) + "\n" for p in "ab" for i in range(3)))
+    stream = engines.stream(ReplayEngine("m", SamplingConfig(), EngineConfig(replay=str(recording)), 0))
+    assert isinstance(stream, engines.Batched)
+    stream.add("a", engines.Request([], 2, "a", 0))
+    stream.add("b", engines.Request([], 4, "b", 1))  # two of the three recorded are left from sample 1 on
+    assert (stream.unfinished, stream.samples) == (2, 6)
+    got = {}
+    while stream.unfinished:
+        got.update(stream.poll())
+    stream.close()
+    assert stream.samples == 0
+    assert {k: [c.text for c in v] for k, v in got.items()} == {"a": ["a0", "a1"], "b": ["b1", "b2"]}
