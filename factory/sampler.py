@@ -6,11 +6,13 @@ drain: it holds rounds of as many prompts as fill its running batch (its `capaci
 over, half running and half waiting, at most `batch_prompts` if set, and the moment one finishes another prompt's
 round takes its place. A finished round goes to the verification workers, then to the judge if the recipe has
 one (its requests join the same engine), then to a thread that deduplicates whatever rounds have gathered and
-commits them in one transaction. Only once its round is committed may a prompt have another, so a prompt is never
-in two rounds at once and its sample indices never collide, even across a crash and a resume.
+commits them in one transaction. A prompt has its next round only once its last one is judged: at once if nothing
+in it passed (dedup can only reject more), else once it is committed and dedup has had its say. So a prompt is
+never sampled in two rounds at once, each round's sample indices are fixed when it is drawn and its rounds commit
+in that order, and a crash loses only rounds not yet committed, which a resume draws again at the same indices.
 
 Prompts are worked on in a window of twice as many as the engine holds at once: a new prompt is begun while the
-window has room, and a prompt whose round is committed queues behind the window's others (round-robin). So few
+window has room, and a prompt ready for its next round queues behind the window's others (round-robin). So few
 more than the window's prompts are part-sampled at once (one is begun beyond it only when no begun prompt is ready
 for a round: the engine does not wait for the window), and when the last prompts are begun their remaining rounds
 are spread over the whole window: were committed prompts put first instead, the last prompts begun would still
@@ -67,15 +69,18 @@ class _State:
     drawn: int = 0  # samples committed, this run's and those `before` counted for it
     kept: int = 0
     spent: bool = False  # the engine had fewer samples than asked for (a replay that ran out)
+    next: int = 0  # the sample index its next round starts at: `drawn` and the rounds not yet committed
 
 
 @dataclass(eq=False)
 class _Round:
     state: _State
+    first: int  # the sample index of its first completion
     completions: list
     future: Future | None = None  # the workers' verdicts
     verdicts: list = field(default_factory=list)
     asked: int = 0  # the judge's answers still awaited
+    released: bool = False  # judged with nothing passed: its prompt's next round was queued before its commit
 
 
 def messages(recipe: Recipe, p: Prompt) -> list[dict]:
@@ -130,6 +135,8 @@ def sample(
             tally.passed += passed
             tally.examples += kept
             tally.tokens += tokens
+    for s in states.values():
+        s.next = s.drawn
     todo = [s for s in states.values() if not _done(recipe, s)]
     tally.prompts_done = len(states) - len(todo)
     tally.prompts_solved = sum(s.kept > 0 for s in states.values())
@@ -169,7 +176,7 @@ class _Stream:
     def run(self, fresh: deque, begun: deque) -> None:
         """Sample `fresh` prompts (not begun by this run) and `begun` ones (part-sampled before a resume)."""
         self.started = time.monotonic()
-        self.open = len(begun)
+        self.open, self.begun = len(begun), begun
         later = ThreadPoolExecutor(1, thread_name_prefix="factory-commit")
         try:
             while fresh or begun or self.in_engine or self.verifying or self.asked or self.ready or self.committing:
@@ -182,7 +189,7 @@ class _Stream:
                 moved = self._collect()
                 moved |= self._verified()
                 if self.committing is not None and self.committing.done():
-                    self._committed(self.committing.result(), begun)
+                    self._committed(self.committing.result())
                     self.committing, moved = None, True
                 if self.ready and self.committing is None:
                     args = (self.recipe, self.store, self.run_id, self.ready, self.tally, self.gate)
@@ -204,9 +211,11 @@ class _Stream:
         )
 
     def _launch(self, s: _State) -> None:
-        n = min(self.recipe.rejection.round_size, self.recipe.rejection.max_samples - s.drawn)
-        request = Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, s.drawn)
-        self.gen.add((s, n), request, self.recipe.sampling)  # the recipe's, whatever the engine was built with
+        first = s.next
+        n = min(self.recipe.rejection.round_size, self.recipe.rejection.max_samples - first)
+        request = Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, first)
+        self.gen.add((s, first, n), request, self.recipe.sampling)  # the recipe's, whatever the engine was built with
+        s.next += n
         self.in_engine += 1
 
     def _collect(self) -> bool:
@@ -217,7 +226,7 @@ class _Stream:
                 moved = True
                 if isinstance(key[0], _State):
                     self.in_engine -= 1
-                    self._verify(key[0], completions)
+                    self._verify(*key, completions)
                     continue
                 rnd, i = key
                 self._judged(rnd, i, self.judge.verdict(completions))
@@ -228,10 +237,22 @@ class _Stream:
         rnd.asked -= 1
         if not rnd.asked:
             self.asked -= 1
-            self.ready.append(rnd)
+            self._judged_all(rnd)
 
-    def _verify(self, s: _State, completions: list) -> None:
-        if len(completions) < min(self.recipe.rejection.round_size, self.recipe.rejection.max_samples - s.drawn):
+    def _judged_all(self, rnd: _Round) -> None:
+        """A round whose verdicts are in goes to the commit. If none passed, its prompt's next round is queued now
+        rather than once it is committed: the dedup at the commit can reject more but never pass one, so the prompt
+        needs another round whatever the commit finds, and its rounds still commit in the order they were drawn (this
+        one is ahead of the next in the commit queue). The rounds that must wait for the commit are those with an
+        answer that passed: whether their prompt is done is known only once dedup has had its say."""
+        self.ready.append(rnd)
+        s = rnd.state
+        if not any(v.accepted for v in rnd.verdicts) and not s.spent and not finished(self.recipe, s.next, s.kept):
+            rnd.released = True
+            self.begun.append(s)
+
+    def _verify(self, s: _State, first: int, n: int, completions: list) -> None:
+        if len(completions) < n:
             s.spent = True  # the engine has no more for this prompt; what it gave is still judged and kept
         if not completions:
             self.tally.prompts_done += 1
@@ -240,7 +261,7 @@ class _Stream:
         think = self.recipe.prompt.think
         p = s.prompt
         jobs = [(Candidate(c.text, p.task, p.reference, c.finish_reason, think), self.names) for c in completions]
-        self.verifying.append(_Round(s, completions, self.pool.submit(jobs)))
+        self.verifying.append(_Round(s, first, completions, self.pool.submit(jobs)))
 
     def _verified(self) -> bool:
         """Rounds the workers finished go to the judge (the ones they accepted), or straight to the commit."""
@@ -257,16 +278,18 @@ class _Stream:
             if todo:
                 self.asked += 1
             else:
-                self.ready.append(rnd)
+                self._judged_all(rnd)
         return bool(done)
 
-    def _committed(self, rounds: list[_Round], begun: deque) -> None:
-        for rnd in rounds:  # only now, once they are in the store, may these prompts have another round
+    def _committed(self, rounds: list[_Round]) -> None:
+        for rnd in rounds:  # once they are in the store, these prompts are done or may have another round
+            if rnd.released:  # it has it already
+                continue
             if _done(self.recipe, rnd.state):
                 self.tally.prompts_done += 1
                 self.open -= 1
             else:  # behind the window's other prompts
-                begun.append(rnd.state)
+                self.begun.append(rnd.state)
         self._publish()
 
     def _publish(self, force: bool = False) -> None:
@@ -299,25 +322,25 @@ def _commit(recipe: Recipe, store: Store, run_id: str, rounds: list[_Round], tal
     """Deduplicate (the gate) and store judged rounds in one transaction; then count them as drawn."""
     if gate is not None and gate.active:
         flat = [(r, i) for r in rounds for i in range(len(r.completions))]
-        items = [(candidate_id(run_id, r.state.prompt.prompt_id, r.state.drawn + i), r.completions[i].text)
+        items = [(candidate_id(run_id, r.state.prompt.prompt_id, r.first + i), r.completions[i].text)
                  for r, i in flat]  # fmt: skip
         for (r, i), v in zip(flat, narrow([r.verdicts[i] for r, i in flat], items, gate), strict=True):
             r.verdicts[i] = v
     rows = Batch([], [], [])
-    new_kept = []
+    new_kept, kept_now = [], {}  # a prompt may have two rounds here: the one queued before the other committed
     for rnd in rounds:
         s, comps = rnd.state, rnd.completions
-        p, kept = s.prompt, s.kept
-        if s.drawn == 0:
+        p, kept = s.prompt, kept_now.get(s, s.kept)
+        if rnd.first == 0:
             rows.prompts.append(p.row())
         for j, (c, v) in enumerate(zip(comps, rnd.verdicts, strict=True)):
-            cid = candidate_id(run_id, p.prompt_id, s.drawn + j)
+            cid = candidate_id(run_id, p.prompt_id, rnd.first + j)
             rows.candidates.append(
                 {
                     "candidate_id": cid,
                     "run_id": run_id,
                     "prompt_id": p.prompt_id,
-                    "sample_index": s.drawn + j,
+                    "sample_index": rnd.first + j,
                     "text": c.text,
                     "n_tokens": c.n_tokens,
                     "n_prompt_tokens": c.n_prompt_tokens,
@@ -334,6 +357,7 @@ def _commit(recipe: Recipe, store: Store, run_id: str, rounds: list[_Round], tal
                 kept += 1
                 rows.examples.append(example(recipe, p, run_id, cid, c.text, c.n_tokens))
         new_kept.append(kept)
+        kept_now[s] = kept
     if gate is not None:
         rows.dedup = gate.new_signatures()
     store.commit(rows)

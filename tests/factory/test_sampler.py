@@ -322,3 +322,35 @@ def test_prompts_are_sampled_round_robin_in_a_window_twice_what_the_engine_holds
     for what, _, _ in engine.log:  # never more than twice the engine's capacity plus a round in it
         in_engine += 1 if what == "add" else -1
         assert in_engine <= 3
+
+
+def test_a_round_with_nothing_passed_has_its_next_round_before_it_is_committed(pool, store, prompts):
+    """The next round of a prompt whose round failed goes into the engine as soon as the round is judged, while the
+    commit (slow here) is still writing it: dedup can only reject more. A round with a passing answer holds its
+    prompt until the commit says whether dedup kept it. Either way each prompt's samples land at 0, 1, 2, ..."""
+    r = _recipe(round_size=1, max_samples=3, accept_per_prompt=2, batch_prompts=0)
+    wrong, right = prompts[:2]
+    engine = SteppedEngine([wrong, right], [set(), {0, 1, 2}], r.prompt.template, {wrong.prompt: 1, right.prompt: 1}, 4)
+    streams, commits, commit = [], [], store.commit
+    stream = engine.stream
+    engine.stream = lambda: streams.append(stream()) or streams[-1]
+
+    def slow_commit(rows):
+        start = streams[0].polls
+        time.sleep(0.4)
+        commit(rows)
+        commits.append((start, streams[0].polls, {c["prompt_id"] for c in rows.candidates}))
+
+    store.commit = slow_commit
+    run = _run(store, r)
+    tally = sample(r, [wrong, right], engine, pool, store, run)
+    assert tally.new_candidates == 5 and tally.prompts_done == 2
+
+    q = lambda p: r.prompt.template.replace("{prompt}", p.prompt)  # noqa: E731
+    adds = {p.prompt_id: [t for what, user, t in engine.log if what == "add" and user == q(p)] for p in (wrong, right)}
+    first_commit_end = commits[0][1]
+    assert len(adds[wrong.prompt_id]) == 3 and adds[wrong.prompt_id][2] < first_commit_end  # all drawn meanwhile
+    right_first = min(end for _, end, ids in commits if right.prompt_id in ids)
+    assert len(adds[right.prompt_id]) == 2 and adds[right.prompt_id][1] >= right_first  # waited for its commit
+    per = _per_prompt(store, run)
+    assert per[wrong.prompt_id] == ([0, 1, 2], 0, 0) and per[right.prompt_id] == ([0, 1], 2, 2)
