@@ -18,9 +18,11 @@ Two workloads: `short` (the demo's arithmetic, answers a few dozen to a few hund
 long-CoT prompt with `max_tokens` far above the median answer, so lengths spread as reasoning traces do). The
 engine runs `--max-num-seqs` sequences at once, well under the workload's prompts, as a GPU engine holds far fewer
 sequences than a real job has prompts (with fewer prompts than slots, rounds of 1 could not fill it). Arms
-alternate, `--reps` times; tokens/s is generated tokens over wall time.
+alternate, `--reps` times; tokens/s is generated tokens over wall time. Each arm draws samples of its own, and one
+run of it moves by up to 10% with their lengths and the machine's load, so the table gives medians: 4 runs take
+about 45 minutes for the long-tail workload and 15 for the short one on 2 cores.
 
-    .venv/bin/python benchmarks/generate_overhead.py [--prompts 32] [--n 4] [--max-num-seqs 12] [--reps 2]
+    .venv/bin/python benchmarks/generate_overhead.py [--prompts 32] [--n 4] [--max-num-seqs 12] [--reps 4]
 """
 
 from __future__ import annotations
@@ -107,7 +109,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--small-batch", type=int, default=8)
     ap.add_argument("--max-num-seqs", type=int, default=12)
-    ap.add_argument("--reps", type=int, default=2)
+    ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
     args = ap.parse_args()
     n, small = args.n, args.small_batch
