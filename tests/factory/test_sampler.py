@@ -354,3 +354,32 @@ def test_a_round_with_nothing_passed_has_its_next_round_before_it_is_committed(p
     assert len(adds[right.prompt_id]) == 2 and adds[right.prompt_id][1] >= right_first  # waited for its commit
     per = _per_prompt(store, run)
     assert per[wrong.prompt_id] == ([0, 1, 2], 0, 0) and per[right.prompt_id] == ([0, 1], 2, 2)
+
+
+def test_a_crash_while_a_failed_round_is_being_committed_loses_nothing_committed(pool, store, prompts):
+    """The worst moment for the next round queued before its last one's commit: that commit fails (a crash) while
+    the next round is drawn. Nothing of the failed batch lands, the next round is never committed ahead of it, and a
+    resume draws both again at the same indices: each prompt's samples are 0, 1, 2, ... with none twice."""
+    r = _recipe(round_size=1, max_samples=4, accept_per_prompt=1, batch_prompts=0)
+    ps = prompts[:3]
+    steps = {p.prompt: 1 for p in ps}
+    run, commit, calls = _run(store, r), store.commit, []
+
+    def failing_commit(rows):
+        calls.append(len(rows.candidates))
+        if len(calls) == 2:
+            time.sleep(0.2)  # the next rounds of the failed prompts are in the engine meanwhile
+            raise OSError("disk gone")
+        commit(rows)
+
+    store.commit = failing_commit
+    with pytest.raises(OSError, match="disk gone"):
+        sample(r, ps, SteppedEngine(ps, [set()] * 3, r.prompt.template, steps, 4), pool, store, run)
+    first = _per_prompt(store, run)
+    assert sum(len(idx) for idx, _, _ in first.values()) == calls[0]  # only the first batch landed
+    assert all(idx == list(range(len(idx))) for idx, _, _ in first.values())
+
+    store.commit = commit
+    tally = sample(r, ps, SteppedEngine(ps, [set()] * 3, r.prompt.template, steps, 4), pool, store, run)
+    assert tally.prompts_done == 3 and tally.candidates == 12
+    assert sorted(_per_prompt(store, run).values()) == [([0, 1, 2, 3], 0, 0)] * 3
