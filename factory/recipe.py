@@ -92,6 +92,9 @@ class RejectionConfig:
     max_samples: int = 16
     round_size: int = 1  # samples per prompt per round; 1 spends the fewest on easy prompts (the engine stays full)
     batch_prompts: int = 0  # at most this many prompts in the engine at once; 0: as many as keep it full
+    # once every prompt is begun, a prompt's next round may grow into engine places that would be left empty, up to
+    # as many samples as it has drawn (at most doubling them); false: rounds stay round_size (for an API that bills)
+    fill_engine: bool = True
 
 
 @dataclass
@@ -128,6 +131,7 @@ class Recipe:
         data["engine"].pop("in_process")
         data["engine"].pop("replay_tokens_per_s")
         data["rejection"].pop("batch_prompts")
+        data["rejection"].pop("fill_engine")  # how rounds are sized at the end: the budget and the rule stay the same
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -18,6 +18,13 @@ for a round: the engine does not wait for the window), and when the last prompts
 are spread over the whole window: were committed prompts put first instead, the last prompts begun would still
 have all their rounds to draw one after another while the engine ran part empty (rounds of 1, 32 prompts, 12
 engine slots: the engine at 0.87 of one call's tokens/s against 0.96, in a simulation of the long-tail benchmark).
+
+At the end of a job, once every prompt is begun, rounds of 1 would leave the engine draining: the hardest prompts
+draw their last samples one round after another (8 rounds for a budget of 8) while fewer and fewer places run.
+So from then on (`rejection.fill_engine`) a prompt's next round may grow into the places the engine would leave
+empty, up to as many samples as the prompt has drawn: at most doubling, so rounds of 1 become 1, 1, 2, 4 and a
+budget of 8 is spent in 4 rounds. The prompts still open by then are mostly the hard ones, for which the oracle
+(stop at the first accepted) spends the whole budget too: benchmarks/sampling_efficiency.py measures both.
 """
 
 from __future__ import annotations
@@ -162,7 +169,7 @@ class _Stream:
         self.asks = None if judge is None else self.gen if judge.engine is engine else engines.stream(judge.engine)
         self.streams = [self.gen] if self.asks in (None, self.gen) else [self.gen, self.asks]
         self.in_engine, self.verifying, self.ready = 0, [], []  # rounds in the engine, with the workers, to commit
-        capacity = getattr(self.gen, "capacity", None)
+        self.capacity = capacity = getattr(self.gen, "capacity", None)
         # as many waiting as running, so the place of each sample that finishes is taken at the next step
         self.most_seqs = 2 * capacity + recipe.rejection.round_size if capacity else None
         self.most_prompts = recipe.rejection.batch_prompts or (None if capacity else DEFAULT_PROMPTS)
@@ -185,7 +192,7 @@ class _Stream:
                         self.open += 1
                         self._launch(fresh.popleft())
                     else:
-                        self._launch(begun.popleft())
+                        self._launch(begun.popleft(), tail=not fresh)
                 moved = self._collect()
                 moved |= self._verified()
                 if self.committing is not None and self.committing.done():
@@ -210,9 +217,13 @@ class _Stream:
             self.most_seqs is None or self.gen.samples < self.most_seqs
         )
 
-    def _launch(self, s: _State) -> None:
-        first = s.next
-        n = min(self.recipe.rejection.round_size, self.recipe.rejection.max_samples - first)
+    def _launch(self, s: _State, tail: bool = False) -> None:
+        first, n = s.next, self.recipe.rejection.round_size
+        if tail and self.capacity and self.recipe.rejection.fill_engine:
+            # every prompt is begun, so the places the engine would leave empty can only go to those still open: a
+            # prompt may draw as many more as it has drawn (at most doubling), where that many places are free
+            n = max(n, min(first, self.capacity - self.gen.samples))
+        n = min(n, self.recipe.rejection.max_samples - first)
         request = Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, first)
         self.gen.add((s, first, n), request, self.recipe.sampling)  # the recipe's, whatever the engine was built with
         s.next += n

@@ -227,3 +227,4 @@ def test_hash_identifies_the_job(tmp_path):
     assert recipes.load(DEMO, ["sampling.temperature=0.7"]).hash() == h  # the same value as the file
     assert recipes.load(DEMO, ["rejection.max_samples=9"]).hash() != h
     assert recipes.load(DEMO, ["verify.workers=4"]).hash() == h  # how fast, not what
+    assert recipes.load(DEMO, ["rejection.fill_engine=false"]).hash() == h  # how rounds are sized at the end

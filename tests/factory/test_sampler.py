@@ -228,6 +228,7 @@ class SteppedEngine(ScriptedEngine):
         super().__init__(prompts, right, template)
         self.steps = {template.replace("{prompt}", p): k for p, k in steps.items()}
         self.capacity, self.log = capacity, []  # ("add" | "done", prompt, poll number)
+        self.rounds: list[tuple[str, int, int]] = []  # (prompt, samples asked, how many prompts were begun by then)
 
     def stream(self):
         engine = self
@@ -246,6 +247,7 @@ class SteppedEngine(ScriptedEngine):
             def add(self, key, request, sampling=None):
                 user = request.messages[-1]["content"]
                 engine.log.append(("add", user, self.polls))
+                engine.rounds.append((user, request.n, len({u for u, _, _ in engine.rounds} | {user})))
                 k = engine.steps[user]
                 self.running.append([key, request, list(k[: request.n]) if isinstance(k, list) else [k] * request.n])
 
@@ -269,7 +271,7 @@ class SteppedEngine(ScriptedEngine):
 def test_the_engine_is_refilled_as_each_round_finishes(pool, store, prompts):
     """A long answer does not hold the others back: short prompts get round after round while it runs, and no
     prompt ever has two rounds in the engine at once."""
-    r = _recipe(round_size=1, max_samples=4, accept_per_prompt=1, batch_prompts=0)
+    r = _recipe(round_size=1, max_samples=4, accept_per_prompt=1, batch_prompts=0, fill_engine=False)
     long, *short = prompts[:4]
     steps = {long.prompt: 400} | {p.prompt: 1 for p in short}
     engine = SteppedEngine(prompts[:4], [set()] * 4, r.prompt.template, steps, capacity=4)
@@ -322,6 +324,48 @@ def test_prompts_are_sampled_round_robin_in_a_window_twice_what_the_engine_holds
     for what, _, _ in engine.log:  # never more than twice the engine's capacity plus a round in it
         in_engine += 1 if what == "add" else -1
         assert in_engine <= 3
+
+
+def test_once_every_prompt_is_begun_rounds_grow_into_empty_places_at_most_doubling(pool, store, prompts):
+    """Rounds of 1 while prompts are still to begin, though the engine has room; then a prompt's next round takes
+    the places the engine would leave empty, up to as many samples as it has drawn: 1, 1, 2, 4 where the places
+    are free, fewer where not. Each sample index is drawn once whatever the sizes, and the budget is kept."""
+    a, b, c = prompts[:3]
+    q = lambda p: "Q: " + p.prompt  # noqa: E731
+    rounds = lambda engine, p: [n for user, n, _ in engine.rounds if user == q(p)]  # noqa: E731
+
+    # one prompt in the engine at a time (batch_prompts 1) in 4 places: a and b are done before c is begun
+    r = _recipe(round_size=1, max_samples=8, accept_per_prompt=1, batch_prompts=1)
+    engine = SteppedEngine([a, b, c], [set()] * 3, r.prompt.template, {p.prompt: 2 for p in (a, b, c)}, capacity=4)
+    run = _run(store, r)
+    tally = sample(r, [a, b, c], engine, pool, store, run)
+    assert tally.new_candidates == 24 and tally.prompts_done == 3
+    c_begun = next(i for i, (user, _, _) in enumerate(engine.rounds) if user == q(c))
+    assert {n for _, n, _ in engine.rounds[: c_begun + 1]} == {1}  # rounds of 1 while c was still to begin
+    assert rounds(engine, c) == [1, 1, 2, 4]
+    assert {pid: idx for pid, (idx, _, _) in _per_prompt(store, run).items()} == {
+        p.prompt_id: list(range(8)) for p in (a, b, c)
+    }
+
+    # a job smaller than the engine, all begun at once: no more than the 3 places the engine has
+    r = _recipe(round_size=1, max_samples=8, accept_per_prompt=1, batch_prompts=0)
+    engine = SteppedEngine([a], [set()], r.prompt.template, {a.prompt: 2}, capacity=3)
+    sample(r, [a], engine, pool, store, _run(store, r))
+    assert rounds(engine, a) == [1, 1, 2, 3, 1]
+
+    # a prompt right at its third sample drew the whole round of 2 (4 samples), one right at its second only 2
+    engine = SteppedEngine([a, b], [{2}, {1}], r.prompt.template, {p.prompt: 2 for p in (a, b)}, capacity=16)
+    run = _run(store, r)
+    sample(r, [a, b], engine, pool, store, run)
+    assert (rounds(engine, a), rounds(engine, b)) == ([1, 1, 2], [1, 1])
+    got = _per_prompt(store, run)
+    assert (got[a.prompt_id], got[b.prompt_id]) == (([0, 1, 2, 3], 1, 1), ([0, 1], 1, 1))
+
+    # rejection.fill_engine: false keeps every round at round_size
+    r = _recipe(round_size=1, max_samples=8, accept_per_prompt=1, batch_prompts=0, fill_engine=False)
+    engine = SteppedEngine([a, b], [{2}, set()], r.prompt.template, {p.prompt: 2 for p in (a, b)}, capacity=16)
+    sample(r, [a, b], engine, pool, store, _run(store, r))
+    assert (rounds(engine, a), rounds(engine, b)) == ([1] * 3, [1] * 8)
 
 
 def test_a_round_with_nothing_passed_has_its_next_round_before_it_is_committed(pool, store, prompts):
