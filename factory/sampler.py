@@ -46,6 +46,7 @@ from filters.base import Candidate, merge, narrow
 from filters.registry import worker_stages
 
 DEFAULT_PROMPTS = 64  # prompts in an engine that says nothing of its capacity (one that generates lists)
+COMMIT_EVERY = 1.0  # seconds between commits while the engine is full (a crash loses at most this much more)
 
 
 @dataclass
@@ -179,6 +180,7 @@ class _Stream:
         self.committing: Future | None = None
         self.asked = 0  # rounds waiting for the judge
         self.published = 0.0
+        self.last_commit = 0.0
 
     def run(self, fresh: deque, begun: deque) -> None:
         """Sample `fresh` prompts (not begun by this run) and `begun` ones (part-sampled before a resume)."""
@@ -198,7 +200,8 @@ class _Stream:
                 if self.committing is not None and self.committing.done():
                     self._committed(self.committing.result())
                     self.committing, moved = None, True
-                if self.ready and self.committing is None:
+                if self.ready and self.committing is None and self._commit_due():
+                    self.last_commit = time.monotonic()
                     args = (self.recipe, self.store, self.run_id, self.ready, self.tally, self.gate)
                     self.committing, self.ready = later.submit(_commit, *args), []
                 if not moved and not any(s.unfinished for s in self.streams):
@@ -209,6 +212,15 @@ class _Stream:
                 s.close()
             later.shutdown(wait=True)  # a batch being committed lands whole before an error or ^C goes on
         self._publish(force=True)
+
+    def _commit_due(self) -> bool:
+        """Whether the rounds ready go to the commit thread now. Its work holds the GIL in parts, which slows the
+        engine's steps where they run in this process (4% a sequence-step with a commit of 2 rounds at every chance,
+        here), so while the engine is full, rounds gather for COMMIT_EVERY seconds; once it has room (the end of a
+        job), a prompt held for its commit may be what would fill it, so they go at once."""
+        if time.monotonic() - self.last_commit >= COMMIT_EVERY or self.capacity is None:
+            return True
+        return self.gen.samples < self.capacity
 
     def _room(self) -> bool:
         # the stream counts samples still generating (the judge's questions in the same engine too), each freeing

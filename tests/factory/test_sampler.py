@@ -427,3 +427,26 @@ def test_a_crash_while_a_failed_round_is_being_committed_loses_nothing_committed
     tally = sample(r, ps, SteppedEngine(ps, [set()] * 3, r.prompt.template, steps, 4), pool, store, run)
     assert tally.prompts_done == 3 and tally.candidates == 12
     assert sorted(_per_prompt(store, run).values()) == [([0, 1, 2, 3], 0, 0)] * 3
+
+
+def test_while_the_engine_is_full_rounds_gather_between_commits(pool, store, monkeypatch):
+    """A commit slows the steps of an engine in this process, so while the engine is full ready rounds wait for the
+    next COMMIT_EVERY; once it has room they go at once. Every sample still lands, each index once."""
+    from factory import sampler as sampler_module
+
+    ps = sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=12, seed=0))
+    r = _recipe(round_size=1, max_samples=2, accept_per_prompt=1, batch_prompts=0)
+    commits = {}
+    for every in (0.0, 60.0):
+        monkeypatch.setattr(sampler_module, "COMMIT_EVERY", every)
+        steps = {p.prompt: 10 + 8 * i for i, p in enumerate(ps)}  # rounds end one at a time, 8 steps apart
+        engine = SteppedEngine(ps, [set()] * len(ps), r.prompt.template, steps, capacity=4)
+        calls = []
+        real = store.commit
+        monkeypatch.setattr(store, "commit", lambda rows, real=real, calls=calls: calls.append(1) or real(rows))
+        run = _run(store, r)
+        tally = sample(r, ps, engine, pool, store, run)
+        assert tally.new_candidates == 24
+        assert [idx for idx, _, _ in _per_prompt(store, run).values()] == [[0, 1]] * 12
+        commits[every] = len(calls)
+    assert commits[60.0] * 2 < commits[0.0]  # 24 rounds: near one commit each at 0 s, a handful at 60 s (21, 6 here)
