@@ -85,6 +85,7 @@ def loop_args(t: TrainConfig, out: Path) -> dict:
         warmup_steps=t.warmup,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
+        optim=t.optim,
         bf16=bf16,
         model_init_kwargs={"dtype": "bfloat16" if bf16 else "float32"},
         gradient_checkpointing=t.gradient_checkpointing,

@@ -34,6 +34,9 @@ class TrainConfig:
     warmup: float = 0.0  # linear warmup: steps, or a fraction (< 1) of all steps
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    # transformers' optimizer by name: adamw_torch keeps two states a weight (checkpoints three times the model's
+    # size); adafactor, sgd (none), adamw_bnb_8bit (a GPU with bitsandbytes) keep less
+    optim: str = "adamw_torch"
     precision: str = "auto"  # auto: bf16 on a GPU that has it, fp32 elsewhere (a CPU is slow at bf16)
     gradient_checkpointing: bool = False  # trade compute for memory (long sequences, big models)
     logging_steps: int = 1
@@ -168,6 +171,12 @@ def _train_problems(t: TrainConfig) -> list[str]:
         p.append(f"train.max_steps: {t.max_steps} must be >= 1, or -1 to run train.epochs")
     if t.learning_rate <= 0:
         p.append(f"train.learning_rate: {t.learning_rate} must be > 0")
+    if t.optim != TrainConfig.optim:  # transformers (and torch) imported only to check one the user chose
+        from transformers.training_args import OptimizerNames
+
+        names = [o.value for o in OptimizerNames]
+        if t.optim not in names:
+            p.append(f"train.optim: {t.optim!r} is not one of transformers' optimizers ({', '.join(names[:6])}, ...)")
     return p
 
 

@@ -38,12 +38,13 @@ def test_recipes_load():
 
 def test_recipe_problems_are_listed_at_once(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("modle: x\ntrain: {batch_size: 0, precision: fp8, learning_rate: fast}\nsft: {packing: maybe}\n")
+    bad.write_text("modle: x\ntrain: {batch_size: 0, precision: fp8, learning_rate: fast, optim: adam_fast}\n"
+                   "sft: {packing: maybe}\n")  # fmt: skip
     with pytest.raises(FactoryError) as e:
         load(SFTRecipe, bad)
     msg = str(e.value)
     for part in ("modle: unknown key", "train.batch_size: 0", "train.precision: 'fp8'", "train.learning_rate: 'fast'",
-                 "sft.packing: 'maybe'", str(bad)):  # fmt: skip
+                 "train.optim: 'adam_fast'", "sft.packing: 'maybe'", str(bad)):  # fmt: skip
         assert part in msg, msg
 
 
