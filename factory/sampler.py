@@ -1,15 +1,16 @@
 """Rejection sampling as one stream: rounds of samples per prompt until enough are accepted or the budget is spent.
 
 For each prompt, rounds of `round_size` samples are drawn until `accept_per_prompt` pass every stage or
-`max_samples` are spent, so easy prompts stop early and hard ones get more tries. The engine is never left to
-drain: it holds rounds of as many prompts as fill its running batch (its `capacity`, vLLM's `max_num_seqs`) twice
-over, half running and half waiting, at most `batch_prompts` if set, and the moment one finishes another prompt's
-round takes its place. A finished round goes to the verification workers, then to the judge if the recipe has
-one (its requests join the same engine), then to a thread that deduplicates whatever rounds have gathered and
-commits them in one transaction. A prompt has its next round only once its last one is judged: at once if nothing
-in it passed (dedup can only reject more), else once it is committed and dedup has had its say. So a prompt is
-never sampled in two rounds at once, each round's sample indices are fixed when it is drawn and its rounds commit
-in that order, and a crash loses only rounds not yet committed, which a resume draws again at the same indices.
+`max_samples` are spent, so easy prompts stop early and hard ones get more tries. The engine is never left to drain:
+it holds rounds of as many prompts as fill its running batch (its `capacity`, vLLM's `max_num_seqs`) twice over,
+half running and half waiting, at most `batch_prompts` if set, and the moment one finishes another prompt's round
+takes its place. A finished round goes to the verification workers, then to the judge if the recipe has one (its
+requests join the same engine), then to a thread that deduplicates whatever rounds have gathered and commits them in
+one transaction (at most once a second while the engine is full: `_commit_due`). A prompt has its next round only
+once its last one is judged: at once if nothing in it passed (dedup can only reject more), else once it is committed
+and dedup has had its say. So a prompt is never sampled in two rounds at once, each round's sample indices are fixed
+when it is drawn and its rounds commit in that order, and a crash loses only rounds not yet committed, which a
+resume draws again at the same indices.
 
 Prompts are worked on in a window of twice as many as the engine holds at once: a new prompt is begun while the
 window has room, and a prompt ready for its next round queues behind the window's others (round-robin). So few

@@ -189,6 +189,9 @@ class VerifyPool:
             self._lock.notify()
         self._thread.join(timeout=5)
         for w in self._workers:
+            if w.job and w.job[0] == "starting":  # still importing (a run that failed early): nothing to finish
+                w.proc.kill()
+                continue
             with contextlib.suppress(OSError):
                 w.conn.send(None)
         for w in self._workers:
