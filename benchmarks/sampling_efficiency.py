@@ -7,9 +7,9 @@ per prompt. The oracle is computed on the fixed-N arm's own samples: each prompt
 accepted sample, no sample wasted. The measure is accepted examples per million generated tokens, as a share of
 the oracle's; and, since small rounds must not slow the engine, tokens/s as a share of the ceiling (raw vLLM with
 every fixed-N request in one call) in the same run. Adaptive arms draw more of their samples from the hard
-prompts, whose answers run longer, so their requests cost the engine more a token than fixed N's: the last row
-is raw vLLM on the default arm's own requests (its prompts, each with as many samples as it drew) in one call,
-which splits the default's gap to the ceiling into what its requests cost and what the loop costs.
+prompts, whose answers run longer, so their requests may cost the engine more a token than fixed N's: the last
+row is raw vLLM on the default arm's own requests (its prompts, each with as many samples as it drew) in one
+call, to tell what its requests cost from what the loop costs (here within the noise: 0.93x-1.11x the ceiling).
 
     .venv/bin/python benchmarks/sampling_efficiency.py [--prompts 160] [--round-sizes 2 4] [--max-samples 8]
         [--max-num-seqs 32] [--reps 1]

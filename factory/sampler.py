@@ -219,9 +219,11 @@ class _Stream:
         engine's steps where they run in this process (4% a sequence-step with a commit of 2 rounds at every chance,
         here), so while the engine is full, rounds gather for COMMIT_EVERY seconds; once it has room (the end of a
         job), a prompt held for its commit may be what would fill it, so they go at once."""
-        if time.monotonic() - self.last_commit >= COMMIT_EVERY or self.capacity is None:
-            return True
-        return self.gen.samples < self.capacity
+        return time.monotonic() - self.last_commit >= COMMIT_EVERY or self.capacity is None or self._free() > 0
+
+    def _free(self) -> int:
+        """Places of the engine's running batch that no sample holds (0 where it says nothing of its capacity)."""
+        return self.capacity - self.gen.samples if self.capacity else 0
 
     def _room(self) -> bool:
         # the stream counts samples still generating (the judge's questions in the same engine too), each freeing
@@ -232,10 +234,10 @@ class _Stream:
 
     def _launch(self, s: _State, tail: bool = False) -> None:
         first, n = s.next, self.recipe.rejection.round_size
-        if tail and self.capacity and self.recipe.rejection.fill_engine:
+        if tail and self.recipe.rejection.fill_engine:
             # every prompt is begun, so the places the engine would leave empty can only go to those still open: a
             # prompt may draw as many more as it has drawn (at most doubling), where that many places are free
-            n = max(n, min(first, self.capacity - self.gen.samples))
+            n = max(n, min(first, self._free()))
         n = min(n, self.recipe.rejection.max_samples - first)
         request = Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, first)
         self.gen.add((s, first, n), request, self.recipe.sampling)  # the recipe's, whatever the engine was built with

@@ -361,6 +361,13 @@ def test_once_every_prompt_is_begun_rounds_grow_into_empty_places_at_most_doubli
     got = _per_prompt(store, run)
     assert (got[a.prompt_id], got[b.prompt_id]) == (([0, 1, 2, 3], 1, 1), ([0, 1], 1, 1))
 
+    # two to keep: a prompt that passed at once still grows its later rounds, and stops at its second pass
+    r = _recipe(round_size=1, max_samples=8, accept_per_prompt=2, batch_prompts=0)
+    engine = SteppedEngine([a], [{0, 5}], r.prompt.template, {a.prompt: 2}, capacity=16)
+    run = _run(store, r)
+    sample(r, [a], engine, pool, store, run)
+    assert rounds(engine, a) == [1, 1, 2, 4] and _per_prompt(store, run)[a.prompt_id] == (list(range(8)), 2, 2)
+
     # rejection.fill_engine: false keeps every round at round_size
     r = _recipe(round_size=1, max_samples=8, accept_per_prompt=1, batch_prompts=0, fill_engine=False)
     engine = SteppedEngine([a, b], [{2}, set()], r.prompt.template, {p.prompt: 2 for p in (a, b)}, capacity=16)
