@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import pytest
 import torch
@@ -116,3 +117,4 @@ def test_weights_change_and_the_model_is_saved(trained):
     after = dict(trainer.model.named_parameters())[name].detach().float()
     assert not torch.equal(before, after)
     assert (out / "config.json").exists() and (out / "checkpoint-2").is_dir()
+    assert os.path.samefile(out / "model.safetensors", out / "checkpoint-2" / "model.safetensors")  # written once
