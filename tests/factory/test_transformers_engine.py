@@ -31,7 +31,8 @@ def test_samples_n_completions_per_request():
 
 def test_generate_with_transformers_engine(tmp_path, demo_recipe):
     db = tmp_path / "f.duckdb"
-    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "3", "--set", "engine.kind=transformers")
+    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "3", "--set", "engine.kind=transformers",
+                  "--set", "rejection.max_samples=2")  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     assert rows(db, "SELECT engine, status FROM runs") == [("transformers", "complete")]
     assert rows(db, "SELECT count(DISTINCT prompt_id), min(n_tokens) > 0 FROM candidates") == [(3, True)]

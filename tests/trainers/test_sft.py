@@ -5,6 +5,7 @@ the saved folder loads in transformers and, as a generate recipe's model, in vLL
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,10 @@ from trainers.data import sft_rows
 from trainers.recipe import SFTRecipe, load
 
 RECIPE = ROOT / "recipes" / "sft_tiny.yaml"
-# two short examples seen again and again: the loss must fall within a few steps
+# two short examples seen again and again: the loss must fall within a few steps (plain gradient descent on the
+# whole set at once; sgd keeps no state, where AdamW's would add 1 GB to each checkpoint)
 TINY = ["data.limit=2", "train.batch_size=2", "train.grad_accum=1", "train.learning_rate=1.0e-4",
-        "sft.max_length=96", "train.save_steps=3"]  # fmt: skip
+        "sft.max_length=96", "train.save_steps=3", "train.optim=sgd"]  # fmt: skip
 PARAM = "model.layers.0.self_attn.q_proj.weight"
 
 
@@ -92,6 +94,7 @@ def trained(demo_store, tmp_path_factory):
     """Three steps, then a second run of the same recipe with five: it must resume at step 3."""
     out = tmp_path_factory.mktemp("sft")
     first = sft.train(tiny("train.max_steps=3"), demo_store, out)
+    assert os.path.samefile(out / "model.safetensors", out / "checkpoint-3" / "model.safetensors")  # linked
     second = sft.train(tiny("train.max_steps=5"), demo_store, out)
     return out, first, second
 
@@ -119,6 +122,10 @@ def test_second_run_resumes_from_last_checkpoint(trained):
     logged = [m["step"] for m in read_metrics(out) if "loss" in m]
     assert logged == [1, 2, 3, 4, 5]  # steps 1-3 were not trained again: one metrics file across both runs
     assert (out / "checkpoint-5" / "trainer_state.json").exists()
+    assert not (out / "checkpoint-3").exists()  # save_total_limit: 1
+    # the final model is the last checkpoint's files (checkpoint-3's, linked by the first run, gave way to them)
+    assert os.path.samefile(out / "model.safetensors", out / "checkpoint-5" / "model.safetensors")
+    assert not list(out.glob("optimizer.pt")) and not list(out.glob("rng_state*"))
 
 
 @pytest.mark.slow
