@@ -8,9 +8,15 @@ give every candidate the verdict the real run gave, through the real workers, de
 from __future__ import annotations
 
 import json
+import re
 
+import pytest
 import yaml
 from conftest import DEMO_RECORDING, DEMO_SETTINGS, REPLAY, rows, run_cli
+
+from factory.engines.replay_engine import ReplayEngine
+from factory.errors import FactoryError
+from factory.recipe import EngineConfig, SamplingConfig
 
 
 def _recorded() -> list[dict]:
@@ -65,13 +71,16 @@ def test_a_bad_recording_is_named(tmp_path, demo_recipe):
     lying.write_text('{"prompt": "p", "text": "6"}\n{"prompt": "p", "text": "6", "n_tokens": -5}\n')
     odd = tmp_path / "odd.jsonl"
     odd.write_text('{"prompt": "p", "text": "6", "finish_reason": "done"}\n')
-    cases = [(bad, f"{bad}:1: a record needs"), (tmp_path / "none.jsonl", "is not a file"),
+    cases = [(tmp_path / "none.jsonl", "is not a file"),
              (lying, f"{lying}:2: n_tokens and n_prompt_tokens must be whole numbers"),
              (odd, f"{odd}:1: finish_reason must be stop or length")]  # fmt: skip
     for path, says in cases:
-        res = run_cli("generate", str(demo_recipe), "--db", str(tmp_path / "f.duckdb"), *REPLAY[:2], "--set",
-                      f"engine.replay={path}")  # fmt: skip
-        assert res.returncode == 2 and says in res.stderr and "Traceback" not in res.stderr, res.stderr
+        with pytest.raises(FactoryError, match=re.escape(says)):
+            ReplayEngine("m", SamplingConfig(), EngineConfig(kind="replay", replay=str(path)), seed=0)
+    # the command names it as it does any mistake: one line, no traceback
+    res = run_cli("generate", str(demo_recipe), "--db", str(tmp_path / "f.duckdb"), *REPLAY[:2], "--set",
+                  f"engine.replay={bad}")  # fmt: skip
+    assert res.returncode == 2 and f"{bad}:1: a record needs" in res.stderr and "Traceback" not in res.stderr
     recipe = tmp_path / "r.yaml"
     raw = yaml.safe_load(demo_recipe.read_text()) | {"engine": {"kind": "replay"}}
     recipe.write_text(yaml.safe_dump(raw))
