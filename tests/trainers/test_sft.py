@@ -1,16 +1,17 @@
 """SFT on a store made by the demo (the `demo_store` fixture): recipes are checked before anything loads, the prompt
 is masked out of the loss, the loss falls and the weights change, a second run resumes from the last checkpoint, and
-the saved folder loads in transformers and, as a generate recipe's model, in vLLM."""
+the saved folder loads in transformers and, evaluated by `factory eval`, in vLLM."""
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, rows, run_cli
+from conftest import ROOT, run_cli
 from safetensors import safe_open
 
 from factory.errors import FactoryError
@@ -142,11 +143,20 @@ def test_saved_model_loads_and_generates(trained):
 
 
 @pytest.mark.slow
-def test_generate_recipe_can_name_the_trained_model(trained, demo_recipe, tmp_path):
-    """The folder is a model vLLM loads: `factory generate` samples from it like from any model."""
-    out, db = trained[0], tmp_path / "again.duckdb"
-    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "2", "--set", f"model={out}",
-                  "--set", "rejection.max_samples=2")  # fmt: skip
+def test_the_trained_folder_is_evaluated_on_vllm(trained, demo_recipe):
+    """The folder is a model vLLM loads: `factory eval` scores it on the real engine as it does any model, greedily
+    (whatever the recipe samples with), every miss with its reason. (The suite's real-engine test of `factory eval`;
+    test_moe names a trained folder as a generate recipe's model.)"""
+    out = trained[0]
+    res = run_cli("eval", str(out), str(demo_recipe), "--limit", "8", "--set", "sampling.temperature=0.9",
+                  COLUMNS="400")  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
-    assert rows(db, "SELECT model FROM runs")[0][0] == str(out)
-    assert rows(db, "SELECT count(*) FROM candidates")[0][0] >= 2
+    assert str(out) in res.stdout  # the model evaluated, by its folder
+    last = res.stdout.strip().splitlines()[-1]
+    m = re.fullmatch(r"accuracy (\d+)/8 = (\d+\.\d)%", last)
+    assert m, res.stdout
+    k = int(m[1])
+    assert float(m[2]) == round(100 * k / 8, 1)
+    assert "95% interval" in res.stdout and "greedy" in res.stdout
+    misses = re.search(r"misses\s+(.*)", res.stdout)[1]
+    assert sum(int(n) for n in re.findall(r"\w+ (\d+)", misses)) == 8 - k  # every miss has its reason
