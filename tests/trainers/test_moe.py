@@ -11,7 +11,6 @@ import pytest
 import torch
 import yaml
 from conftest import ROOT, rows, run_cli
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from factory.errors import FactoryError
 from factory.models import resolve
@@ -35,6 +34,8 @@ TINY_VLLM = TINY | {"kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_d
 
 @pytest.fixture(scope="session")
 def tokenizer():
+    from transformers import AutoTokenizer  # here, not at the top: every test process collects this file
+
     return AutoTokenizer.from_pretrained(resolve("smollm2-135m-instruct"))
 
 
@@ -107,6 +108,8 @@ def test_train_on_store_saves_a_transformers_model(tmp_path, demo_store, tokeniz
     assert {"max_over_mean", "cv", "bias_norm"} <= steps[-1].keys() and steps[-1]["bias_norm"] > 0
     assert all(r["balance_loss"] > 0 for r in steps)  # the sequence-wise balance loss was computed
 
+    from transformers import AutoModelForCausalLM
+
     loaded = AutoModelForCausalLM.from_pretrained(out).eval()
     torch.manual_seed(0)  # the trainer's seed: the same initial weights
     fresh = build_model(MoEModelConfig(**TINY_VLLM), tokenizer)
@@ -158,6 +161,8 @@ def test_a_stopped_run_resumes_from_its_checkpoint_with_the_same_losses(tmp_path
     again = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in again] == [1, 2, 3, 4, 5, 6]
     assert [r["loss"] for r in again] == losses  # the same batches, weights, optimizer and router bias
+    from transformers import AutoModelForCausalLM
+
     a, b = (AutoModelForCausalLM.from_pretrained(d).state_dict() for d in (whole, out))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
