@@ -20,13 +20,13 @@ def test_general_prompts_are_judged_and_the_judge_is_recorded(tmp_path):
         "--db",
         str(db),
         "--limit",
-        "3",
+        "2",
         "--set",
         "rejection.max_samples=2",
     )
     assert res.returncode == 0, res.stderr[-3000:]
     cands = rows(db, "SELECT accepted, reason, scores FROM candidates")
-    assert len(cands) == 3 * 2  # one round of 2 for each prompt
+    assert len(cands) == 2 * 2  # one round of 2 for each prompt
     judged = [(a, r, json.loads(s)) for a, r, s in cands if r not in ("truncated", "empty")]
     assert judged, "every answer failed the format check: nothing reached the judge"
     for accepted, reason, scores in judged:
