@@ -153,14 +153,15 @@ def fit(trainer, out: Path, resume: bool) -> None:
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=checkpoint)
-    if not trainer.args.should_save:  # another process of a distributed run saves
-        return
+    main = trainer.args.should_save  # the process of a distributed run that writes
     last = last_checkpoint(out)
     if last and int(Path(last).name.split("-")[1]) == trainer.state.global_step:
-        link_model(Path(last), out)
+        if main:
+            link_model(Path(last), out)
     else:
-        unshare(out)
-        trainer.save_model(str(out))  # with the tokenizer (and its chat template)
+        if main:
+            unshare(out)
+        trainer.save_model(str(out))  # every process: a sharded model is gathered to be saved
     log.info("saved the trained model to %s (metrics in %s)", out, out / METRICS)
 
 
