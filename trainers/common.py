@@ -62,7 +62,7 @@ def last_checkpoint(out: Path) -> str | None:
 
     if not out.is_dir():
         return None
-    steps = sorted((int(d.name.split("-")[1]), d) for d in out.glob("checkpoint-*") if d.name.split("-")[1].isdigit())
+    steps = sorted((_step(d), d) for d in _checkpoints(out))
     for _, folder in reversed(steps):
         try:
             json.loads((folder / "trainer_state.json").read_text())
@@ -71,6 +71,14 @@ def last_checkpoint(out: Path) -> str | None:
             continue
         return str(folder)
     return None
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return [d for d in out.glob("checkpoint-*") if d.is_dir() and d.name.split("-")[1].isdigit()]
+
+
+def _step(checkpoint: Path) -> int:
+    return int(checkpoint.name.split("-")[1])
 
 
 def precision(t: TrainConfig) -> str:
@@ -155,7 +163,7 @@ def fit(trainer, out: Path, resume: bool) -> None:
     trainer.train(resume_from_checkpoint=checkpoint)
     main = trainer.args.should_save  # the process of a distributed run that writes
     last = last_checkpoint(out)
-    if last and int(Path(last).name.split("-")[1]) == trainer.state.global_step:
+    if last and _step(Path(last)) == trainer.state.global_step:
         if main:
             link_model(Path(last), out)
     else:
@@ -181,9 +189,11 @@ def link_model(checkpoint: Path, out: Path) -> None:
 
 
 def unshare(out: Path) -> None:
-    """Remove the files of `out` that are links to a checkpoint's, before a save that would write through them."""
+    """Remove the files of `out` that are links to a checkpoint's, before a save that would write through them (a
+    file linked anywhere else is the user's, and left alone)."""
+    held = {(st.st_dev, st.st_ino) for d in _checkpoints(out) for f in d.iterdir() if (st := f.stat()).st_nlink > 1}
     for f in out.iterdir():
-        if f.is_file() and f.stat().st_nlink > 1:
+        if f.is_file() and ((st := f.stat()).st_dev, st.st_ino) in held:
             f.unlink()
 
 

@@ -58,6 +58,9 @@ def test_the_last_checkpoints_model_is_linked_not_written_again(tmp_path):
 def test_a_save_past_the_last_checkpoint_does_not_write_through_its_links(tmp_path):
     ckpt = _checkpoint(tmp_path, 3)
     fit(_Trainer(3), tmp_path, resume=True)  # a first run: its model is checkpoint-3's
+    (tmp_path / "notes.txt").write_text("mine")
+    os.link(tmp_path / "notes.txt", tmp_path.parent / f"{tmp_path.name}-notes.txt")  # the user's own link
     fit(_Trainer(4), tmp_path, resume=True)  # a later one ends where no checkpoint is: it saves
     assert (tmp_path / "model.safetensors").read_bytes() == b"new weights"
     assert (ckpt / "model.safetensors").read_bytes() == b"weights"  # the checkpoint a resume reads is untouched
+    assert (tmp_path / "notes.txt").read_text() == "mine"  # a file linked elsewhere is not the trainer's to remove
