@@ -88,7 +88,7 @@ class ScriptedEngine:
     def __init__(self, traces: Traces):
         self.traces, self.seconds = traces, 0.0
 
-    def generate(self, requests):
+    def generate(self, requests, sampling=None):
         t = time.perf_counter()
         out = [[self._one() for _ in range(r.n)] for r in requests]
         self.seconds += time.perf_counter() - t

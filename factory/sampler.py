@@ -15,10 +15,12 @@ resume draws again at the same indices.
 Prompts are worked on in a window of twice as many as the engine holds at once: a new prompt is begun while the
 window has room, and a prompt ready for its next round queues behind the window's others (round-robin). So few
 more than the window's prompts are part-sampled at once (one is begun beyond it only when no begun prompt is ready
-for a round: the engine does not wait for the window), and when the last prompts are begun their remaining rounds
-are spread over the whole window: were committed prompts put first instead, the last prompts begun would still
-have all their rounds to draw one after another while the engine ran part empty (rounds of 1, 32 prompts, 12
-engine slots: the engine at 0.87 of one call's tokens/s against 0.96, in a simulation of the long-tail benchmark).
+for a round: the engine does not wait for the window; but never beyond twice the window, where the rounds wait for
+the store and the engine waits with them, or an engine faster than the store would pile up finished rounds in
+memory), and when the last prompts are begun their remaining rounds are spread over the whole window: were
+committed prompts put first instead, the last prompts begun would still have all their rounds to draw one after
+another while the engine ran part empty (rounds of 1, 32 prompts, 12 engine slots: the engine at 0.87 of one
+call's tokens/s against 0.96, in a simulation of the long-tail benchmark).
 
 At the end of a job, once every prompt is begun, rounds of 1 would leave the engine draining: the hardest prompts
 draw their last samples one round after another (8 rounds for a budget of 8) while fewer and fewer places run.
@@ -190,12 +192,8 @@ class _Stream:
         later = ThreadPoolExecutor(1, thread_name_prefix="factory-commit")
         try:
             while fresh or begun or self.in_engine or self.verifying or self.asked or self.ready or self.committing:
-                while (fresh or begun) and self._room():
-                    if fresh and (self.open < self.window or not begun):  # the engine never waits for the window
-                        self.open += 1
-                        self._launch(fresh.popleft())
-                    else:
-                        self._launch(begun.popleft(), tail=not fresh)
+                while (fresh or begun) and self._room() and self._launch_next(fresh, begun):
+                    pass
                 moved = self._collect()
                 moved |= self._verified()
                 if self.committing is not None and self.committing.done():
@@ -213,6 +211,20 @@ class _Stream:
                 s.close()
             later.shutdown(wait=True)  # a batch being committed lands whole before an error or ^C goes on
         self._publish(force=True)
+
+    def _launch_next(self, fresh: deque, begun: deque) -> bool:
+        """Put the next prompt's round in the engine: a new prompt while the window has room, else a begun one. A
+        new prompt is begun beyond the window when no begun one is ready (the engine does not wait for the window),
+        but not beyond twice the window: then the rounds wait for the store, and the engine waits with them, so that
+        an engine faster than the store cannot pile its finished rounds up in memory. Returns whether one went."""
+        if fresh and (self.open < self.window or not begun and self.open < 2 * self.window):
+            self.open += 1
+            self._launch(fresh.popleft())
+        elif begun:
+            self._launch(begun.popleft(), tail=not fresh)
+        else:
+            return False
+        return True
 
     def _commit_due(self) -> bool:
         """Whether the rounds ready go to the commit thread now. Its work holds the GIL in parts, which slows the

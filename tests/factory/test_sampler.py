@@ -457,3 +457,30 @@ def test_while_the_engine_is_full_rounds_gather_between_commits(pool, store, mon
         assert [idx for idx, _, _ in _per_prompt(store, run).values()] == [[0, 1]] * 12
         commits[every] = len(calls)
     assert commits[60.0] * 2 < commits[0.0]  # 24 rounds: near one commit each at 0 s, a handful at 60 s (21, 6 here)
+
+
+def test_an_engine_faster_than_the_store_waits_for_it(pool, store):
+    """An engine that says nothing of its capacity and answers at once, a store that takes its time: prompts are
+    begun beyond the window only up to twice it (here 2 prompts in the engine, a window of 4, so at most 8 begun and
+    not yet committed), then the engine waits for the store. Without that bound the engine ran ahead and every
+    finished round waited in memory for the commit (a writer's peak of 9.5 GB at 100k prompts of 12 KB traces)."""
+    ps = sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=40, seed=0))
+    r = _recipe(round_size=1, max_samples=1, accept_per_prompt=1, batch_prompts=2)
+    engine = ScriptedEngine(ps, [{0}] * len(ps), r.prompt.template)
+    begun, committed, open_at_once, commit = set(), set(), [], store.commit
+    generate = engine.generate
+
+    def counting_generate(requests, sampling=None):
+        begun.update(q.prompt for q in requests)
+        open_at_once.append(len(begun) - len(committed))
+        return generate(requests, sampling)
+
+    def slow_commit(rows):
+        time.sleep(0.05)
+        commit(rows)
+        committed.update(p["prompt"] for p in rows.prompts)
+
+    engine.generate, store.commit = counting_generate, slow_commit
+    tally = sample(r, ps, engine, pool, store, _run(store, r))
+    assert tally.prompts_done == len(ps) == len(committed) and tally.examples == len(ps)
+    assert max(open_at_once) <= 8 and len(engine.calls) > 10
