@@ -131,14 +131,17 @@ def _reason(status: str, res: sandbox.Result) -> str:
 
 
 def _lost(res: sandbox.Result) -> str:
-    """Why a run ended without the report it owed."""
+    """Why a run ended without the report it owed. Where two could be said, the one that is a fact about the
+    program wins over a clock: output_limit (it wrote too much), memory_limit (it died of MemoryError), timeout
+    (it was still running at the deadline, or its CPU time ran out), runtime_error (it exited or died before the
+    tests finished)."""
     if res.output_exceeded:
         return "output_limit"
-    if res.timed_out:
-        return "timeout"
     if res.memory_exceeded:
         return "memory_limit"
-    return "runtime_error"  # it exited or died before the tests finished
+    if res.timed_out:
+        return "timeout"
+    return "runtime_error"
 
 
 def _same_call(data: str, want) -> bool:

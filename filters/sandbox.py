@@ -19,8 +19,16 @@ How each limit holds (tests/filters/test_sandbox.py attacks every one of them):
 - Processes: RLIMIT_NPROC, which the kernel does not enforce for root (uid 0) and counts per user. As root, the boot
   code (sandbox_boot.py) switches to a fresh random unprivileged uid after setting the limits, so the count is this
   sandbox's processes alone; as a normal user, bwrap's user namespace makes the count per sandbox instead.
-- Memory: RLIMIT_AS per process. Time: RLIMIT_CPU per process, and a wall clock here that kills the process group.
+- Memory: RLIMIT_AS per process. Time: RLIMIT_CPU per process, and a wall clock, kept both here and by the
+  namespace's init (the same deadline on the same clock), so a program still running at the deadline is killed
+  even while this host is too busy to act on time.
 - Output: read in chunks; past `output_kb` the sandbox is killed at once, so gigabytes are never buffered.
+
+How a run ended, whoever noticed first (the verdict reasons of filters.code follow it): `output_exceeded` if it wrote
+more than `output_kb` (all it wrote before it ended is read, even after a deadline); `memory_exceeded` if it died of
+MemoryError; `timed_out` if its CPU time ran out (SIGXCPU) or it was killed at the wall-clock deadline, by us or by
+the init: killed, and the deadline past when we stopped reading. A program that ended by itself keeps its own exit
+code, however late we read it.
 
 Where bwrap is missing or the kernel refuses namespaces, `run` refuses, unless `Limits.allow_unisolated`: then the
 program runs with rlimits, a clean environment and a temporary folder only (no network or file isolation; as root,
@@ -76,7 +84,7 @@ class Result:
     exit_code: int  # 128 + N (isolated) or -N (unisolated) when killed by signal N
     stdout: str
     stderr: str
-    timed_out: bool = False  # wall clock or CPU time ran out
+    timed_out: bool = False  # killed at the wall-clock deadline, or its CPU time ran out
     memory_exceeded: bool = False  # it died of MemoryError (the address-space limit)
     output_exceeded: bool = False  # more than output_kb of stdout + stderr: killed, the rest dropped
     duration: float = 0.0  # seconds, start to end
@@ -132,19 +140,20 @@ def available() -> str | None:
 def _run(source, argv, files, stdin, secret, limits: Limits, isolated: bool) -> Result:
     if source is not None:
         files = {**files, "main.py": source}
+    deadline = time.monotonic() + limits.wall_s  # CLOCK_MONOTONIC: the sandbox's init reads the same clock
     with contextlib.ExitStack() as stack:
         fin, fsec = stack.enter_context(_unnamed(stdin)), stack.enter_context(_unnamed(secret))
-        cfg = _config(limits, isolated, argv, fsec.fileno() if fsec else None)
+        cfg = _config(limits, isolated, argv, fsec.fileno() if fsec else None) | {"deadline": deadline}
         if isolated:  # the files go in through descriptors: nothing is left on the host's disk, even if we are killed
             fds = {name: stack.enter_context(_unnamed(data)) for name, data in files.items()}
             cmd = _bwrap(fds, limits) + _python(cfg | {"box": BOX, "work": WORK, "init": True})
-            return _launch(cmd, fin, [fsec, *fds.values()], limits, isolated, cwd="/")
+            return _launch(cmd, fin, [fsec, *fds.values()], limits, deadline, isolated, cwd="/")
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sandbox-")))
         for name, data in files.items():
             (tmp / name).write_bytes(data.encode() if isinstance(data, str) else data)
         (tmp / "work").mkdir()
         cmd = _python(cfg | {"box": str(tmp), "work": str(tmp / "work")})
-        return _launch(cmd, fin, [fsec], limits, isolated, cwd=str(tmp / "work"))
+        return _launch(cmd, fin, [fsec], limits, deadline, isolated, cwd=str(tmp / "work"))
 
 
 def _python(cfg: dict) -> list[str]:
@@ -169,7 +178,6 @@ def _config(limits: Limits, isolated: bool, argv, secret_fd) -> dict:
     root = os.geteuid() == 0
     return {
         "cpu_s": max(1, math.ceil(limits.cpu_s)),
-        "wall_s": limits.wall_s,
         "memory_mb": limits.memory_mb,
         "file_mb": limits.file_mb,
         "open_files": limits.open_files,
@@ -237,8 +245,8 @@ def _boot() -> str:
     return Path(__file__).with_name("sandbox_boot.py").read_text()
 
 
-def _launch(cmd: list[str], fin, passed: list, limits: Limits, isolated: bool, cwd: str) -> Result:
-    start = time.monotonic()
+def _launch(cmd: list[str], fin, passed: list, limits: Limits, deadline: float, isolated: bool, cwd: str) -> Result:
+    start, cap = deadline - limits.wall_s, limits.output_kb << 10
     fds = [f.fileno() for f in passed if f is not None]
     info, info_w = os.pipe() if isolated else (None, None)
     if isolated:  # bwrap tells us the host pid of the namespace's init here
@@ -253,37 +261,50 @@ def _launch(cmd: list[str], fin, passed: list, limits: Limits, isolated: bool, c
         env=dict(ENV),  # not even bwrap sees the user's environment
         cwd=cwd,
     )
+    streams = proc.stdout.fileno(), proc.stderr.fileno()
+    bufs = {fd: bytearray() for fd in streams}
     init = None
     try:
         if isolated:
             os.close(info_w)
-            init = _init_of(info, start + limits.wall_s)
-        out, err, timed_out, exceeded = _collect(proc, start + limits.wall_s, limits.output_kb << 10)
+            init = _init_of(info, deadline)
+        _collect(proc, bufs, deadline, cap)
+        stopped = time.monotonic()
+        _kill(proc, init)
+        _collect(proc, bufs, time.monotonic() + 5.0, cap)  # what it wrote before it ended, unread if we were late
     finally:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)  # bwrap first, then the namespace's init below
+        _kill(proc, init)
         _, status = os.waitpid(proc.pid, 0)
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         proc.stdout.close()
         proc.stderr.close()
         if info is not None:
             os.close(info)
-        if init is not None:  # bwrap reports the exit before the namespace is torn down: end its init, and wait,
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                signal.pidfd_send_signal(init, signal.SIGKILL)
+        if init is not None:  # bwrap reports the exit before the namespace is torn down: wait for its init to end,
             select.select([init], [], [], 5.0)  # which the kernel lets happen only once every process in it is gone
             os.close(init)
     sig = -code if code < 0 else code - 128 if isolated and code > 128 else 0
-    cap = limits.output_kb << 10
+    out, err = (bytes(bufs[fd]) for fd in streams)
     return Result(
         exit_code=code,
         stdout=out[:cap].decode("utf-8", "replace"),
         stderr=err[:cap].decode("utf-8", "replace"),
-        timed_out=timed_out or sig == signal.SIGXCPU,  # RLIMIT_CPU's signal
+        # SIGXCPU: RLIMIT_CPU's signal; a SIGKILL with the deadline past: we killed it there, or the init did
+        # while we were late (a program that ended by itself before we read it kept its own code)
+        timed_out=sig == signal.SIGXCPU or (sig == signal.SIGKILL and stopped >= deadline),
         memory_exceeded=code == MEMORY_EXIT,
-        output_exceeded=exceeded,
+        output_exceeded=len(out) + len(err) > cap,
         duration=time.monotonic() - start,
     )
+
+
+def _kill(proc: subprocess.Popen, init: int | None) -> None:
+    """bwrap's process group, then the namespace's init, which takes every process in the namespace with it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    if init is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            signal.pidfd_send_signal(init, signal.SIGKILL)
 
 
 def _init_of(info: int, deadline: float) -> int | None:
@@ -299,29 +320,21 @@ def _init_of(info: int, deadline: float) -> int | None:
         return None
 
 
-def _collect(proc: subprocess.Popen, deadline: float, cap: int) -> tuple[bytes, bytes, bool, bool]:
-    """stdout and stderr until both close, the deadline passes, or together they pass `cap` bytes."""
-    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
-    timed_out = exceeded = False
+def _collect(proc: subprocess.Popen, bufs: dict[int, bytearray], until: float, cap: int) -> None:
+    """Read stdout and stderr into `bufs` until both close, `until` passes, or together they hold more than `cap`."""
     with selectors.DefaultSelector() as sel:
         for fd in bufs:
             sel.register(fd, selectors.EVENT_READ)
-        while sel.get_map():
-            left = deadline - time.monotonic()
+        while sel.get_map() and sum(map(len, bufs.values())) <= cap:
+            left = until - time.monotonic()
             if left <= 0:
-                timed_out = True
-                break
+                return
             events = sel.select(min(left, 0.5))
             for key, _ in events:
-                chunk = os.read(key.fd, 1 << 16)
-                if chunk:
+                if chunk := os.read(key.fd, 1 << 16):
                     bufs[key.fd] += chunk
                 else:
                     sel.unregister(key.fd)
-            if sum(map(len, bufs.values())) > cap:
-                exceeded = True
-                break
             # without a pid namespace a child it left behind can hold the pipes open after it ended
             if not events and os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT):
-                break
-    return bytes(bufs[proc.stdout.fileno()]), bytes(bufs[proc.stderr.fileno()]), timed_out, exceeded
+                return

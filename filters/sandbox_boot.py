@@ -14,6 +14,7 @@ import sys
 
 MEMORY_EXIT = 86  # a MemoryError nobody caught (kept equal to filters.sandbox.MEMORY_EXIT)
 SECRET_FD = 3  # where a program finds what the host passed it privately (filters.code's harness reads it)
+SIGKILL = 9  # Linux's numbers: importing signal would import enum, milliseconds on every run
 
 
 def set_limits(cfg: dict) -> None:
@@ -45,7 +46,7 @@ def drop_root(uid: int | None, work: str) -> None:
         os._exit(70)
 
 
-def init(child: int, wall_s: float) -> None:
+def init(child: int, deadline: float) -> None:
     """As pid 1 of the sandbox's pid namespace (bwrap --as-pid-1), after the uid switch: reap until the program
     ends, then end with its status, which ends every process left in the namespace.
 
@@ -54,7 +55,8 @@ def init(child: int, wall_s: float) -> None:
     root, so a program's kill(1, ...) failed as root and went through silently as a user: two verdicts.)
 
     The uid switch cleared the parent-death signal bwrap set, so we watch for the host ourselves: its end of our
-    stdout closes when it ends or gives up on us (POLLERR here), and past the wall clock we end regardless."""
+    stdout closes when it ends or gives up on us (POLLERR here). At the host's own deadline (the same clock) we
+    end the program whatever the host is doing: a host too busy to act on time does not let it run on."""
     if child == 0:
         return
     import select
@@ -67,19 +69,25 @@ def init(child: int, wall_s: float) -> None:
     poll = select.poll()
     poll.register(os.pidfd_open(child), select.POLLIN)
     poll.register(1, 0)  # POLLERR and POLLHUP come unasked
-    deadline = time.monotonic() + wall_s + 1
-    while time.monotonic() < deadline:
+    while True:
         for fd, _ in poll.poll(50):
             if fd == 1:
-                os._exit(137)
-            code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
-            os._exit(128 - code if code < 0 else code)  # a signal N reads 128 + N, as bwrap reports it
-        try:  # orphans the namespace hands us: a zombie still counts against the process limit
-            while os.waitpid(-1, os.WNOHANG)[0] > 0:
-                pass
-        except ChildProcessError:
-            pass
-    os._exit(137)
+                os._exit(128 + SIGKILL)
+        reap(child)  # a program that has ended is its own end, even if we look late
+        if time.monotonic() >= deadline:
+            os._exit(128 + SIGKILL)  # a SIGKILL past the deadline: the host reads a timeout
+
+
+def reap(child: int) -> None:
+    """Reap the orphans the namespace hands us (a zombie still counts against the process limit); once the program
+    itself has ended, end with its status (a signal N reads 128 + N, as bwrap reports it). Only here is the program
+    reaped: a wait for any child could take it, and a later wait for it alone would fail."""
+    while (w := os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)) is not None:
+        if w.si_pid != child:
+            os.waitpid(w.si_pid, 0)
+            continue
+        code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+        os._exit(128 - code if code < 0 else code)
 
 
 def _exit(code=None):
@@ -94,7 +102,7 @@ def main() -> None:
     set_limits(cfg)
     drop_root(cfg["uid"], cfg["work"])
     if cfg.get("init"):
-        init(os.fork(), cfg["wall_s"])
+        init(os.fork(), cfg["deadline"])
     os.chdir(cfg["work"])
     if cfg["argv"]:
         os.execvp(cfg["argv"][0], cfg["argv"])
