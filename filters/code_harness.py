@@ -109,6 +109,34 @@ def plain(value) -> bool:
     return True
 
 
+def reap(pid: int) -> int:
+    """Wait for a child; its exit code, with a SIGKILL after its CPU time reached the soft limit read as SIGXCPU:
+    a program that ignores SIGXCPU runs on to the hard limit's SIGKILL, and its CPU time ran out all the same (else
+    its reason would be a timeout or a runtime error depending on whether the wall clock came first)."""
+    os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+    cpu = cpu_seconds(pid)  # while it is a zombie: its own time, its children's aside
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    return -SIGXCPU if code == -SIGKILL and cpu >= cpu_limit() else code
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process used itself (utime + stime from /proc, where a zombie's stay until it is reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def cpu_limit() -> float:
+    """RLIMIT_CPU's soft limit, which the sandbox set for every process in it (the candidate's own is its to move)."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_CPU)[0]
+    return float("inf") if soft < 0 else soft
+
+
 # --- the test process: trusted, never runs candidate code ---
 
 
@@ -145,7 +173,7 @@ class Side:
         except OSError:
             pass
         try:
-            code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
+            code = reap(self.pid)
         except OSError:
             return "runtime_error"
         if code == -SIGXCPU:
@@ -344,12 +372,11 @@ def one_case(code, text: str, cap: int, private: tuple = ()) -> tuple[str, bytes
     if over:
         os.killpg(pid, SIGKILL)
     os.close(r)
-    _, st = os.waitpid(pid, 0)
+    code = reap(pid)
     try:  # noqa: SIM105  (whatever it left in its process group must not run on into the next case)
         os.killpg(pid, SIGKILL)
     except OSError:
         pass
-    code = os.waitstatus_to_exitcode(st)
     if over:
         return "output_limit", out
     if code == 0:

@@ -26,9 +26,9 @@ How each limit holds (tests/filters/test_sandbox.py attacks every one of them):
 
 How a run ended, whoever noticed first (the verdict reasons of filters.code follow it): `output_exceeded` if it wrote
 more than `output_kb` (all it wrote before it ended is read, even after a deadline); `memory_exceeded` if it died of
-MemoryError; `timed_out` if its CPU time ran out (SIGXCPU) or it was killed at the wall-clock deadline, by us or by
-the init: killed, and the deadline past when we stopped reading. A program that ended by itself keeps its own exit
-code, however late we read it.
+MemoryError; `timed_out` if its CPU time ran out (SIGXCPU, or the hard limit's SIGKILL after a program that ignored
+it) or it was killed at the wall-clock deadline, by us or by the init: killed, and the deadline past when we stopped
+reading. A program that ended by itself keeps its own exit code, however late we read it.
 
 Where bwrap is missing or the kernel refuses namespaces, `run` refuses, unless `Limits.allow_unisolated`: then the
 program runs with rlimits, a clean environment and a temporary folder only (no network or file isolation; as root,
@@ -289,8 +289,9 @@ def _launch(cmd: list[str], fin, passed: list, limits: Limits, deadline: float, 
         exit_code=code,
         stdout=out[:cap].decode("utf-8", "replace"),
         stderr=err[:cap].decode("utf-8", "replace"),
-        # SIGXCPU: RLIMIT_CPU's signal; a SIGKILL with the deadline past: we killed it there, or the init did
-        # while we were late (a program that ended by itself before we read it kept its own code)
+        # SIGXCPU: RLIMIT_CPU's signal (the init reports a kill at the hard limit as it too); a SIGKILL with the
+        # deadline past: we killed it there, or the init did while we were late (a program that ended by itself
+        # before we read it kept its own code)
         timed_out=sig == signal.SIGXCPU or (sig == signal.SIGKILL and stopped >= deadline),
         memory_exceeded=code == MEMORY_EXIT,
         output_exceeded=len(out) + len(err) > cap,

@@ -14,7 +14,7 @@ import sys
 
 MEMORY_EXIT = 86  # a MemoryError nobody caught (kept equal to filters.sandbox.MEMORY_EXIT)
 SECRET_FD = 3  # where a program finds what the host passed it privately (filters.code's harness reads it)
-SIGKILL = 9  # Linux's numbers: importing signal would import enum, milliseconds on every run
+SIGKILL, SIGXCPU = 9, 24  # Linux's numbers: importing signal would import enum, milliseconds on every run
 
 
 def set_limits(cfg: dict) -> None:
@@ -46,7 +46,7 @@ def drop_root(uid: int | None, work: str) -> None:
         os._exit(70)
 
 
-def init(child: int, deadline: float) -> None:
+def init(child: int, deadline: float, cpu_s: int) -> None:
     """As pid 1 of the sandbox's pid namespace (bwrap --as-pid-1), after the uid switch: reap until the program
     ends, then end with its status, which ends every process left in the namespace.
 
@@ -73,21 +73,35 @@ def init(child: int, deadline: float) -> None:
         for fd, _ in poll.poll(50):
             if fd == 1:
                 os._exit(128 + SIGKILL)
-        reap(child)  # a program that has ended is its own end, even if we look late
+        reap(child, cpu_s)  # a program that has ended is its own end, even if we look late
         if time.monotonic() >= deadline:
             os._exit(128 + SIGKILL)  # a SIGKILL past the deadline: the host reads a timeout
 
 
-def reap(child: int) -> None:
+def reap(child: int, cpu_s: int) -> None:
     """Reap the orphans the namespace hands us (a zombie still counts against the process limit); once the program
     itself has ended, end with its status (a signal N reads 128 + N, as bwrap reports it). Only here is the program
-    reaped: a wait for any child could take it, and a later wait for it alone would fail."""
+    reaped: a wait for any child could take it, and a later wait for it alone would fail. A SIGKILL after its CPU
+    time reached the soft limit is the hard limit's, after a program that ignored SIGXCPU: reported as SIGXCPU."""
     while (w := os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)) is not None:
         if w.si_pid != child:
             os.waitpid(w.si_pid, 0)
             continue
+        cpu = cpu_seconds(child)  # while it is a zombie: its own time, its children's aside
         code = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+        if code == -SIGKILL and cpu >= cpu_s:
+            code = -SIGXCPU
         os._exit(128 - code if code < 0 else code)
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time a process used itself (utime + stime from /proc, where a zombie's stay until it is reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def _exit(code=None):
@@ -102,7 +116,7 @@ def main() -> None:
     set_limits(cfg)
     drop_root(cfg["uid"], cfg["work"])
     if cfg.get("init"):
-        init(os.fork(), cfg["deadline"])
+        init(os.fork(), cfg["deadline"], cfg["cpu_s"])
     os.chdir(cfg["work"])
     if cfg["argv"]:
         os.execvp(cfg["argv"][0], cfg["argv"])

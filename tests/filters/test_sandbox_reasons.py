@@ -1,6 +1,7 @@
 """How the sandbox says a program ended does not depend on how busy the host is, nor on whether it runs as root or
 as an ordinary user: a program still running at its wall-clock deadline is a `timeout` whichever side ends it (the
-host, or the sandbox's init when the host is late).
+host, or the sandbox's init when the host is late), and a program that runs out of CPU time is a `timeout` whatever it
+does with SIGXCPU.
 
 The late host is real: the test stops the host process (SIGSTOP) while its programs run and resumes it after the
 sandbox's own clock has ended them, so that the host finds both pipes closed and its deadline long past."""
@@ -18,7 +19,13 @@ from pathlib import Path
 
 import run_as
 
+from filters import sandbox
+from filters.base import Candidate
+from filters.code import verify_code
+from filters.sandbox import Limits
+
 HE = {"test": "def check(candidate):\n    assert candidate(2, 3) == 5\n", "entry_point": "add"}
+IO = {"inputs": ["1 2\n"], "outputs": ["3\n"]}
 BOOT = b"The first code to run inside the sandbox"  # in the command line of the sandbox's init and its program
 WALL = 3.0  # the late host's programs: long enough to stop the host before its deadline, on a loaded machine too
 
@@ -112,3 +119,27 @@ def test_a_program_past_its_deadline_is_a_timeout_when_the_host_is_late():
         got = dict(zip(run_as.MODES, ex.map(_late_host, run_as.MODES), strict=True))
     want = {"plain": {"timed_out": True, "exit_code": 137}, "verdict": "timeout"}
     assert got == {mode: want for mode in run_as.MODES}
+
+
+IGNORE_XCPU = "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\n"
+LOOP = "while True:\n    pass\n"
+
+
+def test_a_program_that_ignores_sigxcpu_still_runs_out_of_cpu_time():
+    """It runs on to the hard CPU limit's SIGKILL, a second later: a timeout all the same, never a runtime error
+    (else its reason would depend on whether the wall clock came first). The wall limit is far away, so only CPU
+    time, which load does not change, can end these."""
+    lim = Limits(wall_s=30, cpu_s=1)
+
+    def judged(ref: dict, code: str) -> str:
+        return verify_code(Candidate(f"```python\n{IGNORE_XCPU}{code}```", "code", ref, think=False), lim).reason
+
+    jobs = [
+        lambda: sandbox.run(IGNORE_XCPU + LOOP, limits=lim),  # the sandbox's init reaps it
+        lambda: judged(HE, "def add(a, b):\n    while True:\n        pass\n"),  # the harness's candidate process
+        lambda: judged(IO, LOOP),  # a stdin/stdout case's own process
+    ]
+    with ThreadPoolExecutor(len(jobs)) as ex:
+        plain, *reasons = ex.map(lambda job: job(), jobs)
+    assert (plain.timed_out, plain.exit_code) == (True, 128 + signal.SIGXCPU), plain
+    assert reasons == ["timeout", "timeout"]
