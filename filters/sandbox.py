@@ -9,7 +9,8 @@ How each limit holds (tests/filters/test_sandbox.py attacks every one of them):
   Net: only a loopback of its own, so nothing on the host, 127.0.0.1 included, can be reached. Pid: it sees only
   itself, and when its first process ends the kernel kills every process left in the namespace, daemons included.
   That first process is the boot code (`--as-pid-1`), run with the program's uid, so signals to pid 1 fare alike as
-  root and as a user; it ends when the program does, when the host closes its stdout, or past the wall clock.
+  root and as a user; it ends when the program does, when the host closes its pipes, or at the wall-clock deadline.
+  It keeps neither the secret nor stdout, which a program of its uid could otherwise open through /proc/1/fd.
   `run` returns only once the namespace's init is gone, which the kernel allows only after every other process in it.
 - Files: the root is an empty tmpfs with read-only binds of /usr, the /lib links and the interpreter's prefix; the
   program's files are copied in through descriptors as read-only /box/<name>, so nothing is written to the host's

@@ -46,26 +46,36 @@ def drop_root(uid: int | None, work: str) -> None:
         os._exit(70)
 
 
-def init(child: int, deadline: float, cpu_s: int) -> None:
-    """As pid 1 of the sandbox's pid namespace (bwrap --as-pid-1), after the uid switch: reap until the program
-    ends, then end with its status, which ends every process left in the namespace.
+def init(deadline: float, cpu_s: int) -> None:
+    """Fork the program and, as pid 1 of the sandbox's pid namespace (bwrap --as-pid-1), after the uid switch, reap
+    until it ends, then end with its status, which ends every process left in the namespace. Returns in the child.
 
     Being pid 1 ourselves, with the program's own uid, makes signals to pid 1 behave alike as root and as an
     ordinary user: the kernel drops what the namespace sends its init. (bwrap's own init stays root when we are
-    root, so a program's kill(1, ...) failed as root and went through silently as a user: two verdicts.)
+    root, so a program's kill(1, ...) failed as root and went through silently as a user: two verdicts.) For the
+    same reason we keep neither the secret nor the program's stdout: as a user the program could open /proc/1/fd/N
+    (we are dumpable then), read the harness's nonce or write into its reports. The program starts only once we
+    have let go of both, whenever the scheduler gets round to us.
 
     The uid switch cleared the parent-death signal bwrap set, so we watch for the host ourselves: its end of our
-    stdout closes when it ends or gives up on us (POLLERR here). At the host's own deadline (the same clock) we
+    stderr closes when it ends or gives up on us (POLLERR here). At the host's own deadline (the same clock) we
     end the program whatever the host is doing: a host too busy to act on time does not let it run on."""
+    gate, opened = os.pipe()
+    child = os.fork()
     if child == 0:
+        os.close(opened)
+        os.read(gate, 1)  # end of file once the init has closed its end, after the descriptors below
+        os.close(gate)
         return
     import select
     import time
 
-    try:  # noqa: SIM105
-        os.close(SECRET_FD)
-    except OSError:
-        pass
+    os.dup2(2, 1)
+    for fd in dict.fromkeys((SECRET_FD, gate, opened)):  # in this order (the pipe may be fd 3 where no secret is)
+        try:  # noqa: SIM105
+            os.close(fd)
+        except OSError:
+            pass
     poll = select.poll()
     poll.register(os.pidfd_open(child), select.POLLIN)
     poll.register(1, 0)  # POLLERR and POLLHUP come unasked
@@ -116,7 +126,7 @@ def main() -> None:
     set_limits(cfg)
     drop_root(cfg["uid"], cfg["work"])
     if cfg.get("init"):
-        init(os.fork(), cfg["deadline"], cfg["cpu_s"])
+        init(cfg["deadline"], cfg["cpu_s"])
     os.chdir(cfg["work"])
     if cfg["argv"]:
         os.execvp(cfg["argv"][0], cfg["argv"])

@@ -1,7 +1,7 @@
 """How the sandbox says a program ended does not depend on how busy the host is, nor on whether it runs as root or
 as an ordinary user: a program still running at its wall-clock deadline is a `timeout` whichever side ends it (the
-host, or the sandbox's init when the host is late), and a program that runs out of CPU time is a `timeout` whatever it
-does with SIGXCPU.
+host, or the sandbox's init when the host is late), a program that runs out of CPU time is a `timeout` whatever it
+does with SIGXCPU, and only the harness writes to the reports' stream.
 
 The late host is real: the test stops the host process (SIGSTOP) while its programs run and resumes it after the
 sandbox's own clock has ended them, so that the host finds both pipes closed and its deadline long past."""
@@ -143,3 +143,44 @@ def test_a_program_that_ignores_sigxcpu_still_runs_out_of_cpu_time():
         plain, *reasons = ex.map(lambda job: job(), jobs)
     assert (plain.timed_out, plain.exit_code) == (True, 128 + signal.SIGXCPU), plain
     assert reasons == ["timeout", "timeout"]
+
+
+# Reads the secret and writes into the sandbox's stdout through its init's descriptors: only an ordinary user's
+# program could (as root the init is not dumpable), and the harness's nonce and reports travel there.
+THROUGH_INIT = """
+import os
+try:
+    os.write(1, open("/proc/1/fd/3", "rb").read())
+except OSError:
+    pass
+try:
+    fd = os.open("/proc/1/fd/1", os.O_WRONLY)
+    os.write(fd, b"\\nforged by the program\\n")
+except OSError:
+    pass
+"""
+PROBE = f"""
+import json, re
+from filters import code, sandbox
+
+lim = sandbox.Limits(wall_s=20, cpu_s=5)
+plain = sandbox.run({THROUGH_INIT!r}, secret=b"the secret", limits=lim)
+job = {{"format": "humaneval", "test": {HE["test"]!r}, "entry_point": "add", "prefix": "", "output_bytes": 1 << 16}}
+res, _ = code._harness({THROUGH_INIT!r} + "def add(a, b):\\n    return a + b\\n", job, lim)
+print(json.dumps({{"plain": plain.stdout, "harness": res.stdout.split()}}))
+"""
+
+
+def test_the_init_holds_neither_the_secret_nor_stdout_as_root_or_as_a_user():
+    def probe(mode: str) -> dict:
+        with run_as.copy({"probe.py": PROBE}) as tmp:
+            res = subprocess.run(run_as.command(mode, "probe.py"), cwd=tmp, env=run_as.env(tmp), capture_output=True,
+                                 text=True, timeout=120)  # fmt: skip
+        assert res.returncode == 0, res.stderr[-2000:]
+        return json.loads(res.stdout)
+
+    for mode in run_as.MODES:
+        got = probe(mode)
+        assert got["plain"] == "", mode  # nothing read from the init's fd 3, nothing written to its fd 1
+        nonce, *report = got["harness"]  # one report line: "<nonce> 0 passed -", and nothing forged
+        assert len(nonce) == 32 and report == ["0", "passed", "-"], (mode, got["harness"])
