@@ -314,20 +314,33 @@ def uniform() -> list[tuple[str, str, str]]:
     return [(name, fmt, code + RIGHT[fmt]) for name, code in tricks.items() for fmt in FORMATS]
 
 
-def judge_all(cases: list[tuple[str, str]]) -> list[tuple[bool, str | None]]:
-    """(accepted, reason) for each (format, program), from the real verifier, four at a time (the attacks that stop
-    their parent end only at the wall limit, and wait it out side by side)."""
+# The wall limit is far past what any of these needs (under 0.6 s of CPU time each, 3 s of wall time here when the
+# machine is busy), so that only the CPU limit, which load does not move, could cut one short and change its reason.
+# The attacks that stop the harness end only at the wall clock, whatever the limit: theirs is short.
+WALL_S = 30.0
+STOPS_THE_HARNESS, STOPPED_WALL_S = {"stop_parent"}, 4.0
+
+
+def wall_s(name: str) -> float:
+    return STOPPED_WALL_S if name in STOPS_THE_HARNESS else WALL_S
+
+
+def judge_all(cases: list[tuple]) -> list[tuple[bool, str | None]]:
+    """(accepted, reason) for each (format, program) or (format, program, wall_s), from the real verifier, four at
+    a time (the attacks that stop their parent wait out their wall limit side by side)."""
+    import dataclasses
     from concurrent.futures import ThreadPoolExecutor
 
     from filters.base import Candidate
     from filters.code import verify_code
     from filters.sandbox import Limits
 
-    lim = Limits(wall_s=8, cpu_s=3, memory_mb=512, processes=16, file_mb=4, output_kb=256)
+    lim = Limits(wall_s=WALL_S, cpu_s=3, memory_mb=512, processes=16, file_mb=4, output_kb=256)
 
     def one(case):
-        fmt, code = case
-        v = verify_code(Candidate(f"```python\n{code}\n```", "code", REFS[fmt], think=False), lim)
+        fmt, code, *wall = case
+        limits = dataclasses.replace(lim, wall_s=wall[0]) if wall else lim
+        v = verify_code(Candidate(f"```python\n{code}\n```", "code", REFS[fmt], think=False), limits)
         return v.accepted, v.reason
 
     with ThreadPoolExecutor(4) as ex:

@@ -7,34 +7,22 @@ from __future__ import annotations
 import functools
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import hostile
 import pytest
+import run_as
+from run_as import MODES, UID
 
 from filters import code as code_verifier
 from filters.code import _reports, _same_call
-from filters.sandbox import _interpreter
 
 ATTACKS = hostile.attacks()
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
-MODES = ["root", "user"] if os.geteuid() == 0 else ["user"]
-UID = 47_123  # an unprivileged uid with no account: nothing to create or clean up
-STDLIB_ONLY = [
-    "__init__",
-    "base",
-    "answer",
-    "code",
-    "code_harness",
-    "sandbox",
-    "sandbox_boot",
-]  # what verify_code needs
 
 
 def honest() -> list[tuple[str, str, str]]:
@@ -53,44 +41,18 @@ def honest() -> list[tuple[str, str, str]]:
 @functools.cache
 def verdicts(mode: str) -> dict[tuple[str, str], tuple[bool, str | None]]:
     cases = ATTACKS + honest() + hostile.uniform()
-    pairs = [(fmt, prog) for _, fmt, prog in cases]
-    got = hostile.judge_all(pairs) if mode == "root" or os.geteuid() != 0 else as_user(pairs)
+    triples = [(fmt, prog, hostile.wall_s(name)) for name, fmt, prog in cases]
+    got = hostile.judge_all(triples) if mode == "root" or os.geteuid() != 0 else as_user(triples)
     return {(name, fmt): tuple(v) for (name, fmt, _), v in zip(cases, got, strict=True)}
 
 
-def as_user(pairs: list, harness: str | None = None) -> list:
-    """Run the verifier as an unprivileged uid (bubblewrap then makes a user namespace), on a world-readable copy
-    of the modules it needs (`harness` in place of code_harness.py), with an interpreter that uid can run."""
-    python = next((p for p in (_interpreter(), "/usr/bin/python3") if _runs_as_user(p)), None)
-    assert python, f"no Python interpreter that uid {UID} can run (tried {_interpreter()} and /usr/bin/python3)"
-    with tempfile.TemporaryDirectory() as tmp:
-        pkg = Path(tmp, "filters")
-        pkg.mkdir()
-        for name in STDLIB_ONLY:
-            shutil.copy(ROOT / "filters" / f"{name}.py", pkg)
-        if harness is not None:
-            Path(pkg, "code_harness.py").write_text(harness)
-        shutil.copy(HERE / "hostile.py", tmp)
-        os.chmod(tmp, 0o755)
-        for p in [pkg, *pkg.iterdir(), Path(tmp, "hostile.py")]:
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        res = subprocess.run(
-            [*_setpriv(), python, "-S", "hostile.py"], input=json.dumps(pairs), capture_output=True, text=True,
-            cwd=tmp, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": tmp}, timeout=600,
-        )  # fmt: skip
+def as_user(cases: list, harness: str | None = None) -> list:
+    """hostile.judge_all as an unprivileged uid (`harness` in place of code_harness.py)."""
+    with run_as.copy({"hostile.py": (HERE / "hostile.py").read_text()}, harness) as tmp:
+        res = subprocess.run(run_as.command("user", "hostile.py"), input=json.dumps(cases), capture_output=True,
+                             text=True, cwd=tmp, env=run_as.env(tmp), timeout=600)  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout)
-
-
-def _setpriv() -> list[str]:
-    return ["setpriv", f"--reuid={UID}", f"--regid={UID}", "--clear-groups", "--inh-caps=-all"]
-
-
-def _runs_as_user(python: str) -> bool:
-    try:
-        return subprocess.run([*_setpriv(), python, "-c", "pass"], capture_output=True, timeout=60).returncode == 0
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -221,7 +183,7 @@ if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
 
 
-OUTLIVES = 40  # seconds: longer than any sandboxed program of the suite may run (the longest wall limit is 20 s)
+OUTLIVES = 40  # seconds: longer than any sandboxed program of the suite may run (the longest wall limit is 30 s)
 
 
 def _sandboxed() -> dict[str, tuple[float, int, bytes]]:
