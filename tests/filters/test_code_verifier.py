@@ -14,7 +14,9 @@ from filters.registry import Settings, run_chain
 from filters.sandbox import Limits
 from filters.verify import verify
 
-LIM = Limits(wall_s=3, cpu_s=2, memory_mb=256, processes=16, file_mb=4, output_kb=64)
+# The CPU limit decides: on a busy machine 2 CPU seconds can take more than a few seconds of wall time, which would
+# turn a loop's `timeout` on one case into cut-off cases, or a slow honest run into a timeout.
+LIM = Limits(wall_s=20, cpu_s=2, memory_mb=256, processes=16, file_mb=4, output_kb=64)
 HE = {"test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
       "entry_point": "add"}  # fmt: skip
 IO = {"inputs": ["1 2\n", "5 7\n", "10 -3\n"], "outputs": ["3\n", "12", "7\n\n"]}
@@ -85,9 +87,7 @@ ADD_IO = "a, b = map(int, input().split())\n"
     ],
 )
 def test_stdin_stdout_format(code, reason, passed):
-    # the CPU limit is per case, the wall limit for all cases: on a loaded machine 2 CPU seconds can take more than
-    # 3 s of wall time, which would cut the cases after the loop; a wide wall limit keeps this about the CPU limit
-    v = judge(code, IO, dataclasses.replace(LIM, wall_s=20) if reason == "timeout" else LIM)
+    v = judge(code, IO)  # the CPU limit is per case, the wall limit for all cases together
     assert v.reason == reason and v.accepted is (reason is None)
     assert v.scores == {"tests_passed": passed, "tests_total": 3}
 
@@ -199,6 +199,7 @@ def test_verification_workers_run_code_and_go_on_after_an_attack():
         fenced("def add(a, b):\n    return a * b\n", HE, think=True),
         fenced(ADD_IO + "print(a + b)\n", IO, think=True),
     ]
-    with VerifyPool(2, timeout=30, warm=False, settings=Settings(sandbox=LIM)) as pool:
+    lim = dataclasses.replace(LIM, wall_s=5)  # the fork bomb ends only at the wall clock
+    with VerifyPool(2, timeout=30, warm=False, settings=Settings(sandbox=lim)) as pool:
         verdicts = pool.judge([(c, chain) for c in items])
     assert [v.reason for v in verdicts] == [None, "timeout", "wrong_answer", None]
