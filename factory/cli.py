@@ -71,7 +71,11 @@ def generate(
         int, typer.Option(help="--executor ray: actors, one engine each (default: one per GPU group, else 1).")
     ] = 0,
     address: Annotated[
-        str | None, typer.Option(help="--executor ray: the cluster to join (ray start --head); default: a local one.")
+        str | None,
+        typer.Option(
+            help="--executor ray: HOST:PORT of the cluster to join (ray start --head; the README's Ray section says"
+            " how its token reaches the command); default: a local one."
+        ),
     ] = None,
     shard_prompts: Annotated[
         int,

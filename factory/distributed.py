@@ -13,7 +13,9 @@ keeps them. A prompt that dedup leaves unfinished goes into a later pass, its sa
 mid-shard has the shard retried by Ray (nothing of it was stored); a shard that comes back twice lands once; a
 driver killed and started again resumes the run and cuts shards of what is still pending only.
 
-Without --address the command starts a local Ray cluster and stops it at the end.
+Without --address the command starts a local Ray cluster and stops it at the end. With --address it joins a cluster
+started with `ray start` (the README says how the token reaches each node and the command); where no head answers,
+or the head refuses the token, it stops in seconds with the fix.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ log = logging.getLogger(__name__)
 
 HOLD = "FACTORY_SHARD_HOLD"  # tests only: a folder; see `_hold`
 LOCAL_OBJECT_STORE = 2**30  # bytes of shared memory for shard results on a local cluster (a shard is a few MB)
+REACH_S = 10  # seconds to open a connection to --address (ray.init retries one that nothing answers for minutes)
+TOKEN_HELP = (
+    "the head's token in ~/.ray/auth_token (copy the head's file; `ray get-auth-token` there prints it) or in a file"
+    " named by RAY_AUTH_TOKEN_PATH; see the README's Ray section"
+)
 
 
 @dataclass
@@ -322,6 +329,7 @@ def _init(ray, address: str | None, workers: int) -> None:
     kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
               runtime_env={"env_vars": env} if env else None)  # fmt: skip
     if address:
+        _reach(address)
         ray.init(address=address, **kw)
     else:
         # the raylet kills what a dead actor leaves behind (vLLM's processes, killed mid-start, would stay)
@@ -334,3 +342,53 @@ def _init(ray, address: str | None, workers: int) -> None:
         cpus = max(os.cpu_count() or 1, workers + 1)
         ray.init(address="local", num_cpus=cpus, object_store_memory=LOCAL_OBJECT_STORE, **kw)
     logging.getLogger("ray.data").setLevel(logging.ERROR)  # its notes would break the progress bar
+
+
+def _reach(address: str) -> None:
+    """Fail in seconds, with the fix, where ray.init would retry for minutes (nothing answers at `address`) or 20 s
+    (the head wants a token this process does not send), or where the run would fail in Ray's internals (a head
+    without token authentication, joined with RAY_AUTH_MODE=token: its workers cannot call back this process)."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not port.isdigit():  # "auto", "ray://...": Ray's own
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=REACH_S).close()
+    except OSError as e:
+        fix = f"start one on that machine with `ray start --head --port {port}`, or check the address"
+        raise FactoryError(f"--address {address}: no Ray head answers there ({e}); {fix}") from None
+    wants, mine = _wants_token(address), os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+    if wants and not mine:
+        fix = f"export RAY_AUTH_MODE=token, with {TOKEN_HELP}"
+        raise FactoryError(f"--address {address}: the Ray head there wants a token and this command sends none: {fix}")
+    if wants is False and mine:
+        why = "runs without token authentication (whoever reaches it can run code on the cluster)"
+        fix = "start the cluster with the README's token, or on a private network set RAY_AUTH_MODE=disabled here too"
+        raise FactoryError(f"--address {address}: the Ray head there {why}, and RAY_AUTH_MODE=token here: {fix}")
+    # ray.init's own checks without its retries (Ray 2.60's private API): a token here, then the head's answer to it
+    from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled
+    from ray._raylet import GcsClient
+    from ray.exceptions import AuthenticationError, RpcError
+
+    try:
+        ensure_token_if_auth_enabled(None, create_token_if_missing=False)
+        GcsClient(address=address)
+    except AuthenticationError as e:
+        why = "no token was found here" if "no authentication token was found" in str(e) else "the head refused it"
+        raise FactoryError(f"--address {address}: RAY_AUTH_MODE=token, but {why}: put {TOKEN_HELP}") from None
+    except RpcError as e:
+        fix = "give the port that `ray start --head --port` was given"
+        raise FactoryError(f"--address {address}: something answers there, but not a Ray head ({e}); {fix}") from None
+
+
+def _wants_token(address: str) -> bool | None:
+    """Whether the head at `address` refuses a call that carries no token (None: no answer that tells)."""
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    with grpc.insecure_channel(address) as channel:
+        try:
+            stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=REACH_S)
+        except grpc.RpcError as e:
+            return True if e.code() == grpc.StatusCode.UNAUTHENTICATED else None
+    return False

@@ -2,17 +2,23 @@
 
 The first tests run the driver's side (shards, landing, dedup across shards, another pass) in this process with
 the worker called directly; the slow ones run the command on a local Ray cluster: against a local run's store (with
-one of two actors killed mid-shard), with the driver killed and started again, and once on the real vLLM engine.
+one of two actors killed mid-shard), with the driver killed and started again, and once on the real vLLM engine; and
+on a cluster started with `ray start` (a head and worker nodes on this machine, with a token), a worker node killed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -161,8 +167,8 @@ def _ray_args(demo_recipe, db: Path, *more: str) -> list[str]:
     return ["generate", str(demo_recipe), "--db", str(db), *DEMO_SETTINGS, *REPLAY, "--executor", "ray", *more]
 
 
-def _start(args: list[str], hold: Path) -> subprocess.Popen:
-    return subprocess.Popen([FACTORY, *args], cwd=ROOT, env=os.environ | {HOLD: str(hold)}, text=True,
+def _start(args: list[str], hold: Path, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([FACTORY, *args], cwd=ROOT, env=os.environ | (env or {}) | {HOLD: str(hold)}, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
 
 
@@ -251,3 +257,164 @@ def test_ray_with_the_real_vllm_engine(tmp_path, demo_recipe, no_ray_left):
     [(engine, versions)] = rows(db, "SELECT engine, versions FROM runs")
     assert engine == "vllm" and "ray" in json.loads(versions)
     assert "tok/s" in res.stderr and "workers" in res.stderr
+
+
+# On a cluster started with `ray start`, as the README starts one: a head and worker nodes, on this machine
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def _stat(pid: int) -> list[str] | None:
+    """/proc/PID/stat's fields after the name (state, ppid, ...), or None once the process is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def _alive(pid: int) -> bool:
+    return (s := _stat(pid)) is not None and s[0] not in "ZX"
+
+
+class Cluster:
+    """Nodes started with `ray start --block`, each in a session of its own, all with one token (RAY_AUTH_MODE=token
+    and a token file, as the README sets them on every machine) or, with token=False, all with RAY_AUTH_MODE=disabled.
+    A node is killed whole by its session: not with `ray stop`, which stops every Ray cluster on the machine."""
+
+    def __init__(self, token: bool = True):
+        self.dir = Path(tempfile.mkdtemp(prefix="ray-"))  # short: a Ray session's socket paths must fit 107 bytes
+        self.env = {"RAY_worker_niceness": "0", "RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper": "true"}
+        self.env["RAY_AUTH_MODE"] = "token" if token else "disabled"
+        if token:
+            path = self.dir / "token"
+            path.write_text(uuid.uuid4().hex)
+            path.chmod(0o600)
+            self.env["RAY_AUTH_TOKEN_PATH"] = str(path)
+        self.nodes: dict[str, subprocess.Popen] = {}
+        self.address = ""
+
+    def start(self, name: str, *args: str) -> subprocess.Popen:
+        """`ray start` a node (the head first) and wait until it has joined."""
+        ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port"]
+        ports += ["--metrics-export-port", "--node-manager-port", "--object-manager-port"]
+        if not self.address:
+            ports += ["--ray-client-server-port", "--dashboard-port", "--port"]
+            args = ("--head", "--include-dashboard", "false", *args)
+        else:
+            args = ("--address", self.address, *args)
+        # every port its own: two nodes on one machine would take the same defaults
+        cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", *args, "--disable-usage-stats"]
+        cmd += ["--temp-dir", str(self.dir / name), "--object-store-memory", str(2**27)]
+        for flag, port in zip(ports, _free_ports(len(ports)), strict=True):
+            cmd += [flag, str(port)]
+        self.address = self.address or f"127.0.0.1:{cmd[-1]}"
+        log = self.dir / f"{name}.log"
+        with log.open("w") as out:
+            node = subprocess.Popen(cmd, env=os.environ | self.env, stdout=out, stderr=out, start_new_session=True)
+        self.nodes[name] = node
+        _wait_for(lambda: "Ray runtime started" in log.read_text() or node.poll() is not None)
+        assert node.poll() is None, log.read_text()[-3000:]
+        return node
+
+    def raylet(self, node: subprocess.Popen) -> int:
+        """The node's raylet: the child of its `ray start` that Ray's workers are children of."""
+        for d in Path("/proc").iterdir():
+            s = _stat(int(d.name)) if d.name.isdigit() else None
+            if s and int(s[1]) == node.pid and (d / "cmdline").read_bytes().split(b"\0")[0].endswith(b"/raylet"):
+                return int(d.name)
+        raise AssertionError(f"no raylet under {node.args}")
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(node.pid, signal.SIGKILL)
+            node.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster():
+    c = Cluster()
+    yield c
+    c.stop()
+
+
+@pytest.fixture
+def open_cluster():
+    c = Cluster(token=False)
+    yield c
+    c.stop()
+
+
+@pytest.mark.slow
+def test_a_run_on_a_ray_start_cluster_stores_what_a_local_run_stores_though_a_worker_node_dies(
+    tmp_path, demo_recipe, demo_store, no_ray_left, cluster
+):
+    """A head (where the command's driver joins) and a worker node, one CPU each: an actor on each. Mid-shard the
+    worker node's raylet is killed, the node lost with its actor; the head's actor samples the lost shard again."""
+    db, hold = tmp_path / "f.duckdb", tmp_path / "hold"
+    hold.mkdir()
+    (hold / "hold").touch()  # every shard waits
+    head = cluster.start("head", "--num-cpus", "1")
+    worker = cluster.start("worker", "--num-cpus", "1")
+    args = _ray_args(demo_recipe, db, "--address", cluster.address, "--workers", "2", "--shard-prompts", "3")
+    proc = _start(args, hold, cluster.env)
+    try:
+        notes = _wait_for(lambda: len(n := sorted(hold.glob("0-*.*"))) == 2 and n)
+        on = {int(_stat(int(f.name.rsplit(".", 1)[1]))[1]): f.name.rsplit(".", 1) for f in notes}
+        assert on.keys() == {cluster.raylet(head), cluster.raylet(worker)}  # one actor on each node
+        raylet = cluster.raylet(worker)
+        shard, pid = on[raylet]
+        (hold / f"hold.{shard}").touch()  # its next try waits too
+        os.kill(raylet, signal.SIGKILL)
+        _wait_for(lambda: worker.poll() is not None and not _alive(int(pid)))  # the node's other processes, the actor
+        (hold / "hold").unlink()  # the head's actor goes on
+        again = _wait_for(lambda: [f for f in hold.glob(f"{shard}.*") if f.name != f"{shard}.{pid}"])
+        assert int(_stat(int(again[0].name.rsplit(".", 1)[1]))[1]) == cluster.raylet(head)
+        (hold / f"hold.{shard}").unlink()
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, err[-3000:]
+    _same_as_local(db, demo_store)
+    [(status, versions)] = rows(db, "SELECT status, versions FROM runs")
+    assert status == "complete" and "on 2 workers" in json.loads(versions)["engine"]
+    snap = json.loads(Path(f"{db}.progress.json").read_text())
+    assert snap["shards_done"] == snap["shards"] == 3
+
+
+@pytest.mark.slow
+def test_a_head_and_the_command_that_disagree_on_the_token_or_no_head_is_a_clear_error_at_once(
+    tmp_path, demo_recipe, cluster, open_cluster
+):
+    """Each in seconds, before a run begins. Without these checks the command retried for 20 s where the head wants
+    another token, for minutes where nothing answers (run_cli's timeout fails), and where the head has no token it
+    began a run that failed in Ray Data's internals."""
+    cluster.start("head", "--num-cpus", "0")
+    open_cluster.start("head", "--num-cpus", "0")
+    wrong = tmp_path / "token"
+    wrong.write_text(uuid.uuid4().hex)
+    ours = cluster.env["RAY_AUTH_TOKEN_PATH"]
+    cases = {
+        "wants a token and this command sends none: export RAY_AUTH_MODE=token": (cluster.address, "disabled", ""),
+        "runs without token authentication": (open_cluster.address, "token", ours),
+        "the head refused it: put the head's token in ~/.ray/auth_token": (cluster.address, "token", wrong),
+        "no Ray head answers there": (f"127.0.0.1:{_free_ports(1)[0]}", "token", ours),
+    }
+    for says, (address, mode, token) in cases.items():
+        db = tmp_path / f"{len(says)}.duckdb"
+        began = time.monotonic()
+        env = {"RAY_AUTH_MODE": mode, "RAY_AUTH_TOKEN_PATH": str(token)}
+        res = run_cli(*_ray_args(demo_recipe, db, "--address", address), timeout=120, **env)
+        assert res.returncode == 2 and says in res.stderr, res.stderr[-2000:]
+        assert time.monotonic() - began < 60
+        assert rows(db, "SELECT count(*) FROM runs") == [(0,)]  # nothing begun
