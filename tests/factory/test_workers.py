@@ -51,13 +51,12 @@ def test_batches_in_flight_together(pool):
 
 
 def test_a_check_past_the_timeout_is_killed_and_the_pool_goes_on():
-    with VerifyPool(1, timeout=1) as pool:
+    # 3 s: room for a quick check on a busy machine, and under math-verify's own 5 s alarm, which would end the slow
+    # one as a wrong_answer: verify_timeout says the pool killed it first
+    with VerifyPool(1, timeout=3) as pool:
         pool.wait_ready()
-        t = time.monotonic()
         verdicts = pool.judge([_math("4", "4"), _math("4", "5"), _slow()])
-        took = time.monotonic() - t
         assert [v.reason for v in verdicts] == [None, "wrong_answer", "verify_timeout"]
-        assert took < 1 + 2  # not math-verify's own 5 s
         assert [v.reason for v in pool.judge([_math("2", "2"), _math("2", "3")])] == [None, "wrong_answer"]
         assert pool.broken is None
 
@@ -67,7 +66,7 @@ def test_math_verify_gives_up_on_its_own_within_the_pool_timeout(pool):
     pids = {w.proc.pid for w in pool._workers}
     t = time.monotonic()
     assert [v.reason for v in pool.judge([_slow(), _math("4", "4")])] == ["wrong_answer", None]
-    assert 4 < time.monotonic() - t < 15
+    assert time.monotonic() - t > 4  # it worked until the alarm (a kill at the pool's 20 s would be verify_timeout)
     assert {w.proc.pid for w in pool._workers} == pids  # nothing was killed
 
 
@@ -84,8 +83,10 @@ def test_a_worker_killed_while_busy_gives_verify_crash(pool):
 
 def test_a_worker_dead_while_idle_is_replaced(pool):
     pool.wait_ready()
-    os.kill(pool._workers[0].proc.pid, signal.SIGKILL)
-    time.sleep(0.2)
+    victim = pool._workers[0].proc
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.join(timeout=10)  # dead before the batch is sent (a worker dying mid-job is verify_crash, as it should)
+    assert victim.exitcode == -signal.SIGKILL
     verdicts = pool.submit([_math("4", "4"), _math("4", "5"), _math("4", "4")]).result(timeout=30)
     assert [v.reason for v in verdicts] == [None, "wrong_answer", None]  # not lost, not blamed on the candidate
 

@@ -55,8 +55,8 @@ def test_accuracy_reward_uses_the_verifiers():
                    reply("```python\ndef add(a, b):\n    return a - b\n```"), reply("Paris is lovely.")]  # fmt: skip
     tasks = ["math", "math", "code", "code", "general"]
     refs = [math_ref, math_ref, code_ref, code_ref, json.dumps({})]
-    lim = Limits(wall_s=3, cpu_s=2, memory_mb=256, processes=16, file_mb=4, output_kb=64)
-    with VerifyPool(workers=1, timeout=10, settings=Settings(sandbox=lim)) as pool:
+    lim = Limits(wall_s=20, cpu_s=2, memory_mb=256, processes=16, file_mb=4, output_kb=64)  # room on a busy machine
+    with VerifyPool(workers=1, timeout=30, settings=Settings(sandbox=lim)) as pool:
         got = accuracy_reward(completions, tasks, refs, pool=pool, think=False)
     assert got == [1.0, 0.0, 1.0, 0.0, None]  # the general prompt has no verifier: not this reward's to judge
 
