@@ -386,9 +386,14 @@ def test_a_round_with_nothing_passed_has_its_next_round_before_it_is_committed(p
     stream = engine.stream
     engine.stream = lambda: streams.append(stream()) or streams[-1]
 
+    q = lambda p: r.prompt.template.replace("{prompt}", p.prompt)  # noqa: E731
+
     def slow_commit(rows):
         start = streams[0].polls
-        time.sleep(0.4)
+        if not commits:  # the first: held until the failing prompt's three rounds are through (30 s if they wait)
+            deadline = time.monotonic() + 30
+            while sum(e[:2] == ("done", q(wrong)) for e in engine.log) < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
         commit(rows)
         commits.append((start, streams[0].polls, {c["prompt_id"] for c in rows.candidates}))
 
@@ -397,7 +402,6 @@ def test_a_round_with_nothing_passed_has_its_next_round_before_it_is_committed(p
     tally = sample(r, [wrong, right], engine, pool, store, run)
     assert tally.new_candidates == 5 and tally.prompts_done == 2
 
-    q = lambda p: r.prompt.template.replace("{prompt}", p.prompt)  # noqa: E731
     adds = {p.prompt_id: [t for what, user, t in engine.log if what == "add" and user == q(p)] for p in (wrong, right)}
     first_commit_end = commits[0][1]
     assert len(adds[wrong.prompt_id]) == 3 and adds[wrong.prompt_id][2] < first_commit_end  # all drawn meanwhile
