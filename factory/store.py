@@ -12,7 +12,8 @@ Sized for the mission's store (~600k examples, ~1.8M candidates of ~12 KB) on a 
   `CHECKPOINT_BYTES`, never in the middle of one;
 - readers (`factory stats`, `export`, `report`) open the store itself, with nothing copied: a reader leaves a request
   beside the store (`STORE.readers/`), and the writer checkpoints and lets go of the file within a moment (at once
-  when idle, after its current commit otherwise). A commit that then finds a reader holding the file is spooled
+  when idle, after its current commit otherwise), and keeps off it until the reader has closed it (`storefiles.hold`,
+  taken before DuckDB reads the file's header). A commit that then finds a reader holding the file is spooled
   (Arrow files beside the store, written atomically) and committed before the next one: the writer never waits for
   a reader, and a spooled batch survives a crash like a committed one.
 """
@@ -86,6 +87,11 @@ _KEYS = {"prompts": ["prompt_id"], "candidate_rows": ["candidate_id", "run_id, p
          "prompt_drops": ["run_id, prompt_id"]}  # fmt: skip
 
 
+def _held(e: Exception) -> bool:
+    """Whether opening the store failed because another process has it (ours, `files.Held`, or DuckDB's lock)."""
+    return isinstance(e, files.Held) or "lock" in str(e).lower()
+
+
 def candidate_id(run_id: str, prompt_id: str, sample_index: int) -> str:
     return hashlib.sha256(f"{run_id}/{prompt_id}/{sample_index}".encode()).hexdigest()[:20]
 
@@ -118,15 +124,18 @@ class Store:
         self.read_only = read_only
         self._con = None
         self._lock = None
+        self._hold = None  # `storefiles.hold`: locked while this process has the file open
         if read_only:
             if not self.path.exists():
                 raise FactoryError(f"no store at {self.path}; run `factory generate RECIPE --db {self.path}` first")
-            self._con = files.asking(
-                self.path, lambda: self._retry(lambda: duckdb.connect(str(self.path), read_only=True), wait)
-            )
+            try:
+                self._con = files.asking(self.path, lambda: self._retry(self._open, wait))
+            except BaseException:
+                self._let_go()
+                raise
             self._con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
             if not self._has("runs"):
-                self._con.close()
+                self.close()
                 raise FactoryError(f"{self.path} is a DuckDB file but not a factory store (it has no `runs` table)")
             if not self._has("candidate_rows"):  # a schema 1 store, read as it is
                 self._con.execute("CREATE TEMP VIEW candidate_rows AS SELECT *, NULL AS text_edit FROM candidates")
@@ -171,8 +180,8 @@ class Store:
         while True:
             try:
                 return open_()
-            except duckdb.IOException as e:
-                if "lock" not in str(e).lower():
+            except (files.Held, duckdb.IOException) as e:
+                if not _held(e):
                     raise FactoryError(f"cannot open the store {self.path}: {e}") from None
                 if time.monotonic() >= deadline:
                     raise StoreBusy(
@@ -183,6 +192,12 @@ class Store:
                 time.sleep(0.01)
             except duckdb.Error as e:  # not a DuckDB file (DuckDB reads some other files as an in-memory database)
                 raise FactoryError(f"cannot open the store {self.path}: not a DuckDB database ({e})") from None
+
+    def _open(self):
+        """A reader's connection, the hold taken first: DuckDB reads the header before it locks the file."""
+        if self._hold is None:
+            self._hold = files.hold(self.path, shared=True)
+        return duckdb.connect(str(self.path), read_only=True)
 
     def _watch(self) -> None:
         """Let go of the file soon after a reader asks, even when no commit comes for a while."""
@@ -195,7 +210,13 @@ class Store:
 
     def _attach(self):
         quoted = str(self.path).replace("'", "''")
-        self._mem.execute(f"ATTACH '{quoted}' AS store (ROW_GROUP_SIZE {ROW_GROUP})")
+        if self._hold is None:  # readers out (`files.Held` if one is in) until the file is detached again
+            self._hold = files.hold(self.path)
+        try:
+            self._mem.execute(f"ATTACH '{quoted}' AS store (ROW_GROUP_SIZE {ROW_GROUP})")
+        except BaseException:
+            self._let_go()
+            raise
         self._mem.execute("USE store")
         self._con = self._mem
         if self._has("candidate_rows"):  # not yet while a new store is made
@@ -224,6 +245,11 @@ class Store:
             self._mem.execute("USE memory")
             self._mem.execute("DETACH store")
             self._con = None
+            self._let_go()
+
+    def _let_go(self) -> None:
+        files.let_go(self._hold)
+        self._hold = None
 
     def _wal(self) -> int:
         try:
@@ -271,6 +297,7 @@ class Store:
         the spool stays, and the next writer commits it)."""
         if self.read_only:
             self._con.close()
+            self._let_go()  # after the file is closed
             return
         self._stop.set()
         try:
@@ -281,6 +308,7 @@ class Store:
                 self._release()
                 self._mem.close()
         finally:
+            self._let_go()
             if self._lock is not None:
                 self._lock.truncate(0)  # no writer now
                 self._lock.close()  # releases the writer's lock
@@ -343,8 +371,8 @@ class Store:
             if self._con is None:
                 try:
                     self._attach()  # commits what was spooled, oldest first
-                except duckdb.IOException as e:
-                    if "lock" not in str(e).lower():
+                except (files.Held, duckdb.IOException) as e:
+                    if not _held(e):
                         raise FactoryError(f"cannot open the store {self.path}: {e}") from None
                     files.spool(self.spool, tables)
                     return

@@ -2,12 +2,13 @@
 the writer's hashes of every key, and how an example holds its candidate's text.
 
 Beside `data/factory.duckdb`: `.lock` (the writer's pid, under an exclusive lock), `.readers/` (one request file per
-reader waiting for the writer to let go), `.spool/` (batches committed while a reader held the file),
-`.progress.json` (the running job's counters).
+reader waiting for the writer to let go), `.hold` (locked by whoever has the file open: the writer alone, or readers),
+`.spool/` (batches committed while a reader held the file), `.progress.json` (the running job's counters).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import uuid
@@ -59,6 +60,36 @@ def alive(pid: str) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+class Held(Exception):
+    """The other side has the store's file open: readers while the writer wants it, the writer while a reader does."""
+
+
+def hold(path: Path, shared: bool = False):
+    """Lock `STORE.hold` before opening the file, and keep it until the file is closed: exclusive for the writer,
+    shared for a reader; raises `Held` when the other side has it. DuckDB's own lock on the file comes too late for a
+    reader: DuckDB reads the file's header before it locks the file (2.0 reads it with the magic bytes), so a writer
+    that checkpoints and lets go in between leaves the reader with the header of before that checkpoint, whose blocks
+    the checkpoint has truncated or reused (`Could not read enough bytes`). None when there is no file to lock and
+    none can be made (a store on a read-only disk: no writer)."""
+    try:
+        fd = os.open(beside(path, ".hold"), os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError:
+        return None
+    f = os.fdopen(fd, "rb")
+    try:
+        fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise Held(f"{path} is open in another process") from None
+    return f
+
+
+def let_go(held) -> None:
+    """Unlock what `hold` locked, once the file is closed."""
+    if held is not None:
+        held.close()
 
 
 def writer(path: Path) -> int | None:
