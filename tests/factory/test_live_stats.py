@@ -1,20 +1,26 @@
 """Reading a store while a writer commits to it: `factory stats`, `report` and `export` open it between commits.
 
 A synthetic writer (the real Store, committing many times a second) checks that no read is ever torn and that the
-batches a reader blocks are spooled and land; a `factory generate` run (a real run's answers replayed at an engine's
-pace) checks the commands end to end.
+batches a reader blocks are spooled and land; a reader stopped inside DuckDB's open checks that the writer keeps off
+the file from DuckDB's first read of it; a `factory generate` run (a real run's answers replayed at an engine's pace)
+checks the commands end to end.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 import time
 
+import duckdb
+import pytest
 from conftest import DEMO_SETTINGS, FACTORY, REPLAY, ROOT, run_cli
 
 from factory.live import reading
+from factory.store import Batch, Store, candidate_id, now
 
 WRITER = """
 import json, random, sys, time
@@ -76,6 +82,77 @@ def test_reads_while_a_writer_commits_are_never_torn(tmp_path):
     assert final["live"] is None  # once it has ended, the store itself
     assert spooled > 0 and final["candidates"] == 4 * committed  # the batches readers held back all landed, once
     assert not (tmp_path / "f.duckdb.spool").exists()
+
+
+# Loaded into a reader: once DuckDB has read a database file's header (12 KiB at offset 0, read before DuckDB locks the
+# file), stand still until the test says go, as a process the scheduler set aside would. On a busy machine that gap
+# lasted long enough for a writer to checkpoint and let go within it (1 suite run in 8), and the reader then read
+# blocks with a header older than the file: `Could not read enough bytes ... from location 2109440`.
+PAUSE = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+ssize_t pread64(int fd, void *buf, size_t n, off_t at) {
+    static ssize_t (*real)(int, void *, size_t, off_t);
+    if (!real) real = (ssize_t (*)(int, void *, size_t, off_t))dlsym(RTLD_NEXT, "pread64");
+    ssize_t got = real(fd, buf, n, at);
+    if (n == 12288 && at == 0) {
+        close(open(getenv("PAUSED"), O_CREAT | O_WRONLY, 0644));
+        for (int i = 0; i < 6000 && access(getenv("GO"), F_OK) != 0; i++) usleep(10000);
+    }
+    return got;
+}
+ssize_t pread(int fd, void *buf, size_t n, off_t at) { return pread64(fd, buf, n, at); }
+"""
+READ = """
+import sys
+from factory.store import Store
+s = Store(sys.argv[1], read_only=True, wait=60)
+print(s.query("SELECT count(*) FROM candidates")[1][0][0])
+s.close()
+"""
+
+
+def _batch(run: str, pid: str) -> Batch:
+    cands = [{"candidate_id": candidate_id(run, pid, j), "run_id": run, "prompt_id": pid, "sample_index": j,
+              "text": "x" * 3000, "n_tokens": 9, "n_prompt_tokens": 5, "finish_reason": "stop", "accepted": False,
+              "reason": "wrong_answer", "scores": "{}", "created_at": now()} for j in range(4)]  # fmt: skip
+    prompt = {"prompt_id": pid, "source": "s", "task": "math", "prompt": pid, "reference": "{}", "metadata": "{}"}
+    return Batch([prompt], cands, [])
+
+
+def test_a_reader_stopped_inside_duckdbs_open_reads_the_file_it_opened(tmp_path):
+    cc = shutil.which("cc")
+    if cc is None:
+        pytest.skip("needs a C compiler (cc) to build the pause loaded into the reader")
+    subprocess.run([cc, "-shared", "-fPIC", "-x", "c", "-", "-o", str(tmp_path / "pause.so"), "-ldl"], input=PAUSE,
+                   text=True, check=True)  # fmt: skip
+    db, paused, go = tmp_path / "f.duckdb", tmp_path / "paused", tmp_path / "go"
+    env = os.environ | {"LD_PRELOAD": str(tmp_path / "pause.so"), "PAUSED": str(paused), "GO": str(go)}
+    writer = Store(db)
+    try:
+        run = writer.start_run("pause", "h", "x", "m", "vllm", {}, {})
+        writer.commit(_batch(run, "p0"))
+        reader = subprocess.Popen([sys.executable, "-c", READ, str(db)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not paused.exists():  # DuckDB in the reader has read the header and stands still
+            if reader.poll() is not None:
+                pytest.skip(f"DuckDB {duckdb.__version__} read no 12 KiB header before locking: {reader.stderr.read()}")
+            assert time.monotonic() < deadline, "the reader never opened the store"
+            time.sleep(0.01)
+        writer.commit(_batch(run, "p1"))  # the reader is opening the file: the batch waits in the spool
+        spooled = writer.spool.exists()
+        go.touch()
+        out, err = reader.communicate(timeout=120)
+    finally:
+        writer.close()
+    assert reader.returncode == 0, [line for line in err.splitlines() if "Error" in line]  # not DuckDB's stack
+    assert out.split() == ["4"] and spooled  # p0 as the file held it; p1 was not written under the reader
+    with Store(db, read_only=True) as s:
+        assert s.query("SELECT count(*) FROM candidates")[1] == [(8,)]  # and it landed afterwards
 
 
 def test_stats_report_and_export_while_generate_runs(tmp_path, demo_recipe):
