@@ -44,6 +44,7 @@ DEFAULT_DB = "data/factory.duckdb"
 MEMORY_LIMIT = os.environ.get("FACTORY_STORE_MEMORY", "1GB")  # DuckDB's share of the writer's and readers' memory
 ROW_GROUP = 2048  # rows per row group: DuckDB's 122,880 would put 1.5 GB of traces in each
 READ_WAIT = 120.0  # seconds a reader waits for the writer to let go of the file
+SPOOL_WAIT = 2.0  # seconds a reader waits for a live writer to commit what it spooled (see `storefiles.drained`)
 CHECKPOINT_BYTES = 256 * 2**20  # the WAL folded into the file past this size (DuckDB's own 16 MiB is one batch)
 
 _CANDIDATE = pa.schema(
@@ -129,7 +130,7 @@ class Store:
             if not self.path.exists():
                 raise FactoryError(f"no store at {self.path}; run `factory generate RECIPE --db {self.path}` first")
             try:
-                self._con = files.asking(self.path, lambda: self._retry(self._open, wait))
+                self._con = files.asking(self.path, lambda: self._open(wait))
             except BaseException:
                 self._let_go()
                 raise
@@ -193,20 +194,42 @@ class Store:
             except duckdb.Error as e:  # not a DuckDB file (DuckDB reads some other files as an in-memory database)
                 raise FactoryError(f"cannot open the store {self.path}: not a DuckDB database ({e})") from None
 
-    def _open(self):
-        """A reader's connection, the hold taken first: DuckDB reads the header before it locks the file."""
-        if self._hold is None:
+    def _open(self, wait: float):
+        """A reader's connection, once the writer has committed what it spooled."""
+        files.drained(self.path, min(wait, SPOOL_WAIT))
+        return self._retry(self._connect, wait)
+
+    def _connect(self):
+        if self._hold is None:  # first: DuckDB reads the file's header before it locks the file
             self._hold = files.hold(self.path, shared=True)
         return duckdb.connect(str(self.path), read_only=True)
 
     def _watch(self) -> None:
-        """Let go of the file soon after a reader asks, even when no commit comes for a while."""
+        """Commit what was spooled as soon as no reader has the file, and let go of the file soon after a reader asks,
+        even when no commit comes for a while."""
         while not self._stop.wait(0.05):
-            if self._con is not None and files.asked(self.path) and self._mutex.acquire(blocking=False):
+            spooled = self._con is None and self.spool.exists()
+            asked = self._con is not None and files.asked(self.path)
+            if (spooled or asked) and self._mutex.acquire(blocking=False):
                 try:
-                    self._release()
+                    if spooled and not self._stop.is_set():
+                        self._attached()  # commits the spool, unless a reader has the file again
+                    if self._con is not None and files.asked(self.path):
+                        self._release()
                 finally:
                     self._mutex.release()
+
+    def _attached(self) -> bool:
+        """Attach the file if the writer had let go of it (committing what was spooled); False while another process
+        has it."""
+        if self._con is None:
+            try:
+                self._attach()
+            except (files.Held, duckdb.IOException) as e:
+                if not _held(e):
+                    raise FactoryError(f"cannot open the store {self.path}: {e}") from None
+                return False
+        return True
 
     def _attach(self):
         quoted = str(self.path).replace("'", "''")
@@ -368,14 +391,9 @@ class Store:
         batch is spooled to disk instead (as durable as a commit) and written before the next one."""
         tables = self._tables(batch)
         with self._mutex:
-            if self._con is None:
-                try:
-                    self._attach()  # commits what was spooled, oldest first
-                except (files.Held, duckdb.IOException) as e:
-                    if not _held(e):
-                        raise FactoryError(f"cannot open the store {self.path}: {e}") from None
-                    files.spool(self.spool, tables)
-                    return
+            if not self._attached():  # attaching commits what was spooled, oldest first
+                files.spool(self.spool, tables)
+                return
             self._write(tables)
             if files.asked(self.path):
                 self._release()

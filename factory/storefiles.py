@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -60,6 +61,15 @@ def alive(pid: str) -> bool:
     except PermissionError:  # another user's process
         return True
     return True
+
+
+def drained(path: Path, wait: float) -> None:
+    """Wait up to `wait` seconds while a live writer has batches spooled: it commits them as soon as no reader has the
+    file (and lets go again, as a reader asks), so a reader sees them, and readers one after another cannot keep them
+    out of the file."""
+    deadline = time.monotonic() + wait
+    while beside(path, ".spool").exists() and writer(path) and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 class Held(Exception):
