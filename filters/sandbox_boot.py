@@ -119,7 +119,7 @@ def _exit(code=None):
 
 
 def main() -> None:
-    cfg = eval(sys.argv[1], {"__builtins__": {}})  # our own repr of ints, strings and lists, from the host
+    cfg = eval(sys.argv[1], {"__builtins__": {}})  # our own repr of numbers, strings and lists, from the host
     if cfg["secret_fd"] is not None and cfg["secret_fd"] != SECRET_FD:
         os.dup2(cfg["secret_fd"], SECRET_FD)
         os.close(cfg["secret_fd"])
