@@ -32,7 +32,7 @@ from filters.registry import STAGES, order_problem
 from filters.sandbox import Limits
 
 SOURCE_KINDS = ("reasoning_gym", "humaneval", "jsonl", "parquet", "hf")
-ENGINE_KINDS = ("vllm", "transformers", "openai", "replay")
+ENGINE_KINDS = ("auto", "vllm", "llamacpp", "transformers", "openai", "replay")
 TASKS = ("math", "code", "general")
 FILTERS = tuple(STAGES)  # every stage, declared in filters.registry
 

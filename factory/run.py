@@ -49,13 +49,14 @@ class Job:
     retry: str | None = None
     begun: bool = False
 
-    def begin(self, versions: dict) -> str:
-        """Start the run's row (or mark a resumed one running) and store the prompts set aside."""
+    def begin(self, versions: dict, engine: str | None = None) -> str:
+        """Start the run's row (or mark a resumed one running) and store the prompts set aside. `engine`: the kind
+        that runs (what `auto` chose), else the recipe's."""
         r = self.recipe
         if self.run_id is not None:
             self.store.set_status(self.run_id, "running")
         else:
-            self.run_id = self.store.start_run(r.name, r.hash(), r.text, r.model, r.engine.kind,
+            self.run_id = self.store.start_run(r.name, r.hash(), r.text, r.model, engine or r.engine.kind,
                                                vars(r.sampling) | vars(r.rejection), versions, self.retry)  # fmt: skip
         set_aside(self.store, self.run_id, self.gate, self.dropped)
         self.begun = True
@@ -106,11 +107,11 @@ def sample_here(job: Job, bar, update) -> Tally:
     r = job.recipe
     bar("starting verification workers")
     with make_pool(r) as pool:
-        bar(f"loading {r.model} on {r.engine.kind}")
+        bar(f"loading {r.model} on {engines.resolve_kind(r.engine.kind)}")
         engine = engines.build(r, job.model, seed=job.seed)
         try:
             pool.wait_ready()
-            run_id = job.begin(_versions(engine))
+            run_id = job.begin(_versions(engine), getattr(engine, "name", None))
             bar("sampling", total=len(job.prompts))
             judge = judging.build(r, engine)
             return sample(r, job.prompts, engine, pool, job.store, run_id, update, judge, job.gate, len(job.dropped),

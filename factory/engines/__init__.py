@@ -1,5 +1,5 @@
-"""Generation engines: vLLM (the default), transformers (a fallback), any OpenAI-compatible server, and a replay
-of recorded completions.
+"""Generation engines: vLLM (on a GPU), llama.cpp (on a CPU: `auto` picks, see factory.engines.auto), transformers
+(a fallback), any OpenAI-compatible server, and a replay of recorded completions.
 
 Each engine takes chat requests (messages, n) and returns n completions per request, two ways: `generate` for a
 list at once, and `stream(engine)` for requests added one by one and collected as each finishes, which is how the
@@ -37,11 +37,13 @@ class Completion:
 
 def build(recipe: Recipe, model: str, seed: int):
     """The recipe's engine, loaded and ready; `model` is a resolved path or name, `seed` seeds the engine."""
-    kind = recipe.engine.kind
+    kind = resolve_kind(recipe.engine.kind)
     if kind == "vllm":
         from factory.engines.vllm_engine import VLLMEngine as cls
     elif kind == "transformers":
         from factory.engines.hf_engine import TransformersEngine as cls
+    elif kind == "llamacpp":
+        from factory.engines.llamacpp_engine import LlamaCppEngine as cls
     elif kind == "replay":
         from factory.engines.replay_engine import ReplayEngine as cls
     else:
@@ -51,6 +53,22 @@ def build(recipe: Recipe, model: str, seed: int):
     except (OSError, ValueError, RuntimeError) as e:  # a model that is not there, or does not fit
         log.debug("engine start failed", exc_info=True)
         raise FactoryError(f"the {kind} engine could not load {model!r}: {e}") from None
+
+
+def resolve_kind(kind: str) -> str:
+    """The engine a recipe's `engine.kind` names; `auto` is chosen here (factory.engines.auto), said once."""
+    if kind != "auto":
+        return kind
+    from factory.engines import auto
+
+    chosen, why = auto.choose()
+    if why not in _SAID:
+        _SAID.add(why)
+        log.warning("engine.kind auto: %s", why)
+    return chosen
+
+
+_SAID: set[str] = set()
 
 
 def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
