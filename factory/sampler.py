@@ -35,9 +35,11 @@ from __future__ import annotations
 import json
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
+
+import numpy as np
 
 from factory import engines
 from factory.engines import Request
@@ -119,7 +121,7 @@ def pending(recipe: Recipe, prompts: list[Prompt], progress: dict) -> int:
 
 def sample(
     recipe: Recipe,
-    prompts: list[Prompt],
+    prompts: Sequence[Prompt],
     engine,
     pool: VerifyPool,
     store: Store,
@@ -131,31 +133,74 @@ def sample(
     before: dict[str, tuple[int, int]] | None = None,
 ) -> Tally:
     """Sample `prompts` into the store under `run_id`, resuming from what the store has of it. `before` maps
-    prompt ids to (samples drawn, examples kept) by earlier runs, counted toward the budget but not the tally."""
-    states = {p.prompt_id: _State(p) for p in prompts}  # a repeated prompt (same source and text) is sampled once
-    tally = Tally(prompts=len(states), prompts_set_aside=dropped)
-    for pid, (drawn, kept) in (before or {}).items():
-        if pid in states:
-            states[pid].drawn, states[pid].kept = drawn, kept
+    prompt ids to (samples drawn, examples kept) by earlier runs, counted toward the budget but not the tally.
+
+    `prompts` is read in order, twice: once to count what is done, then as the loop takes prompts. Nothing here
+    holds a state per prompt of the job, only per prompt open (and a byte per prompt), so a sequence that makes each
+    prompt when asked runs a job of any size in the same memory."""
+    before = before or {}
+    tally = Tally(prompts_set_aside=dropped)
     progress = store.progress(run_id) if run_id else {}
-    for pid, (drawn, passed, kept, tokens) in progress.items():
-        if pid in states:
-            states[pid].drawn += drawn
-            states[pid].kept += kept
+    first = _firsts(prompts)
+    fresh = np.zeros(len(prompts), bool)
+    begun = deque()  # prompts this run had begun before a crash are part-sampled: they count toward the window
+    for i, p in enumerate(prompts):
+        if not first[i]:
+            continue
+        s = _State(p, *before.get(p.prompt_id, (0, 0)))
+        if p.prompt_id in progress:  # drawn by this run before a crash: in the tally too
+            drawn, passed, kept, tokens = progress[p.prompt_id]
+            s.drawn += drawn
+            s.kept += kept
             tally.candidates += drawn
             tally.passed += passed
             tally.examples += kept
             tally.tokens += tokens
-    for s in states.values():
         s.next = s.drawn
-    todo = [s for s in states.values() if not _done(recipe, s)]
-    tally.prompts_done = len(states) - len(todo)
-    tally.prompts_solved = sum(s.kept > 0 for s in states.values())
-    if todo:  # prompts this run had begun before a crash are part-sampled: they count toward the window
-        fresh = deque(s for s in todo if s.prompt.prompt_id not in progress)
-        begun = deque(s for s in todo if s.prompt.prompt_id in progress)
-        _Stream(recipe, engine, pool, store, run_id, tally, judge, gate, on_progress).run(fresh, begun)
+        tally.prompts += 1
+        tally.prompts_solved += s.kept > 0
+        if _done(recipe, s):
+            tally.prompts_done += 1
+        elif p.prompt_id in progress:
+            begun.append(s)
+        else:
+            fresh[i] = True
+    del progress  # as big as the run: not held while it samples
+    if fresh.any() or begun:
+        _Stream(recipe, engine, pool, store, run_id, tally, judge, gate, on_progress).run(
+            _Fresh(prompts, np.flatnonzero(fresh), before), begun
+        )
     return tally
+
+
+def _firsts(prompts: Sequence[Prompt]) -> np.ndarray:
+    """Which prompts to sample: the first of each prompt_id (a prompt repeated, same source and text, is sampled
+    once). Ids are compared by their hash, 8 bytes a prompt, and by the ids themselves where two hashes are equal."""
+    h = np.fromiter((hash(p.prompt_id) for p in prompts), np.int64, len(prompts))
+    order = np.argsort(h, kind="stable")
+    same = np.flatnonzero(h[order[1:]] == h[order[:-1]])
+    keep = np.ones(len(h), bool)
+    seen = set()
+    for i in np.unique(np.concatenate([order[same], order[same + 1]])).tolist():  # in order; usually none
+        keep[i] = prompts[i].prompt_id not in seen
+        seen.add(prompts[i].prompt_id)
+    return keep
+
+
+class _Fresh:
+    """The prompts this run has not begun, each made a state only when the loop takes it."""
+
+    def __init__(self, prompts: Sequence[Prompt], at: np.ndarray, before: dict):
+        self.prompts, self.at, self.taken, self.before = prompts, at, 0, before
+
+    def __bool__(self) -> bool:
+        return self.taken < len(self.at)
+
+    def popleft(self) -> _State:
+        p = self.prompts[int(self.at[self.taken])]
+        self.taken += 1
+        drawn, kept = self.before.get(p.prompt_id, (0, 0))
+        return _State(p, drawn, kept, next=drawn)
 
 
 def _done(recipe: Recipe, s: _State) -> bool:
@@ -185,7 +230,7 @@ class _Stream:
         self.published = 0.0
         self.last_commit = 0.0
 
-    def run(self, fresh: deque, begun: deque) -> None:
+    def run(self, fresh: _Fresh, begun: deque) -> None:
         """Sample `fresh` prompts (not begun by this run) and `begun` ones (part-sampled before a resume)."""
         self.started = time.monotonic()
         self.open, self.begun = len(begun), begun
@@ -212,7 +257,7 @@ class _Stream:
             later.shutdown(wait=True)  # a batch being committed lands whole before an error or ^C goes on
         self._publish(force=True)
 
-    def _launch_next(self, fresh: deque, begun: deque) -> bool:
+    def _launch_next(self, fresh: _Fresh, begun: deque) -> bool:
         """Put the next prompt's round in the engine: a new prompt while the window has room, else a begun one. A
         new prompt is begun beyond the window when no begun one is ready (the engine does not wait for the window),
         but not beyond twice the window: then the rounds wait for the store, and the engine waits with them, so that
