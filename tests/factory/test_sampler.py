@@ -488,3 +488,40 @@ def test_an_engine_faster_than_the_store_waits_for_it(pool, store):
     tally = sample(r, ps, engine, pool, store, _run(store, r))
     assert tally.prompts_done == len(ps) == len(committed) and tally.examples == len(ps)
     assert max(open_at_once) <= 8 and len(engine.calls) > 10
+
+
+def test_a_job_holds_only_the_prompts_it_has_open(pool, store):
+    """Prompts made when the sampler asks for them: while it runs, only those of rounds under way are alive (at most
+    8 prompts open here, and the rounds of those just committed), not one for every prompt of the job (all 80 were,
+    before), so a job's size does not set its memory."""
+    import weakref
+    from collections.abc import Sequence
+
+    alive = [0]
+
+    def gone():
+        alive[0] -= 1
+
+    class Made(Sequence):
+        def __len__(self):
+            return 80
+
+        def __getitem__(self, i):
+            if not 0 <= i < 80:
+                raise IndexError(i)
+            p = sources.make("made", "math", f"What is {i} + 1?", {"answer": str(i + 1)})
+            alive[0] += 1
+            weakref.finalize(p, gone)
+            return p
+
+    class Right:
+        def generate(self, requests, sampling=None):
+            seen.append(alive[0])
+            return [[Completion(f"Adding up.\n</think>\nThe answer is {int(r.prompt.split()[2]) + 1}.", 8, "stop")]
+                    for r in requests]  # fmt: skip
+
+    seen: list[int] = []
+    r = _recipe(round_size=1, max_samples=1, accept_per_prompt=1, batch_prompts=2)
+    tally = sample(r, Made(), Right(), pool, store, _run(store, r))
+    assert tally.prompts == tally.examples == 80 and len(seen) > 10
+    assert max(seen) <= 20  # 2 in the engine, a window of 4, at most 8 open: 16 seen here
