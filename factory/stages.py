@@ -31,7 +31,8 @@ class Gate:
         fields = set(recipe.decontam.fields) if DECONTAM in on else set()
         self.decontam = Decontaminator(recipe.decontam) if fields else None
         self.decontam_prompts, self.decontam_responses = "prompt" in fields, "response" in fields
-        self.dedup = Deduper(recipe.dedup) if DEDUP in on else None
+        folder = store.path.parent if store is not None else None  # the index's files go beside the store
+        self.dedup = Deduper(recipe.dedup, folder) if DEDUP in on else None
         self.dedup_field = recipe.dedup.field
         if self.dedup is not None and store is not None:
             self.dedup.load(store.dedup_rows(recipe.dedup.scope))

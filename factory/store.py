@@ -28,6 +28,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -508,10 +509,13 @@ class Store:
         os.replace(fresh, self.path)
         self._attach()
 
-    def dedup_rows(self, scope: str) -> list[tuple[str, bytes]]:
-        """(key, signature) of every text kept under this dedup scope, by any run."""
+    def dedup_rows(self, scope: str, chunk: int = 1 << 16) -> Iterator[tuple[str, bytes]]:
+        """(key, signature) of every text kept under this dedup scope, by any run, fetched `chunk` at a time (a
+        store's signatures are half a KB each: not all of them in memory at once)."""
         with self._use() as con:
-            return con.execute("SELECT key, signature FROM dedup WHERE scope = ?", [scope]).fetchall()
+            result = con.execute("SELECT key, signature FROM dedup WHERE scope = ?", [scope])
+            while rows := result.fetchmany(chunk):
+                yield from rows
 
     def publish(self, snapshot: dict) -> None:
         """Progress for readers that cannot open the file while this process writes it."""

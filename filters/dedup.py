@@ -2,16 +2,17 @@
 
 A text is a set of word 3-grams (lowercased; prose punctuation, brackets and LaTeX markup dropped; operators kept).
 Its signature is a datasketch MinHash (scheme affine32, bit for bit what `MinHash(num_perm, seed, hashfunc=...)`
-gives) computed for all n-grams at once with numpy. The LSH bands are datasketch's optimum for the threshold, kept
-in a numpy `BandIndex` (MinHashLSH.query's candidates in a quarter of its memory); a candidate whose estimated
-Jaccard reaches the threshold makes the text a near-duplicate of the earliest such kept text.
+gives) computed for all n-grams at once with numpy. The LSH bands are datasketch's optimum for the threshold, their
+hashes kept in `filters.dedup_index` (MinHashLSH.query's candidates; recent texts in memory, the rest in files); a
+candidate whose estimated Jaccard reaches the threshold makes the text a near-duplicate of the earliest such kept
+text.
 
 Prompts are near-duplicates only if they also hold the same numbers ("Simplify 13524/57134" and "Simplify
 7072/7832" are different problems): every n-gram is salted with the text's sorted digit runs. Responses are not:
 a slip in one number of a long trace leaves the same trace.
 
 The index lives in the store: `export_new()` gives rows (scope, key, signature) kept since the last export, to be
-written in the transaction of the batch that kept them; `load(rows)` rebuilds the index (100k rows in ~1 s).
+written in the transaction of the batch that kept them; `load(rows)` rebuilds the index, a chunk at a time.
 
     d = Deduper(DedupConfig(field="prompt"))
     d.check("p1", "Find the prime factorization of 980. Write the factors separated by x.")  # kept
@@ -24,11 +25,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import islice
+from pathlib import Path
 
 import numpy as np
 import xxhash
 
 from filters.base import Verdict, accept, reject
+from filters.dedup_index import Index
 
 FIELDS = ("prompt", "response")
 SCHEME = "affine32"  # datasketch >= 2.0's default permutation scheme: 32-bit values, a bijective permutation
@@ -116,19 +120,14 @@ def shingles(text: str, ngram: int, numbers: bool) -> np.ndarray:
     return (h >> np.uint64(32)).astype(np.uint32)
 
 
-class BandIndex:
-    """LSH buckets in numpy: a 64-bit hash per band of each kept signature in one sorted array (12 bytes a band;
-    MinHashLSH's set per bucket took 520-830 MB per 100k texts, measured), recent ones in a dict until they grow
-    past a quarter of it. Candidates are the rows that share a band's hash, as MinHashLSH.query gives."""
+class Bands:
+    """LSH bands: `b` bands of `r` signature values, each hashed to 64 bits, salted with the band's number."""
 
     def __init__(self, bands: int, rows: int):
         self.b, self.r = bands, rows
-        self.hashes = np.empty(0, np.uint64)  # sorted
-        self.owners = np.empty(0, np.int32)  # the row of each hash
-        self.recent: dict[int, list[int]] = {}
 
-    def band_hashes(self, sigs: np.ndarray) -> np.ndarray:
-        """(texts, bands) hashes of each band's r values, salted with the band's number."""
+    def hashes(self, sigs: np.ndarray) -> np.ndarray:
+        """(texts, bands) hashes of each band's r values."""
         v = sigs[:, : self.b * self.r].reshape(len(sigs), self.b, self.r)
         h = np.zeros(v.shape[:2], np.uint64)
         for j in range(self.r):
@@ -136,48 +135,26 @@ class BandIndex:
             h *= _MULT[0]
         return _fmix64(h ^ _fmix64(np.arange(1, self.b + 1, dtype=np.uint64)))
 
-    def query(self, hs: np.ndarray) -> set[int]:
-        lo, hi = np.searchsorted(self.hashes, hs, "left"), np.searchsorted(self.hashes, hs, "right")
-        found = {int(r) for a, z in zip(lo.tolist(), hi.tolist(), strict=True) if z > a for r in self.owners[a:z]}
-        for h in hs.tolist():
-            found.update(self.recent.get(h, ()))
-        return found
-
-    def add(self, row: int, hs: np.ndarray) -> None:
-        for h in hs.tolist():
-            self.recent.setdefault(h, []).append(row)
-        if len(self.recent) > max(1 << 14, len(self.hashes) // 4):
-            pairs = [(h, r) for h, rows in self.recent.items() for r in rows]
-            self.recent = {}
-            self.extend(np.array([r for _, r in pairs]), np.array([h for h, _ in pairs], np.uint64))
-
-    def extend(self, rows: np.ndarray, hashes: np.ndarray) -> None:
-        """Merge (row, hash) pairs into the sorted array."""
-        h, o = np.concatenate([self.hashes, hashes]), np.concatenate([self.owners, rows.astype(np.int32)])
-        order = np.argsort(h, kind="stable")
-        self.hashes, self.owners = h[order], o[order]
-
 
 class Deduper:
-    """A MinHash LSH index over kept texts; `check` says whether a text nearly repeats one and keeps it if not."""
+    """A MinHash LSH index over kept texts; `check` says whether a text nearly repeats one and keeps it if not.
+    `folder`: where the index writes what it does not keep in memory (default: the system's temporary folder)."""
 
-    def __init__(self, cfg: DedupConfig | None = None):
+    def __init__(self, cfg: DedupConfig | None = None, folder: Path | None = None):
         from datasketch import MinHash  # with scipy, a third of a second: not for every command that reads a recipe
 
         self.cfg = cfg = cfg or DedupConfig()
         self.a, self.b = MinHash(cfg.num_perm, seed=cfg.seed, scheme=SCHEME).permutations
-        self.bands = BandIndex(*lsh_params(cfg.threshold, cfg.num_perm))
+        self.bands = Bands(*lsh_params(cfg.threshold, cfg.num_perm))
         self.width = self.bands.b * self.bands.r  # the values compared when estimating Jaccard
-        self.keys: list[str] = []
-        self.rows: dict[str, int] = {}
-        self.sigs = np.empty((0, self.width), np.uint32)  # the kept signatures (band prefix), one row per key
+        self.index = Index(self.width, folder)
         self._new: list[tuple[str, bytes]] = []
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.index)
 
     def __contains__(self, key: str) -> bool:
-        return key in self.rows
+        return self.index.find([key])[0] is not None
 
     def signatures(self, texts: list[str]) -> np.ndarray:
         """MinHash values, one row per text: the permutations applied to every n-gram at once, min per text."""
@@ -211,43 +188,51 @@ class Deduper:
         """Verdicts in order; each kept text is indexed before the next is checked, so the first of a batch wins.
 
         A key already in the index is the kept text itself (a resumed run, another candidate of the same prompt)
-        and is accepted; `insert=False` only asks.
+        and is accepted; a text with no words has nothing to compare and is accepted, not indexed; `insert=False`
+        only asks. The index is asked about the whole batch at once; the texts kept in it are compared among
+        themselves here and indexed together at the end.
         """
         items = list(items)
-        todo = [i for i, (key, text) in enumerate(items) if key not in self.rows and TOKEN.search(text)]
+        worded = [i for i, (_, text) in enumerate(items) if TOKEN.search(text)]
+        known = self.index.find([items[i][0] for i in worded])
+        todo = [i for i, row in zip(worded, known, strict=True) if row is None]
         sigs = self.signatures([items[i][1] for i in todo])
-        bands = self.bands.band_hashes(sigs)
-        found = {i: (sigs[n], bands[n]) for n, i in enumerate(todo)}
-        # a text with no words has nothing to compare and is not worth indexing: accepted
-        return [self._check(key, *found[i], insert) if i in found else accept() for i, (key, _) in enumerate(items)]
+        bands = self.bands.hashes(sigs)
+        near = self.index.near(bands)
+        at = {i: n for n, i in enumerate(todo)}
+        kept: dict[str, int] = {}  # key -> position in todo, of the texts this batch keeps
+        recent: dict[int, list[int]] = {}  # band hash -> those texts
+        out = []
+        for i, (key, _) in enumerate(items):
+            n = at.get(i)
+            if n is None or key in kept:  # no words, indexed before, or the same key earlier in this batch
+                out.append(accept())
+                continue
+            rows = sorted(near[n])  # the earliest kept first, then this batch's
+            mine = sorted({m for h in bands[n].tolist() for m in recent.get(h, ())})
+            v = self._verdict(sigs[n], rows, mine, sigs, [items[todo[m]][0] for m in mine])
+            if v.accepted and insert:
+                kept[key] = n
+                for h in bands[n].tolist():
+                    recent.setdefault(h, []).append(n)
+            out.append(v)
+        new = list(kept.values())
+        self.index.add(list(kept), sigs[new], bands[new])
+        self._new += [(key, sigs[n].tobytes()) for key, n in kept.items()]
+        return out
 
-    def _check(self, key: str, sig: np.ndarray, bands: np.ndarray, insert: bool) -> Verdict:
-        if key in self.rows:  # the same key twice in one batch
+    def _verdict(self, sig: np.ndarray, rows: list[int], mine: list[int], sigs: np.ndarray, keys: list[str]) -> Verdict:
+        """Against the indexed `rows` and this batch's kept texts `mine` (positions in `sigs`, with their `keys`)."""
+        if not rows and not mine:
             return accept()
-        rows = sorted(self.bands.query(bands))
-        if rows:
-            est = np.count_nonzero(self.sigs[rows] == sig[: self.width], axis=1) / self.width
-            best = int(np.argmax(est))  # the earliest kept among the most similar
-            if est[best] >= self.cfg.threshold:
-                f = self.cfg.field
-                scores = {f"{f}_duplicate_of": self.keys[rows[best]], f"{f}_jaccard": round(float(est[best]), 3)}
-                return reject("near_duplicate", **scores)
-        if insert:
-            self._add([key], sig[None, :])
-            self.bands.add(len(self.keys) - 1, bands)
-            self._new.append((key, sig.tobytes()))
-        return accept()
-
-    def _add(self, keys: list[str], sigs: np.ndarray) -> None:
-        """Append keys and their signatures; the caller puts their band hashes in the band index."""
-        n = len(self.keys)
-        if n + len(keys) > len(self.sigs):  # grow by doubling, like a list
-            grown = np.empty((max(2 * len(self.sigs), n + len(keys), 1024), self.width), np.uint32)
-            grown[:n] = self.sigs[:n]
-            self.sigs = grown
-        self.sigs[n : n + len(keys)] = sigs[:, : self.width]
-        self.rows.update((k, n + i) for i, k in enumerate(keys))
-        self.keys.extend(keys)
+        others = np.concatenate([self.index.signatures(rows), sigs[mine, : self.width]])
+        est = np.count_nonzero(others == sig[: self.width], axis=1) / self.width
+        best = int(np.argmax(est))  # the earliest kept among the most similar
+        if est[best] < self.cfg.threshold:
+            return accept()
+        f = self.cfg.field
+        of = self.index.key(rows[best]) if best < len(rows) else keys[best - len(rows)]
+        return reject("near_duplicate", **{f"{f}_duplicate_of": of, f"{f}_jaccard": round(float(est[best]), 3)})
 
     # persistence
     def export_new(self) -> list[dict]:
@@ -256,22 +241,24 @@ class Deduper:
         self._new = []
         return rows
 
-    def load(self, rows: Iterable) -> int:
-        """Index stored rows ({key, signature} dicts or (key, signature) pairs of this scope); returns how many."""
-        pairs = [(r["key"], r["signature"]) if isinstance(r, dict) else (r[0], r[1]) for r in rows]
-        pairs = [(k, s) for k, s in dict(pairs).items() if k not in self.rows]
-        if not pairs:
-            return 0
-        keys, blobs = zip(*pairs, strict=True)
-        sigs = np.frombuffer(b"".join(blobs), np.uint32)
-        if len(sigs) != len(keys) * self.cfg.num_perm:
-            raise ValueError(f"dedup rows are not {self.cfg.num_perm}-value signatures of scope {self.cfg.scope}")
-        sigs = sigs.reshape(len(keys), self.cfg.num_perm)
-        first = len(self.keys)
-        self._add(list(keys), sigs)
-        bands = self.bands.band_hashes(sigs)
-        self.bands.extend(np.repeat(np.arange(first, first + len(keys)), self.bands.b), bands.ravel())
-        return len(keys)
+    def load(self, rows: Iterable, chunk: int = 1 << 16) -> int:
+        """Index stored rows ({key, signature} dicts or (key, signature) pairs of this scope), `chunk` at a time;
+        returns how many were new."""
+        it, added = iter(rows), 0
+        while pairs := [(r["key"], r["signature"]) if isinstance(r, dict) else (r[0], r[1]) for r in islice(it, chunk)]:
+            pairs = list(dict(pairs).items())
+            known = self.index.find([k for k, _ in pairs])
+            pairs = [p for p, row in zip(pairs, known, strict=True) if row is None]
+            if not pairs:
+                continue
+            keys, blobs = zip(*pairs, strict=True)
+            sigs = np.frombuffer(b"".join(blobs), np.uint32)
+            if len(sigs) != len(keys) * self.cfg.num_perm:
+                raise ValueError(f"dedup rows are not {self.cfg.num_perm}-value signatures of scope {self.cfg.scope}")
+            sigs = sigs.reshape(len(keys), self.cfg.num_perm)
+            self.index.add(list(keys), sigs, self.bands.hashes(sigs))
+            added += len(keys)
+        return added
 
 
 @lru_cache

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-from filters.dedup import BandIndex, DedupConfig, Deduper, shingles
+from filters.dedup import Bands, DedupConfig, Deduper, shingles
+from filters.dedup_index import Index
 
 PROMPT = (
     "A carpenter works for 2 weeks every month and for 6 days every week. If he gets paid 195 pounds every day, "
@@ -175,20 +176,46 @@ def test_signature_is_datasketch_minhash():
     assert np.array_equal(m.hashvalues, sig)
 
 
-def test_band_index_finds_what_minhashlsh_finds():
+@pytest.mark.parametrize("flush_at", [1 << 20, 64])
+def test_band_index_finds_what_minhashlsh_finds(tmp_path, flush_at):
+    """The index's candidates are MinHashLSH.query's, from memory alone and from runs written to files (every 64
+    entries: most of the 200 texts are in files, read back through their filters and blocks)."""
     rng = np.random.default_rng(0)
     sigs = rng.integers(0, 2**32, (400, 128), dtype=np.uint32)
     sigs[1::2] = sigs[::2]
     noise = rng.random(sigs[1::2].shape) < rng.uniform(0.1, 0.7, (200, 1))
     sigs[1::2][noise] = rng.integers(0, 2**32, noise.sum(), dtype=np.uint32)
     lsh = MinHashLSH(threshold=0.7, num_perm=128)
-    bands = BandIndex(lsh.b, lsh.r)
-    hs = bands.band_hashes(sigs)
+    bands = Bands(lsh.b, lsh.r)
+    index = Index(lsh.b * lsh.r, tmp_path, flush_at)
+    hs = bands.hashes(sigs)
     for i in range(0, 400, 2):
         lsh.insert(i, LeanMinHash(seed=1, hashvalues=sigs[i], scheme="affine32"))
-        bands.add(i, hs[i])
-    for i in range(1, 400, 2):
-        assert set(lsh.query(LeanMinHash(seed=1, hashvalues=sigs[i], scheme="affine32"))) == bands.query(hs[i])
+        index.add([f"k{i}"], sigs[i : i + 1], hs[i : i + 1])
+    assert (len(index.runs) > 20) == (flush_at == 64)
+    near = index.near(hs[1::2])
+    for j, i in enumerate(range(1, 400, 2)):
+        assert set(lsh.query(LeanMinHash(seed=1, hashvalues=sigs[i], scheme="affine32"))) == {2 * r for r in near[j]}
+    assert index.find(["k0", "k398", "k1", "k3990"]) == [0, 199, None, None]
+    assert index.key(7) == "k14" and np.array_equal(index.signatures([7])[0], sigs[14, : lsh.b * lsh.r])
+
+
+def test_a_deduper_whose_index_is_in_files_gives_the_same_verdicts(tmp_path):
+    """The same texts through an index that keeps everything in memory and one that writes a run every 64 entries
+    (2 texts): the same verdicts, reasons and scores; its folder goes with it."""
+    cfg = DedupConfig(field="response")
+    texts = [trace(i % 30) if i % 4 else edited(trace(i % 30), 20) for i in range(90)]
+    items = [(f"c{i}", t) for i, t in enumerate(texts)]
+    small = Deduper(cfg, tmp_path)
+    small.index.flush_at = 64
+    got = [small.check_many(items[i : i + 4]) for i in range(0, 90, 4)]
+    big = Deduper(cfg)
+    want = [big.check_many(items[i : i + 4]) for i in range(0, 90, 4)]
+    assert got == want and sum(not v.accepted for vs in got for v in vs) > 30
+    assert len(small.index.runs) > 5 and len(list(tmp_path.iterdir())) == 1
+    assert "c1" in small and "c0" in small and len(small) == len(big)
+    del small
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_config_problems_name_the_field():
