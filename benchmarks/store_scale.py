@@ -3,7 +3,8 @@
 A scripted engine writes distinct English-like traces (sentences drawn from a large pool: a median near 12 KB, a
 tail to 60 KB) and a scripted verifier accepts one candidate of three; everything else is `factory`'s own path:
 `sampler.sample` builds the rows, the response-dedup gate (MinHash) judges what passed, `Store.commit` writes each
-batch (`--filters` also runs every CPU filter, readability and language, in the verification workers). The load
+batch (`--filters` also runs every CPU filter, readability and language, in the verification workers). The prompts
+are made as the sampler reads them (`Problems`), not held in a list. The load
 grows in segments up to each N of `--examples`; after each, the writer pauses and the reads run in their own
 processes: counts by source and reason, length percentiles, pass rates per prompt, `factory stats`, `factory export`
 to Parquet, `factory report`. During the last segment a `factory stats` runs beside the writer (a live read).
@@ -20,6 +21,7 @@ store's size (file and WAL) against its own tables written as zstd Parquet, and 
 from __future__ import annotations
 
 import argparse
+import itertools
 import random
 import resource
 import subprocess
@@ -27,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -65,10 +68,10 @@ class Traces:
         rng = random.Random(seed)
         letters = "etaoinshrdlucmfwypvbgkjqxz"
         words = ["".join(rng.choices(letters, k=rng.randint(2, 9))) for _ in range(20_000)]
-        weights = [1 / (i + 1) for i in range(len(words))]  # Zipf-like, as in English
+        cum = list(itertools.accumulate(1 / (i + 1) for i in range(len(words))))  # Zipf-like, as in English
         self.sentences = []
         for _ in range(pool):
-            s = " ".join(rng.choices(words, weights, k=rng.randint(6, 24)))
+            s = " ".join(rng.choices(words, cum_weights=cum, k=rng.randint(6, 24)))  # as `weights`, summed once
             self.sentences.append(s[0].upper() + s[1:] + ".")
         self.rng = rng
 
@@ -80,6 +83,24 @@ class Traces:
             out.append(s)
             n += len(s) + 1
         return "<think>\n" + " ".join(out) + "\n</think>\nThe answer is 42."
+
+
+class Problems(Sequence):
+    """Problems `start` to `end`, each made when the sampler asks for it (it reads them twice, in order), so that the
+    writer's memory is the store's side alone (`factory generate` holds its source's prompts in a list: ~0.7 KB
+    each of these)."""
+
+    def __init__(self, start: int, end: int):
+        self.start, self.end = start, end
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, i: int):
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        n = self.start + i
+        return make(f"source{n % 7}", "math", f"Problem {n}: what is {n} + 1?", {"answer": str(n + 1)})
 
 
 class ScriptedEngine:
@@ -214,8 +235,7 @@ def run(sizes: list[int], work: Path, verifier: ScriptedVerifier) -> None:
     run_id = store.start_run(r.name, r.hash(), r.text, r.model, "scripted", {}, {})
     store.close()
     for n in sizes:
-        prompts = [make(f"source{i % 7}", "math", f"Problem {i}: what is {i} + 1?", {"answer": str(i + 1)})
-                   for i in range(made, n)]  # fmt: skip
+        prompts = Problems(made, n)
         store = Store(db)
         gate = Gate(r, store)
         live = Live(db, len(prompts) // 2) if n == sizes[-1] else None
