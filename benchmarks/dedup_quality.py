@@ -7,6 +7,7 @@ thresholds for prompt-length and response-length texts, what each kind of pair d
 effect of `match_numbers` on prompts, and of the number of permutations.
 
     .venv/bin/python benchmarks/dedup_quality.py [--ngrams 2 3 5 7] [--thresholds 0.5 0.6 0.7 0.8 0.9] [--ngram 3]
+        [--every N]
 """
 
 from __future__ import annotations
@@ -100,8 +101,9 @@ def main() -> None:
     ap.add_argument("--threshold", type=float, default=DedupConfig.threshold, help="for the permutations table")
     ap.add_argument("--stream-ngrams", type=int, nargs="+", default=[1, 2, 3, 5])
     ap.add_argument("--stream-thresholds", type=float, nargs="+", default=[0.5, 0.7])
+    ap.add_argument("--every", type=int, default=1, help="every Nth pair and stream text only (a quick run)")
     args = ap.parse_args()
-    pairs = make()
+    pairs = make()[:: args.every]
     ts = args.thresholds
     for field in ("prompt", "response"):
         sub = [p for p in pairs if p["length"] == field]
@@ -114,7 +116,8 @@ def main() -> None:
     print(f"\n### prompt-length texts without match_numbers, ngram {args.ngram}\n")
     print(by_kind(prompts, "prompt", args.ngram, ts, match_numbers=False))
     print("\n### false removals in streams of distinct problems (n: ngram, @: threshold)\n")
-    print(stream_table(streams(), args.stream_ngrams, args.stream_thresholds))
+    groups = {name: texts[:: args.every] for name, texts in streams().items()}
+    print(stream_table(groups, args.stream_ngrams, args.stream_thresholds))
     print(f"\n### permutations, ngram {args.ngram}, threshold {args.threshold}\n")
     rows = []
     for field in ("prompt", "response"):

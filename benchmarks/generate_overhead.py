@@ -23,6 +23,7 @@ run of it moves by up to 10% with their lengths and the machine's load, so the t
 about 45 minutes for the long-tail workload and 15 for the short one on 2 cores.
 
     .venv/bin/python benchmarks/generate_overhead.py [--prompts 32] [--n 4] [--max-num-seqs 12] [--reps 4]
+        [--workloads short long-tail] [--max-tokens N]
 """
 
 from __future__ import annotations
@@ -111,9 +112,13 @@ def main() -> None:
     ap.add_argument("--max-num-seqs", type=int, default=12)
     ap.add_argument("--reps", type=int, default=4)
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS))
+    ap.add_argument("--max-tokens", type=int, help="cap every workload's answers (a quick run; default: theirs)")
     args = ap.parse_args()
     n, small = args.n, args.small_batch
     engine_args = [f"engine.max_num_seqs={args.max_num_seqs}", "engine.max_model_len=2048", "source.size=200"]
+    if args.max_tokens:
+        for w in WORKLOADS.values():
+            w.append(f"sampling.max_tokens={args.max_tokens}")
     fixed = ["rejection.max_samples={n}", "rejection.accept_per_prompt={n}"]
     fixed = [f.format(n=n) for f in fixed]
     arms = {"factory, one round of n": f"rejection.round_size={n}", "factory, rounds of 1": "rejection.round_size=1"}

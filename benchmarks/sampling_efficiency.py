@@ -12,7 +12,7 @@ row is raw vLLM on the default arm's own requests (its prompts, each with as man
 call, to tell what its requests cost from what the loop costs (here within the noise: 0.93x-1.11x the ceiling).
 
     .venv/bin/python benchmarks/sampling_efficiency.py [--prompts 160] [--round-sizes 2 4] [--max-samples 8]
-        [--max-num-seqs 32] [--reps 1]
+        [--max-num-seqs 32] [--reps 1] [--max-tokens N]
 
 Each arm draws its own samples, so the share of the oracle moves with the luck of the draw: at 96 prompts the same
 code gave 0.81 to 0.95, at 141 and more it moves by a few hundredths. The demo's source has 237 distinct problems.
@@ -53,9 +53,11 @@ def main() -> None:
     ap.add_argument("--max-samples", type=int, default=8)
     ap.add_argument("--max-num-seqs", type=int, default=32)
     ap.add_argument("--reps", type=int, default=1, help="runs of every arm, each against its own ceiling")
+    ap.add_argument("--max-tokens", type=int, help="cap the answers (a quick run; default: the demo recipe's)")
     args = ap.parse_args()
     m, default = args.max_samples, RejectionConfig().round_size
     base = [f"rejection.max_samples={m}", "rejection.accept_per_prompt=1", "source.size=1000"]
+    base += [f"sampling.max_tokens={args.max_tokens}"] if args.max_tokens else []
     base += [f"engine.max_num_seqs={args.max_num_seqs}", "rejection.batch_prompts=0"]
     fixed, prompts = load([*base, f"rejection.round_size={m}"], args.prompts)
     arms = [(f"fixed N={m}", fixed), (f"default: rounds of {default}", load(base, args.prompts)[0])]

@@ -16,6 +16,8 @@ Goal: the verified arm at least 15 points over the base model and 10 over the co
 
     python benchmarks/teaching.py                      # about 40 minutes on 2 cores
     python benchmarks/teaching.py --workdir data/runs/teaching --train-size 1000
+    python benchmarks/teaching.py --train-size 24 --max-samples 2 --limit 4 --eval-seeds 1000000 --engine transformers
+                                                       # a quick run through every step (its goals not met)
 
 With --workdir, a step already done there is not redone: generation resumes its run in the store (a finished run
 returns at once), and a trained model folder is reused.
@@ -88,6 +90,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--eval-seeds", default="1000000,2000000")
     ap.add_argument("--limit", type=int, default=200, help="eval problems a seed")
+    ap.add_argument("--engine", default="vllm", help="the engine that generates and evaluates (engine.kind)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run(args, args.workdir or Path(tmp))
@@ -96,13 +99,15 @@ def main() -> None:
 def run(args, work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
     verified, control = work / "verified.duckdb", work / "control.duckdb"
-    source = [f"source.size={args.train_size}", f"source.seed={args.train_seed}", f"sampling.seed={args.train_seed}"]
+    source = [f"source.size={args.train_size}", f"source.seed={args.train_seed}", f"sampling.seed={args.train_seed}",
+              f"engine.kind={args.engine}"]  # fmt: skip
     sets = lambda items: [a for o in items for a in ("--set", o)]  # noqa: E731
     seconds: dict[str, float] = {}
 
     factory(
         "generate", str(RS), "--db", str(verified),
-        *sets([*source, f"model={BASE}", f"rejection.max_samples={args.max_samples}", "rejection.round_size=4"]),
+        *sets([*source, f"model={BASE}", f"rejection.max_samples={args.max_samples}",
+                f"rejection.round_size={min(4, args.max_samples)}"]),
     )  # fmt: skip
     k = count(verified, "SELECT count(*) FROM examples")
     drawn = count(verified, "SELECT count(*) FROM candidates")
@@ -130,6 +135,7 @@ def run(args, work: Path) -> None:
         for arm, model in models.items():
             text = factory(
                 "eval", model, str(EVAL), "--limit", str(args.limit), "--set", f"source.seed={seed}", "--json",
+                "--set", f"engine.kind={args.engine}",
                 "--training", str(verified), "--training", str(control), capture=True,
             )  # fmt: skip
             scores[arm, seed] = json.loads(text.strip().splitlines()[-1])

@@ -10,11 +10,12 @@ that is off by default, a label that pins a misreading) is counted apart from er
 Code: the cases of benchmarks/labelled_code.py through `filters.code.verify_code`, skipped with a note until both
 exist. The aim is no false positive: a wrong answer accepted becomes training data.
 
-    .venv/bin/python benchmarks/verifier_accuracy.py
+    .venv/bin/python benchmarks/verifier_accuracy.py [--limit N]
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import re
@@ -63,8 +64,8 @@ def summary_row(name: str, truth: list[bool], said: list[bool], secs: list[float
 SUMMARY = ["verifier", "cases", "TP", "FP", "FN", "TN", "precision", "recall", "mean ms", "max ms"]
 
 
-def math_section() -> None:
-    rows = [json.loads(line) for line in PAIRS.read_text().splitlines() if line.strip()]
+def math_section(limit: int | None = None) -> None:
+    rows = [json.loads(line) for line in PAIRS.read_text().splitlines() if line.strip()][:limit]
     truth = [r["equal"] for r in rows]
     ours, our_secs = judge_math(rows, math_equal)
     base, base_secs = judge_math(rows, plain_math_verify)
@@ -114,8 +115,8 @@ SUITE_JUDGES = {
 }
 
 
-def suite_section() -> None:
-    rows = [json.loads(line) for line in SUITE.read_text().splitlines() if line.strip()]
+def suite_section(limit: int | None = None) -> None:
+    rows = [json.loads(line) for line in SUITE.read_text().splitlines() if line.strip()][:limit]
     n_equal = sum(r["expected"] for r in rows)
     print(f"\n## Math-Verify's test suite: {len(rows)} cases ({n_equal} equal, {len(rows) - n_equal} not)\n")
     said = {name: [judge(r) for r in rows] for name, judge in SUITE_JUDGES.items()}
@@ -160,7 +161,7 @@ def category(name: str) -> str:
     return re.sub(r"[\d.]+$", "", parts[-1]) or parts[0]
 
 
-def code_section() -> None:
+def code_section(limit: int | None = None) -> None:
     sys.path.insert(0, str(Path(__file__).parent))  # labelled_code lives beside this script
     try:
         from filters.code import verify_code
@@ -169,7 +170,7 @@ def code_section() -> None:
     except ImportError as e:
         print(f"\n## Code: skipped ({e}); it needs filters/code.py and benchmarks/labelled_code.py")
         return
-    cases = labelled_code.cases()
+    cases = labelled_code.cases(limit=limit)
     truth, said, secs, reasons = [], [], [], []
     for _, candidate, should_pass in cases:
         t = time.perf_counter()
@@ -199,10 +200,13 @@ def code_section() -> None:
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--limit", type=int, help="the first N cases of each math set and N HumanEval problems only")
+    limit = ap.parse_args().limit
     t = time.perf_counter()
-    math_section()
-    suite_section()
-    code_section()
+    math_section(limit)
+    suite_section(limit)
+    code_section(limit)
     print(f"\n({time.perf_counter() - t:.0f} s)")
 
 
