@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,43 @@ def run_cli(*args: str, timeout: float = 600, **kw) -> subprocess.CompletedProce
     return subprocess.run(
         [FACTORY, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=os.environ | kw
     )
+
+
+def run_benchmark(script: str, *args: str, timeout: float = 600, codes: tuple[int, ...] = (0,)) -> str:
+    """`python benchmarks/SCRIPT ARGS...` from the repository root, as a user runs it; its output (the tables).
+    `codes`: the exit statuses it may end with (a benchmark that checks goals exits 1 when one is missed)."""
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+    assert res.returncode in codes, res.stderr[-3000:]
+    return res.stdout
+
+
+def tables(text: str) -> list[list[list[str]]]:
+    """The markdown tables in `text`, each a list of rows of cells (the header first); checked to hold no NaN or inf
+    and at least one row under the header."""
+    out, rows_ = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("|") and set(line) <= set("|-: "):  # the rule under a header: a table begins above it
+            if len(rows_) > 1:  # right below another table
+                out.append(rows_[:-1])
+                rows_ = rows_[-1:]
+        elif line.startswith("|"):
+            rows_.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif rows_:
+            out.append(rows_)
+            rows_ = []
+    for t in out:
+        assert len(t) > 1, f"a table with no rows: {t}"
+        bad = [c for r in t[1:] for c in r if re.search(r"\b(nan|inf)\b", c, re.IGNORECASE)]
+        assert not bad, f"a number that is not finite in {t}"
+    return out
+
+
+def number(cell: str) -> float:
+    """A cell's first number: "1,234" 1234.0, "0.93x" 0.93, "48.2% (92/191)" 48.2, "1.6 / 336" 1.6."""
+    return float(re.search(r"-?\d[\d,]*(\.\d+)?(e[+-]?\d+)?", cell).group(0).replace(",", ""))
 
 
 def rows(db: Path, sql: str) -> list[tuple]:
