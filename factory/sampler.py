@@ -6,11 +6,11 @@ it holds rounds of as many prompts as fill its running batch (its `capacity`, vL
 half running and half waiting, at most `batch_prompts` if set, and the moment one finishes another prompt's round
 takes its place. A finished round goes to the verification workers, then to the judge if the recipe has one (its
 requests join the same engine), then to a thread that deduplicates whatever rounds have gathered and commits them in
-one transaction (at most once a second while the engine is full: `_commit_due`). A prompt has its next round only
-once its last one is judged: at once if nothing in it passed (dedup can only reject more), else once it is committed
-and dedup has had its say. So a prompt is never sampled in two rounds at once, each round's sample indices are fixed
-when it is drawn and its rounds commit in that order, and a crash loses only rounds not yet committed, which a
-resume draws again at the same indices.
+one transaction (at most once a second while the engine is full: `_commit_due`; at most COMMIT_CHARS of text, the
+oldest first). A prompt has its next round only once its last one is judged: at once if nothing in it passed (dedup
+can only reject more), else once it is committed and dedup has had its say. So a prompt is never sampled in two
+rounds at once, each round's sample indices are fixed when it is drawn and its rounds commit in that order, and a
+crash loses only rounds not yet committed, which a resume draws again at the same indices.
 
 Prompts are worked on in a window of twice as many as the engine holds at once: a new prompt is begun while the
 window has room, and a prompt ready for its next round queues behind the window's others (round-robin). So few
@@ -52,6 +52,7 @@ from filters.registry import worker_stages
 
 DEFAULT_PROMPTS = 64  # prompts in an engine that says nothing of its capacity (one that generates lists)
 COMMIT_EVERY = 1.0  # seconds between commits while the engine is full (a crash loses at most this much more)
+COMMIT_CHARS = 8 << 20  # text in one commit at most (the rest waits for the next): ~220 rounds of 3 12-KB traces
 
 
 @dataclass
@@ -246,8 +247,8 @@ class _Stream:
                     self.committing, moved = None, True
                 if self.ready and self.committing is None and self._commit_due():
                     self.last_commit = time.monotonic()
-                    args = (self.recipe, self.store, self.run_id, self.ready, self.tally, self.gate)
-                    self.committing, self.ready = later.submit(_commit, *args), []
+                    args = (self.recipe, self.store, self.run_id, self._take_ready(), self.tally, self.gate)
+                    self.committing = later.submit(_commit, *args)
                 if not moved and not any(s.unfinished for s in self.streams):
                     busy = [r.future for r in self.verifying] + [f for f in [self.committing] if f is not None]
                     wait(busy, timeout=0.05, return_when=FIRST_COMPLETED)
@@ -270,6 +271,16 @@ class _Stream:
         else:
             return False
         return True
+
+    def _take_ready(self) -> list[_Round]:
+        """The ready rounds that go in one commit: the oldest, up to COMMIT_CHARS of text (one at least). DuckDB holds
+        a transaction's rows whole while it commits, so a commit's memory follows its text: ~10x it, measured."""
+        chars = n = 0
+        while n < len(self.ready) and (n == 0 or chars < COMMIT_CHARS):
+            chars += sum(len(c.text) for c in self.ready[n].completions)
+            n += 1
+        taken, self.ready = self.ready[:n], self.ready[n:]
+        return taken
 
     def _commit_due(self) -> bool:
         """Whether the rounds ready go to the commit thread now. Its work holds the GIL in parts, which slows the

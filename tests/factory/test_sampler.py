@@ -525,3 +525,28 @@ def test_a_job_holds_only_the_prompts_it_has_open(pool, store):
     tally = sample(r, Made(), Right(), pool, store, _run(store, r))
     assert tally.prompts == tally.examples == 80 and len(seen) > 10
     assert max(seen) <= 20  # 2 in the engine, a window of 4, at most 8 open: 16 seen here
+
+
+def test_a_commit_takes_at_most_commit_chars_of_text(pool, store, monkeypatch):
+    """Rounds pile up while a slow commit runs; the next commit takes the oldest of them up to COMMIT_CHARS of text
+    (DuckDB holds a transaction whole: its memory follows its text), the rest wait for the one after. Every sample
+    lands, each prompt's at 0, 1, 2, ... (the rounds left behind are the newest)."""
+    from factory import sampler as sampler_module
+
+    ps = sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=24, seed=0))
+    r = _recipe(round_size=1, max_samples=2, accept_per_prompt=1, batch_prompts=4)
+    monkeypatch.setattr(sampler_module, "COMMIT_CHARS", 200)
+    sizes, commit = [], store.commit
+
+    def slow_commit(rows):
+        sizes.append((sum(len(c["text"]) for c in rows.candidates), max(len(c["text"]) for c in rows.candidates)))
+        time.sleep(0.1)
+        commit(rows)
+
+    store.commit = slow_commit
+    run = _run(store, r)
+    tally = sample(r, ps, ScriptedEngine(ps, [set()] * len(ps), r.prompt.template), pool, store, run)
+    assert tally.new_candidates == 48 and tally.prompts_done == 24
+    assert all(chars - last < 200 for chars, last in sizes)  # under the cap before its last round
+    assert max(chars for chars, _ in sizes) > 150 and len(sizes) >= 48 * 40 // 240  # the cap was reached, often
+    assert [idx for idx, _, _ in _per_prompt(store, run).values()] == [[0, 1]] * 24
