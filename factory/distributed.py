@@ -269,7 +269,10 @@ def drive(job: Job, update, pipeline, workers: int, shard_prompts: int = 0, vers
     r = job.recipe
     tally = ShardTally(prompts_set_aside=len(job.dropped))
     land = Landing(job, tally, update)
-    job.begin({"factory": version("factory"), "engine": f"{r.engine.kind} on {workers} workers", **(versions or {})})
+    from factory.engines import resolve_kind
+
+    kind = resolve_kind(r.engine.kind)  # `auto` as this machine resolves it (workers alike are assumed)
+    job.begin({"factory": version("factory"), "engine": f"{kind} on {workers} workers", **(versions or {})}, kind)
     land.publish()
     while todo := land.pending():
         shards = land.cut(todo, shard_size(r, len(todo), workers, shard_prompts))
