@@ -84,7 +84,7 @@ class ShardWorker:
     def __init__(self, recipe: Recipe, model: str, seed: int):
         from factory import engines, judging, models
 
-        if recipe.engine.kind in ("vllm", "transformers") and not os.path.exists(model):
+        if recipe.engine.kind not in ("openai", "replay") and not os.path.exists(model):
             model = models.resolve(recipe.model)  # a node other than the driver's: its own copy or the hub's
         self.recipe = recipe
         self.name = f"{socket.gethostname()}:{os.getpid()}"
@@ -288,7 +288,7 @@ def _pool(ray, job: Job, workers: int):
     """(workers, pipeline): a Ray Data pipeline over shards, an actor pool of `ShardWorker`s (GPUs per actor: the
     engine's tensor_parallel_size where the cluster has GPUs)."""
     r = job.recipe
-    gpus = ray.cluster_resources().get("GPU", 0) if r.engine.kind in ("vllm", "transformers") else 0
+    gpus = ray.cluster_resources().get("GPU", 0) if r.engine.kind in ("auto", "vllm", "transformers") else 0
     tp = r.engine.tensor_parallel_size
     workers = workers or (int(gpus // tp) if gpus else 1)
     if gpus and gpus < workers * tp:
