@@ -302,27 +302,46 @@ class Cluster:
         self.address = ""
 
     def start(self, name: str, *args: str) -> subprocess.Popen:
-        """`ray start` a node (the head first) and wait until it has joined."""
+        """`ray start` a node (the head first) and wait until it has joined. `ray start` gives a node 30 s (a
+        constant in Ray's node.py) to register with the head; on a busy machine (CI's, with the suite's other files
+        beside this one) its raylet once took longer and the command gave up ("timed out during startup"). That is
+        Ray's startup, not what these tests test: such a node is started again, up to three times."""
+        for _ in range(3):
+            node, log = self._start(name, *args)
+            _wait_for(lambda: "Ray runtime started" in log.read_text() or node.poll() is not None)  # noqa: B023
+            if node.poll() is None or "timed out during startup" not in log.read_text():
+                break
+            self._kill(node)
+        assert node.poll() is None, log.read_text()[-3000:]
+        return node
+
+    def _start(self, name: str, *args: str) -> tuple[subprocess.Popen, Path]:
         ports = ["--dashboard-agent-listen-port", "--dashboard-agent-grpc-port", "--runtime-env-agent-port"]
         ports += ["--metrics-export-port", "--node-manager-port", "--object-manager-port"]
-        if not self.address:
+        if name == "head":
             ports += ["--ray-client-server-port", "--dashboard-port", "--port"]
             args = ("--head", "--include-dashboard", "false", *args)
         else:
             args = ("--address", self.address, *args)
         # every port its own: two nodes on one machine would take the same defaults
         cmd = [str(Path(sys.executable).parent / "ray"), "start", "--block", *args, "--disable-usage-stats"]
-        cmd += ["--temp-dir", str(self.dir / name), "--object-store-memory", str(2**27)]
+        tries = len(list(self.dir.glob(f"{name}*.log")))
+        cmd += ["--temp-dir", str(self.dir / f"{name}{tries}"), "--object-store-memory", str(2**27)]
         for flag, port in zip(ports, _free_ports(len(ports)), strict=True):
             cmd += [flag, str(port)]
-        self.address = self.address or f"127.0.0.1:{cmd[-1]}"
-        log = self.dir / f"{name}.log"
+        if name == "head":
+            self.address = f"127.0.0.1:{cmd[-1]}"
+        log = self.dir / f"{name}{tries}.log"
         with log.open("w") as out:
             node = subprocess.Popen(cmd, env=os.environ | self.env, stdout=out, stderr=out, start_new_session=True)
         self.nodes[name] = node
-        _wait_for(lambda: "Ray runtime started" in log.read_text() or node.poll() is not None)
-        assert node.poll() is None, log.read_text()[-3000:]
-        return node
+        return node, log
+
+    @staticmethod
+    def _kill(node: subprocess.Popen) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
 
     def raylet(self, node: subprocess.Popen) -> int:
         """The node's raylet: the child of its `ray start` that Ray's workers are children of."""
@@ -334,9 +353,7 @@ class Cluster:
 
     def stop(self) -> None:
         for node in self.nodes.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(node.pid, signal.SIGKILL)
-            node.wait()
+            self._kill(node)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
