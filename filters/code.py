@@ -3,19 +3,26 @@
 The three test formats datasets use (a record's `reference`):
 
 - HumanEval: {"test": "def check(candidate): ...", "entry_point": "f", "prefix": "<the prompt's code>"}: the
-  prefix and the program, then the test code and check(f). The prefix is the prompt as it stood before the answer
-  (HumanEval's imports, helpers such as /32 `poly` and /38 `encode_cyclic`); the tests take those helpers from it,
-  never from the answer. Without an entry_point the test code alone runs (MBPP-style asserts), calling the program's
-  functions by name.
+  prefix and the program, then the test code and check(f) (a test without check() is asserts that call f by name).
+  The prefix is the prompt as it stood before the answer (HumanEval's imports, helpers such as /32 `poly` and /38
+  `encode_cyclic`); the tests take those helpers from it, never from the answer: with an entry_point, f alone is the
+  answer's. Without one (MBPP-style asserts) the tests call the program's functions by name, every name they use
+  that neither the prefix nor Python's builtins define; a function named like a builtin (MBPP's "write your own
+  pow") needs the entry_point, which then shadows the builtin. Arguments the answer changes in place change in the
+  tests too. A name the tests use that nothing defines, or tests that never call the answer (check() with no
+  entry_point, asserts on builtins alone) are bad_reference, never a pass: the record is broken.
 - stdin/stdout (APPS, TACO, CodeContests): {"inputs": [...], "outputs": [...]}: each input goes to a fresh process
   (forked inside one sandbox: ~1 ms a case against ~13 ms for a sandbox each), whose stdout is compared line by line,
   trailing whitespace and trailing blank lines ignored. `wall_s` covers all the cases of one answer together.
 - function calls (APPS/TACO call-based, LeetCode): {"fn_name": "f", "inputs": [[args], ...], "outputs": [...]}:
-  f(*args), or Solution().f(*args), compared exactly as JSON values (`_equal`: True is not 1, floats within a stated
-  tolerance); an expected [x] also accepts x, as APPS, only when the list has one element.
+  f(*args), or Solution().f(*args), compared exactly as JSON values (`_equal`: True is not 1, an int is exact).
+  Optional: `atol` and `rtol`, the task's float tolerance (`call_match`; without them a float answer must be within
+  1e-9, relative or absolute), and `wrapped_outputs: true` where an expected [x] also accepts x (APPS and TACO wrap
+  a call's answer in a list).
 
 Reasons: no_code, syntax_error (compiled here, never run), wrong_answer, runtime_error, timeout, memory_limit,
-output_limit. The formats with cases score tests_passed / tests_total.
+output_limit, bad_reference (the record's tests are broken: they use a name nothing defines, or never call the answer;
+the verdict's `error` says which). The formats with cases score tests_passed / tests_total.
 
 Why a verdict cannot be gamed (a verdict is a reward, and RL tries everything; tests/filters/test_reward_hacking.py
 tries it). Inside the sandbox the harness (code_harness.py) is two processes. The test process runs the tests and
@@ -49,8 +56,11 @@ from filters.sandbox import Limits
 
 _FENCE = re.compile(r"^[ \t]*```[ \t]*([\w+.-]*)[^\n]*\n(.*?)^[ \t]*```", re.M | re.S)
 _PYTHON = {"", "python", "py", "python3", "py3"}
-FLOAT_REL_TOL = 1e-6  # function-call answers: Codeforces and LeetCode accept 1e-5 (relative or absolute); tighter here
-FLOAT_ABS_TOL = 1e-9
+# function-call answers where the record states no tolerance: float noise passes (summing in another order is off by
+# ~1e-16 relatively), an answer off by 0.75 at 1e6 does not (1e-6 relative, 1 there, let a floor division through);
+# a task that accepts 1e-5 (LeetCode, Codeforces) says so in the record's atol / rtol
+FLOAT_RTOL = 1e-9
+FLOAT_ATOL = 1e-9
 _REASONS = {"wrong_answer", "runtime_error", "timeout", "memory_limit", "output_limit"}
 
 
@@ -100,14 +110,25 @@ def _humaneval(code: str, ref: dict, limits: Limits) -> Verdict:
     if status == "passed":
         return accept()
     if status == "bad_reference":  # the dataset's own code, not the answer's: a broken record, said as such
-        raise ValueError(f"reference: the prompt's code (prefix) or the test code does not run ({data})")
+        return reject("bad_reference", error=_broken(data))
     return reject(status if status in _REASONS else _lost(res))
+
+
+def _broken(data: str) -> str:
+    """What is wrong with a reference, from the harness's bad_reference report."""
+    if data == "no_call":
+        return "the tests never call the answer: name the function under test in entry_point"
+    name = data.partition(":")[2]
+    if data.startswith(("NameError:", "UnboundLocalError:")) and name.isidentifier():
+        return f"the tests use {name}, which neither the prompt's code (prefix) nor the tests define"
+    return f"the prompt's code (prefix) or the test code does not run ({data[:100]})"
 
 
 def _cases(code: str, ref: dict, limits: Limits, fmt: str) -> Verdict:
     inputs, outputs = ref.get("inputs") or [], ref["outputs"]
     if len(inputs) != len(outputs):
         raise ValueError(f"reference: {len(inputs)} inputs but {len(outputs)} outputs; they must pair up")
+    match = call_match(ref) if fmt == "calls" else {}
     job = {"format": fmt, "inputs": inputs, "fn_name": ref.get("fn_name"), "output_bytes": limits.output_kb << 10}
     res, reports = _harness(code, job, limits)
     n = len(outputs)
@@ -119,7 +140,7 @@ def _cases(code: str, ref: dict, limits: Limits, fmt: str) -> Verdict:
     passed, first = 0, None
     for i, want in enumerate(outputs):
         status, data = reports.get(i, ("", ""))
-        reason = _reason(status, res) if status != "ok" else None if same(data, want) else "wrong_answer"
+        reason = _reason(status, res) if status != "ok" else None if same(data, want, **match) else "wrong_answer"
         passed += reason is None
         first = first or reason
     scores = {"tests_passed": passed, "tests_total": n}
@@ -144,32 +165,54 @@ def _lost(res: sandbox.Result) -> str:
     return "runtime_error"
 
 
-def _same_call(data: str, want) -> bool:
-    """The reported JSON value against the expected one, exactly: see `_equal`. An expected [x] also takes x (APPS
-    wraps single answers in a list), but only a list of one element."""
+def call_match(ref: dict) -> dict:
+    """How a function-call record compares answers (`_same_call`'s options), from its optional fields: `atol`, the
+    absolute error a float answer may have, and `rtol`, the error relative to the expected value (with both, either
+    suffices; with one, it alone; with neither, FLOAT_RTOL or FLOAT_ATOL), and `wrapped_outputs`. A bad value raises
+    ValueError naming the field."""
+    for key in ("atol", "rtol"):
+        v = ref.get(key)
+        if v is not None and not (type(v) in (int, float) and 0 <= v < math.inf):
+            raise ValueError(f"reference: {key} must be a number >= 0 (the task's float tolerance), got {v!r}")
+    unwrap = ref.get("wrapped_outputs", False)
+    if type(unwrap) is not bool:
+        raise ValueError(f"reference: wrapped_outputs must be true or false, got {unwrap!r}")
+    if ref.get("atol") is None and ref.get("rtol") is None:
+        return {"rtol": FLOAT_RTOL, "atol": FLOAT_ATOL, "unwrap": unwrap}
+    return {"rtol": float(ref.get("rtol") or 0), "atol": float(ref.get("atol") or 0), "unwrap": unwrap}
+
+
+def _same_call(data: str, want, rtol: float = FLOAT_RTOL, atol: float = FLOAT_ATOL, unwrap: bool = False) -> bool:
+    """The reported JSON value against the expected one, exactly: see `_equal`. With `unwrap` (the record's
+    wrapped_outputs), an expected [x] also takes x, but only a list of one element."""
     try:
         got = json.loads(data)
         want = json.loads(json.dumps(want))  # tuples in a Python-built reference compare as the lists JSON gives
-        return _equal(got, want) or (type(want) is list and len(want) == 1 and _equal(got, want[0]))
-    except (ValueError, TypeError, RecursionError):  # JSON nested past the recursion limit is a wrong answer
+        if _equal(got, want, rtol, atol):
+            return True
+        return unwrap and type(want) is list and len(want) == 1 and _equal(got, want[0], rtol, atol)
+    except (ValueError, TypeError, RecursionError, OverflowError):  # nested too deep, too large: wrong
         return False
 
 
-def _equal(got, want) -> bool:
+def _equal(got, want, rtol: float, atol: float) -> bool:
     """== without Python's loose corners: True is not 1, an int answer is its exact value (2.0 passes for 2, not
-    2.0000001), and a float answer is within FLOAT_REL_TOL of the expected, or FLOAT_ABS_TOL of it near zero."""
+    2.0000001), and a float answer is within atol of the expected, or within rtol of it relatively."""
     if type(got) is bool or type(want) is bool:
         return type(got) is type(want) and got == want
     if type(got) in (int, float) and type(want) in (int, float):
-        if type(want) is int:
+        if type(want) is int or got == want:  # exact, whatever the size (an inf for an inf too)
             return got == want
-        return math.isclose(got, want, rel_tol=FLOAT_REL_TOL, abs_tol=FLOAT_ABS_TOL)
+        try:
+            return abs(float(got) - want) <= max(atol, rtol * abs(want))
+        except OverflowError:  # an int too large for a float: no finite expected value is that far off
+            return False
     if type(got) is not type(want):
         return False
     if type(want) is list:
-        return len(got) == len(want) and all(map(_equal, got, want))
+        return len(got) == len(want) and all(_equal(g, w, rtol, atol) for g, w in zip(got, want, strict=True))
     if type(want) is dict:
-        return got.keys() == want.keys() and all(_equal(got[k], want[k]) for k in want)
+        return got.keys() == want.keys() and all(_equal(got[k], want[k], rtol, atol) for k in want)
     return got == want
 
 

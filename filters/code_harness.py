@@ -14,7 +14,12 @@ Two processes, so that the one whose word counts never runs a line of the candid
 The tests' `candidate` is a stub that sends the arguments over and gets the return value back as a marshal of
 builtin types alone, checked on arrival (exact types, no cycles, no code objects); anything else is a wrong answer.
 So `assert candidate(x) == y` compares a real int, list or tuple with y, never an object that says it equals
-anything. Helpers the tests call come from the prompt's code (the reference's "prefix"), never from the candidate.
+anything. The arguments come back too, and what the call did to them is done to the test's own lists, dicts, sets
+and bytearrays, in place: "leave the input alone" can fail and "sort it in place" can pass. Helpers the tests call
+come from the prompt's code (the reference's "prefix"), never from the candidate: with an entry point, that one name
+is the candidate's; without one (MBPP-style asserts), every name the tests use that neither the prompt's code nor
+Python's builtins define. A name the tests use that nothing defines, and tests that never call the candidate, are a
+broken reference (bad_reference), never a pass.
 
     <nonce> <case> <status> <data>      e.g. "9f..e1 0 passed -", "9f..e1 3 ok [1, 2]", "9f..e1 -1 runtime_error -"
 
@@ -76,9 +81,10 @@ def read_exact(fd: int, n: int) -> bytes:
     return bytes(buf)
 
 
-def send(fd: int, msg) -> None:
+def send(fd: int, msg) -> int:
     data = marshal.dumps(msg)
     write_all(fd, len(data).to_bytes(4, "big") + data)
+    return len(data)
 
 
 def recv(fd: int, cap: int):
@@ -146,13 +152,16 @@ class Side:
     def __init__(self, pid: int, out: int, inp: int, cap: int):
         self.pid, self.out, self.inp, self.cap = pid, out, inp, cap
         self.dead = ""  # why it stopped answering, once it has
+        self.calls = 0  # calls of the candidate's functions asked for: a test that made none has tested nothing
 
-    def ask(self, *msg) -> tuple:
+    def ask(self, *msg, echo: bool = False) -> tuple:
+        """Send a request, return the checked reply; `echo`: the reply carries the request's arguments back, so it may
+        be that much longer than the cap (what the call added to them counts against it)."""
         if self.dead:
             raise Gone(self.dead)
         try:
-            send(self.out, msg)
-            reply = recv(self.inp, self.cap)
+            sent = send(self.out, msg)
+            reply = recv(self.inp, self.cap + sent * echo)
         except Gone as e:  # a reply past the cap: the rest of it is still in the pipe, so no more requests
             self.dead = e.status
             self.why()
@@ -180,17 +189,22 @@ class Side:
             return "timeout"
         return "memory_limit" if code == MEMORY_EXIT else "runtime_error"
 
-    def call(self, name: str, args: tuple, kwargs: dict, method: bool = False):
-        reply = self.ask("call", name, args, kwargs, method)
-        if reply[0] == "ok" and len(reply) == 2 and plain(reply[1]):
-            return reply[1]
+    def call(self, name: str, args: tuple, kwargs: dict, method: bool = False, echo: bool = False):
+        """The candidate's name(*args, **kwargs); with `echo`, what it did to the arguments is done to these."""
+        self.calls += 1
+        reply = self.ask("call", name, args, kwargs, method, bytearrays(args, kwargs) if echo else None, echo=echo)
         if reply[0] == "raise":
             raise exception(reply[1:])
-        raise Gone("wrong_answer")  # not a builtin value: a generator, an object, a value that claims equality
+        # not a builtin value (a generator, an object, a value that claims equality), or arguments it cannot have
+        if reply[0] != "ok" or len(reply) != 2 + 2 * echo or not plain(reply[1:]):
+            raise Gone("wrong_answer")
+        if echo and not (settle_all(args, reply[2]) and settle_all(kwargs, reply[3])):
+            raise Gone("wrong_answer")
+        return reply[1]
 
     def stub(self, name: str, method: bool = False):
         def candidate(*args, **kwargs):
-            return self.call(name, args, kwargs, method)
+            return self.call(name, args, kwargs, method, echo=True)
 
         candidate.__name__ = candidate.__qualname__ = name
         return candidate
@@ -207,8 +221,59 @@ def exception(reply: tuple) -> BaseException:
         and issubclass(cls, Exception)
         and not issubclass(cls, (StopIteration, StopAsyncIteration))
     ):
-        return cls()
-    return RuntimeError(name[:100])
+        e = cls()
+    else:
+        e = RuntimeError(name[:100])
+    e.relayed = True  # the candidate's: a NameError that is not is the tests' own (they name what nothing defines)
+    return e
+
+
+def bytearrays(args: tuple, kwargs: dict) -> list:
+    """Where the arguments hold bytearrays, reached through lists and dict values, as paths from (args, kwargs):
+    marshal sends a bytearray as bytes, and the candidate process makes each one a bytearray again."""
+    found, seen, stack = [], set(), [((0,), list(args)), ((1,), kwargs)]
+    while stack:
+        path, box = stack.pop()
+        for key, v in enumerate(box) if type(box) is list else box.items():
+            if type(v) is bytearray:
+                found.append((*path, key))
+            elif type(v) in (list, dict) and id(v) not in seen:
+                seen.add(id(v))
+                stack.append(((*path, key), v))
+    return found
+
+
+def settle(old, new) -> bool:
+    """Make the test's `old` what the candidate's copy of it became (`new`), in place, position by position; False
+    where `old` cannot change in place (an immutable value) or `new` is another kind of value."""
+    kind = type(old)
+    if kind is bytearray and type(new) is bytes:  # marshal brought it back as bytes
+        old[:] = new
+    elif kind is set and type(new) is set:
+        old.clear()
+        old.update(new)
+    elif kind is list and type(new) is list:
+        old[:] = [o if settle(o, n) else n for o, n in zip(old, new, strict=False)] + new[len(old) :]
+    elif kind is dict and type(new) is dict:  # in the candidate's order
+        kept = {k: old[k] for k in new if k in old and settle(old[k], new[k])}
+        merged = {k: kept.get(k, n) for k, n in new.items()}
+        old.clear()
+        old.update(merged)
+    elif kind is tuple and type(new) is tuple and len(new) == len(old):
+        for o, n in zip(old, new, strict=True):  # the tuple stays; what it holds may have changed in place
+            settle(o, n)
+    else:
+        return False
+    return True
+
+
+def settle_all(old, new) -> bool:
+    """The call's arguments (a tuple, or the keyword dict) back from the candidate: the same shape, each mutable one
+    settled. Anything else no call could have made of the same objects: a forged reply."""
+    if type(new) is not type(old) or len(new) != len(old) or (type(old) is dict and new.keys() != old.keys()):
+        return False
+    pairs = [(old[k], new[k]) for k in old] if type(old) is dict else zip(old, new, strict=True)
+    return all(settle(o, n) or type(o) not in (list, dict, set, bytearray) for o, n in pairs)
 
 
 def fork_candidate(cap: int) -> Side:
@@ -241,7 +306,8 @@ def names_in(code) -> set:
 
 
 def humaneval(job: dict, side: Side, report) -> None:
-    """The prompt's code, stubs for what the tests call of the candidate's, the test code, then check(candidate)."""
+    """The prompt's code, stubs for what the tests call of the candidate's, the test code, then check(candidate)
+    where the tests define check (else their top-level asserts were the tests)."""
     ns = {"__name__": "tests", "__builtins__": builtins}
     try:
         exec(compile(job["prefix"], "prompt.py", "exec"), ns)
@@ -249,23 +315,23 @@ def humaneval(job: dict, side: Side, report) -> None:
     except BaseException as e:
         return report(0, "bad_reference", type(e).__name__)
     entry = job["entry_point"]
+    # MBPP-style tests call the candidate's functions by name: every name they use that is not the prompt's or a
+    # builtin (attribute names among them, harmless; a builtin's name needs an entry point, which shadows it)
+    names = {entry} if entry else names_in(test) - set(ns) - set(dir(builtins))
     try:
         reply = side.ask("load")
         if reply[0] != "ok":
             raise exception(reply[1:])
-        defined = reply[1] if len(reply) == 2 and type(reply[1]) is list else []
-        for name in names_in(test) - set(ns) - set(dir(builtins)) - {entry}:
-            if name in defined:  # MBPP-style tests call the program's functions by name
-                ns[name] = side.stub(name)
-        if entry:
-            ns[entry] = fn = side.stub(entry)
+        stubs = {name: side.stub(name) for name in names}
+        ns.update(stubs)
         exec(test, ns)
-        if entry:
-            ns["check"](fn)
+        if entry and callable(ns.get("check")):
+            ns["check"](stubs[entry])
     except BaseException as e:
-        report(0, status_of(e), type(e).__name__)
-    else:
-        report(0, "passed")
+        if isinstance(e, NameError) and not getattr(e, "relayed", False):  # this process runs no candidate code
+            return report(0, "bad_reference", f"{type(e).__name__}:{e.name}")
+        return report(0, status_of(e), type(e).__name__)
+    report(0, "passed" if side.calls else "bad_reference", "-" if side.calls else "no_call")
 
 
 def calls(job: dict, side: Side, report) -> None:
@@ -340,18 +406,27 @@ def load(code, ns: dict) -> tuple:
         exec(code, ns)
     except BaseException as e:
         return ("raise", type(e).__name__)
-    return ("ok", [k for k, v in list(ns.items()) if callable(v) and isinstance(k, str)])
+    return ("ok",)
 
 
-def call(ns: dict, name: str, args: tuple, kwargs: dict, method: bool) -> tuple:
+def call(ns: dict, name: str, args: tuple, kwargs: dict, method: bool, paths: list | None) -> tuple:
+    """name(*args, **kwargs); with `paths` (where the bytearrays are), the arguments go back after the call."""
     try:
+        root = [list(args), kwargs]
+        for path in paths or ():
+            box = root
+            for key in path[:-1]:
+                box = box[key]
+            box[path[-1]] = bytearray(box[path[-1]])
+        args = tuple(root[0])
         cls = ns.get("Solution")
-        fn = getattr(cls(), name) if method and isinstance(cls, type) and hasattr(cls, name) else ns[name]
-        return ("ok", fn(*args, **kwargs))
-    except KeyError:
-        return ("raise", "NameError")
+        fn = getattr(cls(), name) if method and isinstance(cls, type) and hasattr(cls, name) else ns.get(name)
+        if fn is None:
+            return ("raise", "NameError")
+        value = fn(*args, **kwargs)
     except BaseException as e:
         return ("raise", type(e).__name__)
+    return ("ok", value) if paths is None else ("ok", value, args, kwargs)
 
 
 def one_case(code, text: str, cap: int, private: tuple = ()) -> tuple[str, bytes]:

@@ -4,14 +4,28 @@ candidates.
     {"id": ..., "task": "math"|"code"|"general", "prompt": str, "reference": ..., "completion": str,
      "language": str, "finish_reason": "stop"|"length"}
 
-`reference` is the answer for math; for code, HumanEval tests {"test", "entry_point"}, stdin/stdout cases
-{"inputs", "outputs"}, or function calls {"fn_name", "inputs", "outputs"}; for general tasks a reference answer or
-nothing. A record that breaks these rules is an error naming its line and field, not a silent rejection.
+`reference` is the answer for math; for general tasks a reference answer or nothing; for code, one of three test
+formats (filters/code.py runs them):
+
+- HumanEval tests {"test", "entry_point"[, "prefix"]}: `prefix` is the prompt's own code (imports, helpers the tests
+  call, such as HumanEval/32's `poly`); with an entry_point, that function alone comes from the answer, and a name
+  the tests use that neither the prefix nor the tests define makes the record broken (bad_reference), not a helper
+  for the answer to supply. entry_point null: MBPP-style asserts that call the answer's functions by name; a function
+  named like a builtin (`pow`, `sum`) needs its entry_point, and tests that never call the answer (a check() with no
+  entry_point) are broken too.
+- stdin/stdout cases {"inputs", "outputs"}.
+- function calls {"fn_name", "inputs", "outputs"}, optionally with the task's float tolerance, `atol` (absolute, as
+  LeetCode states it: "answers within 1e-5 of the actual answer") and/or `rtol` (relative to the expected value);
+  without them a float answer must be within 1e-9. `"wrapped_outputs": true` where each expected value is wrapped in
+  a one-element list that the answer may return unwrapped (APPS, TACO); without it [x] is a list.
+
+A record that breaks these rules is an error naming its line and field, not a silent rejection.
 """
 
 from __future__ import annotations
 
 from filters.base import Candidate
+from filters.code import call_match
 
 TASKS = ("math", "code", "general")
 CODE_FORMATS = (("test", "entry_point"), ("fn_name", "inputs", "outputs"), ("inputs", "outputs"))
@@ -34,6 +48,11 @@ def problems(rec) -> list[str]:
         out.append(
             "reference: a code record needs tests: {test, entry_point}, {inputs, outputs} or {fn_name, inputs, outputs}"
         )
+    elif task == "code" and "fn_name" in ref:
+        try:
+            call_match(ref)
+        except ValueError as e:
+            out.append(str(e))
     elif task == "general" and ref is not None and not isinstance(ref, str):
         out.append("reference: for a general record, a reference answer string or null")
     for key in ("language", "finish_reason"):

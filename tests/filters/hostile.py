@@ -340,11 +340,111 @@ def judge_all(cases: list[tuple]) -> list[tuple[bool, str | None]]:
     def one(case):
         fmt, code, *wall = case
         limits = dataclasses.replace(lim, wall_s=wall[0]) if wall else lim
-        v = verify_code(Candidate(f"```python\n{code}\n```", "code", REFS[fmt], think=False), limits)
+        try:
+            v = verify_code(Candidate(f"```python\n{code}\n```", "code", REFS[fmt], think=False), limits)
+        except Exception:  # as a verification worker records it: the answer escaped its verdict
+            return False, "verify_error"
         return v.accepted, v.reason
 
     with ThreadPoolExecutor(4) as ex:
         return list(ex.map(one, cases))
+
+
+# --- records of other shapes, and what each let through (issue 26): (reference, attack, its reason, honest) ---
+# Each attack is a wrong program that used to pass its record; each honest program a right one that must pass.
+
+POLY = "def poly(xs, x):\n    return sum(c * x**i for i, c in enumerate(xs))\n"
+POLY_TEST = (
+    "def check(candidate):\n    for xs in ([-6, 11, -6, 1], [1, 2], [-3, 0, 1, 0]):\n"
+    "        x = candidate(list(xs))\n        assert abs(poly(xs, x)) < 1e-6\n"
+)
+CYCLIC = "def encode_cyclic(s):\n    return ''.join(s[i + 1:i + 3] + s[i] if len(s[i:i + 3]) == 3 else s[i:i + 3]\n"
+CYCLIC += "                   for i in range(0, len(s), 3))\n"
+CYCLIC_TEST = "def check(candidate):\n    for s in ('abcdefg', 'hello world', 'xy'):\n"
+CYCLIC_TEST += "        assert candidate(encode_cyclic(s)) == s\n"
+POW_TEST = "assert pow(2, 3) == 8\nassert pow(3, 2) == 9\nassert pow(5, 0) == 1\n"
+KEEP_TEST = (
+    "def check(candidate):\n    grid = [[3, 1], [2, 0]]\n    assert candidate(grid) == [[1, 3], [0, 2]]\n"
+    "    assert grid == [[3, 1], [2, 0]], 'the input must not change'\n"
+)
+IN_PLACE_TEST = (
+    "def check(candidate):\n    xs, d, s, b, m = [3, 1, 2], {'a': 1}, {1}, bytearray(b'ab'), [[1, 2], [3, 4]]\n"
+    "    assert candidate(xs, d, s, b, grid=m) is None\n"
+    "    assert xs == [1, 2, 3] and d == {'a': 2, 'b': 0} and s == {1, 2} and b == bytearray(b'ba')\n"
+    "    assert m == [[3, 1], [4, 2]]\n"
+)
+SALARIES = [[1000000, 1000001, 1000001, 1000001, 0, 2000000], [4000, 3000, 1000, 2000], [1000, 2000, 3000]]
+AVERAGE = {"fn_name": "average", "inputs": [[s] for s in SALARIES], "outputs": [1000000.75, 2500.0, 2000.0]}
+EVENS = {"fn_name": "evens", "inputs": [[[1, 2, 3]], [[5, 6, 7]], [[4]]], "outputs": [[2], [6], [4]]}
+REFS |= {
+    "he_no_prefix_poly": {"test": POLY_TEST, "entry_point": "find_zero"},  # a helper the prefix should define
+    "he_prefix_poly": {"test": POLY_TEST, "entry_point": "find_zero", "prefix": POLY + "def find_zero(xs):\n    ...\n"},
+    "he_no_prefix_cyclic": {"test": CYCLIC_TEST, "entry_point": "decode_cyclic"},
+    "he_prefix_cyclic": {"test": CYCLIC_TEST, "entry_point": "decode_cyclic", "prefix": CYCLIC},
+    "mbpp_builtin": {"test": POW_TEST, "entry_point": None},  # "write your own pow"
+    "mbpp_builtin_entry": {"test": POW_TEST, "entry_point": "pow"},
+    "he_check_no_entry": {"test": HE["test"], "entry_point": None, "prefix": HE["prefix"]},
+    "he_keep_input": {"test": KEEP_TEST, "entry_point": "sort_rows"},
+    "he_in_place": {"test": IN_PLACE_TEST, "entry_point": "touch"},
+    "calls_atol": {**AVERAGE, "atol": 1e-5},  # LeetCode 1491: "answers within 1e-5 of the actual answer"
+    "calls_float": AVERAGE,  # no tolerance stated: the default's
+    "calls_list": EVENS,
+    "calls_wrapped": {**EVENS, "fn_name": "first_even", "wrapped_outputs": True},
+}
+BISECT = (
+    "def find_zero(xs):\n    f = lambda x: sum(c * x**i for i, c in enumerate(xs))\n    lo, hi = -100.0, 100.0\n"
+    "    while hi - lo > 1e-12:\n        mid = (lo + hi) / 2\n"
+    "        lo, hi = (lo, mid) if (f(lo) < 0) != (f(mid) < 0) else (mid, hi)\n    return lo\n"
+)
+DECODE = "def decode_cyclic(s):\n    return encode_cyclic(encode_cyclic(s))\n"
+FLOOR = "def average(s):\n    return (sum(s) - min(s) - max(s)) // (len(s) - 2)\n"
+MEAN = "def average(s):\n    return (sum(s) - min(s) - max(s)) / (len(s) - 2)\n"
+NOISY_MEAN = "def average(s):\n    k = len(s) - 2\n    return sum(x / k for x in sorted(s)[1:-1])\n"
+TOUCH = (
+    "def touch(xs, d, s, b, grid):\n    xs.sort()\n    d['a'] += 1\n    d['b'] = 0\n    s.add(2)\n    b.reverse()\n"
+    "    for i in range(len(grid)):\n        for j in range(i):\n"
+    "            grid[i][j], grid[j][i] = grid[j][i], grid[i][j]\n    for row in grid:\n        row.reverse()\n"
+)
+RECORD_ATTACKS = [
+    # with an entry point only it is the answer's: a poly that is always 0, an encode_cyclic that does nothing
+    ("helper_from_answer", "he_no_prefix_poly", "def poly(xs, x):\n    return 0\ndef find_zero(xs):\n    return 42.0\n",
+     "bad_reference"),
+    ("helper_from_answer", "he_prefix_poly", "def poly(xs, x):\n    return 0\ndef find_zero(xs):\n    return 42.0\n",
+     "wrong_answer"),
+    ("helper_from_answer", "he_no_prefix_cyclic",
+     "def encode_cyclic(s):\n    return s\ndef decode_cyclic(s):\n    return s\n", "bad_reference"),
+    ("helper_from_answer", "he_prefix_cyclic",
+     "def encode_cyclic(s):\n    return s\ndef decode_cyclic(s):\n    return s\n", "wrong_answer"),
+    # the tests called the real pow, never the answer's
+    ("builtin_name", "mbpp_builtin", "def pow(base, exponent):\n    return base * exponent\n", "bad_reference"),
+    ("builtin_name", "mbpp_builtin_entry", "def pow(base, exponent):\n    return base * exponent\n", "wrong_answer"),
+    ("check_never_called", "he_check_no_entry", WRONG["humaneval"], "bad_reference"),
+    # the answer changed its input; the test's copy did not
+    ("changes_its_input", "he_keep_input", "def sort_rows(grid):\n    for r in grid:\n        r.sort()\n"
+     "    return grid\n", "wrong_answer"),
+    # off by 0.75 at 1e6: within 1e-6 relatively
+    ("floor_division", "calls_atol", FLOOR, "wrong_answer"),
+    ("floor_division", "calls_float", FLOOR, "wrong_answer"),
+    ("scalar_for_list", "calls_list", "def evens(xs):\n    return [x for x in xs if x % 2 == 0][0]\n", "wrong_answer"),
+    # an int past float's range made the host's comparison raise
+    ("int_past_float", "calls_float", "def average(s):\n    return 10 ** 400\n", "wrong_answer"),
+]  # fmt: skip
+RECORD_HONEST = [
+    ("bisection", "he_prefix_poly", BISECT),
+    ("decode", "he_prefix_cyclic", DECODE),
+    ("own_pow", "mbpp_builtin_entry", "def pow(base, exponent):\n    r = 1\n    for _ in range(exponent):\n"
+     "        r *= base\n    return r\n"),
+    ("check_with_entry", "humaneval", RIGHT["humaneval"]),
+    ("sorted_copy", "he_keep_input", "def sort_rows(grid):\n    return [sorted(r) for r in grid]\n"),
+    ("in_place", "he_in_place", TOUCH),
+    ("mean", "calls_atol", MEAN), ("mean", "calls_float", MEAN),
+    ("float_noise", "calls_atol", NOISY_MEAN), ("float_noise", "calls_float", NOISY_MEAN),
+    ("list", "calls_list", "def evens(xs):\n    return [x for x in xs if x % 2 == 0]\n"),
+    ("scalar_where_wrapped", "calls_wrapped", "def first_even(xs):\n    return next(x for x in xs if x % 2 == 0)\n"),
+    ("list_where_wrapped", "calls_wrapped", "def first_even(xs):\n    return [x for x in xs if x % 2 == 0][:1]\n"),
+]  # fmt: skip
+
+# --- end of issue 26's records ---
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ LIM = Limits(wall_s=20, cpu_s=2, memory_mb=256, processes=16, file_mb=4, output_
 HE = {"test": "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n",
       "entry_point": "add"}  # fmt: skip
 IO = {"inputs": ["1 2\n", "5 7\n", "10 -3\n"], "outputs": ["3\n", "12", "7\n\n"]}
-FN = {"fn_name": "twoSum", "inputs": [[[2, 7, 11, 15], 9], [[3, 2, 4], 6]], "outputs": [[0, 1], [[1, 2]]]}
+FN = {"fn_name": "twoSum", "inputs": [[[2, 7, 11, 15], 9], [[3, 2, 4], 6]], "outputs": [[0, 1], [[1, 2]]],
+      "wrapped_outputs": True}  # fmt: skip
 LOOP = "while True:\n    pass\n"
 MEMORY = "x = bytearray(2**30)\n"
 FLOOD = "import sys\nwhile True:\n    sys.stdout.write('x' * 4096)\n"
@@ -58,12 +59,20 @@ def test_humaneval_format(code, reason):
     assert v.reason == reason and v.accepted is (reason is None)
 
 
-def test_humaneval_tests_may_use_helpers_the_program_defines():
+def test_with_an_entry_point_the_tests_take_only_it_from_the_program():
     ref = {"test": "def check(candidate):\n    assert candidate(3) == helper(3) == 9\n", "entry_point": "sq"}
-    assert judge("def helper(x):\n    return x * x\n\ndef sq(x):\n    return helper(x)\n", ref).accepted
+    v = judge("def helper(x):\n    return x * x\n\ndef sq(x):\n    return helper(x)\n", ref)
+    assert (v.reason, v.scores) == ("bad_reference", {"error": "the tests use helper, which neither the prompt's "
+                                                      "code (prefix) nor the tests define"})  # fmt: skip
     plain = {"test": "assert sq(4) == 16\nassert sq(0) == 0\n"}  # MBPP style: asserts, no check()
     assert judge("def sq(x):\n    return x * x\n", plain).accepted
     assert judge("def sq(x):\n    return x + x\n", plain).reason == "wrong_answer"
+    assert judge("def square(x):\n    return x * x\n", plain).reason == "runtime_error"  # the answer's to define
+    named = {"test": plain["test"], "entry_point": "sq"}  # asserts with an entry point: no check() needed
+    assert judge("def sq(x):\n    return x * x\n", named).accepted
+    assert judge("def sq(x):\n    return x + x\n", named).reason == "wrong_answer"
+    broken = {"test": "def check(candidate):\n    assert candidate(4) == 16\n", "entry_point": None}
+    assert judge("def sq(x):\n    return x * x\n", broken).scores["error"].startswith("the tests never call")
 
 
 ADD_IO = "a, b = map(int, input().split())\n"

@@ -22,6 +22,10 @@ def test_each_problem_names_the_field():
     assert problems({**MATH, "reference": None})[0].startswith("reference: a math record needs its answer")
     assert problems({**MATH, "task": "code", "reference": {"test": "x"}})[0].startswith("reference: a code record")
     assert problems({**MATH, "language": 3}) == ["language: not a string"]
+    calls = {"fn_name": "f", "inputs": [[1]], "outputs": [1.5]}
+    assert problems({**MATH, "task": "code", "reference": {**calls, "atol": 1e-5, "wrapped_outputs": True}}) == []
+    bad = problems({**MATH, "task": "code", "reference": {**calls, "atol": -1}})
+    assert bad == ["reference: atol must be a number >= 0 (the task's float tolerance), got -1"]
     two = problems({"task": "math", "reference": 1})
     assert two == ["completion: missing or not a string", "prompt: missing or not a string"]
 

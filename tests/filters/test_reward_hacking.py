@@ -18,9 +18,12 @@ import run_as
 from run_as import MODES, UID
 
 from filters import code as code_verifier
-from filters.code import _reports, _same_call
+from filters.code import _reports, _same_call, call_match
 
 ATTACKS = hostile.attacks()
+# records of other shapes (hostile.RECORD_ATTACKS): (name, reference, program), and the reason each must get
+RECORDS = [(name, ref, prog) for name, ref, prog, _ in hostile.RECORD_ATTACKS]
+RECORD_HONEST = hostile.RECORD_HONEST
 HERE = Path(__file__).parent
 ROOT = HERE.parent.parent
 
@@ -40,7 +43,7 @@ def honest() -> list[tuple[str, str, str]]:
 
 @functools.cache
 def verdicts(mode: str) -> dict[tuple[str, str], tuple[bool, str | None]]:
-    cases = ATTACKS + honest() + hostile.uniform()
+    cases = ATTACKS + honest() + hostile.uniform() + RECORDS + RECORD_HONEST
     triples = [(fmt, prog, hostile.wall_s(name)) for name, fmt, prog in cases]
     got = hostile.judge_all(triples) if mode == "root" or os.geteuid() != 0 else as_user(triples)
     return {(name, fmt): tuple(v) for (name, fmt, _), v in zip(cases, got, strict=True)}
@@ -67,6 +70,26 @@ def test_attack_is_rejected(mode, name, fmt):
 @pytest.mark.parametrize(("name", "fmt"), [(n, f) for n, f, _ in honest()], ids=[n for n, _, _ in honest()])
 def test_honest_programs_pass(mode, name, fmt):
     assert verdicts(mode)[(name, fmt)] == (True, None)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("name", "ref", "reason"),
+    [(n, r, why) for n, r, _, why in hostile.RECORD_ATTACKS],
+    ids=[f"{n}-{r}" for n, r, _, _ in hostile.RECORD_ATTACKS],
+)
+def test_no_record_shape_lets_its_wrong_program_through(mode, name, ref, reason):
+    """Each passed before: a helper or a builtin's name the answer supplied, a check() nobody called, arguments
+    changed on a copy, a tolerance of 1 at 1e6, a scalar for a list, an int that made the host's comparison raise."""
+    assert verdicts(mode)[(name, ref)] == (False, reason)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    ("name", "ref"), [(n, r) for n, r, _ in RECORD_HONEST], ids=[f"{n}-{r}" for n, r, _ in RECORD_HONEST]
+)
+def test_honest_programs_pass_records_of_every_shape(mode, name, ref):
+    assert verdicts(mode)[(name, ref)] == (True, None)
 
 
 def test_the_same_verdicts_as_root_and_as_a_user():
@@ -114,7 +137,7 @@ def test_a_dumpable_test_process_would_give_its_nonce_away():
     ("got", "want", "same"),
     [
         (1, [1, 2], False),  # the first element of a longer list is not the list
-        ([1, 2], [[1, 2]], True),  # a one-element list stands for its element (APPS wraps answers so)
+        ([1, 2], [[1, 2]], False),  # a one-element list is a list, unless the record says so (below)
         ([[1, 2], [3]], [[1, 2], [3]], True),
         ([1, 2], [[1, 2], [3]], False),
         (True, 1, False),  # bool is not int
@@ -136,6 +159,23 @@ def test_function_call_comparison_is_exact(got, want, same):
     assert _same_call(json.dumps(got), want) is same
 
 
+def test_a_call_record_states_its_tolerance_and_its_wrapping():
+    assert _same_call("1000000", 1000000.75) is False  # the default: 1e-9, relative or absolute
+    assert _same_call("1000000.7500000001", 1000000.75) is True
+    absolute = call_match({"atol": 1e-5})  # as LeetCode states it: within 1e-5 of the actual answer
+    assert _same_call("1000000.750009", 1000000.75, **absolute)
+    assert not _same_call("1000000.75002", 1000000.75, **absolute)
+    relative = call_match({"rtol": 1e-6})
+    assert _same_call("1000000.5", 1000000.75, **relative) and not _same_call("0.0000001", 0.0, **relative)
+    wrapped = call_match({"wrapped_outputs": True})
+    assert _same_call("[1, 2]", [[1, 2]], **wrapped) and _same_call("[[1, 2]]", [[1, 2]], **wrapped)
+    assert not _same_call("1", [1, 2], **wrapped)  # the first element of a longer list is not the list
+    assert _same_call("Infinity", float("inf")) and not _same_call("1" + "0" * 400, float("inf"))
+    for bad in ({"atol": -1}, {"rtol": "1e-5"}, {"atol": float("nan")}, {"wrapped_outputs": 1}):
+        with pytest.raises(ValueError, match="reference: (atol|rtol|wrapped_outputs)"):
+            call_match(bad)
+
+
 def test_no_report_can_crash_the_host():
     nonce = "ab" * 16
     huge_case = f"{nonce} {'9' * 5000} ok 1\n{nonce} 0 ok 1\n"
@@ -144,6 +184,7 @@ def test_no_report_can_crash_the_host():
     assert _same_call(deep, [1]) is False  # nested past the recursion limit: a wrong answer
     assert _same_call("not json", 1) is False
     assert _same_call("1" * 5000, 1) is False  # int() of 5,000 digits raises ValueError; still a wrong answer
+    assert _same_call("1" * 400, 0.5) is False  # too large for a float: math.isclose raised OverflowError
 
 
 def test_a_deep_or_cyclic_return_value_is_a_wrong_answer():
