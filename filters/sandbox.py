@@ -3,15 +3,18 @@ no environment, and a read-only view of only what Python needs.
 
     res = run("print(input())", stdin=b"hi\\n", limits=Limits(wall_s=5))   # Result(exit_code=0, stdout="hi\\n", ...)
 
-How each limit holds (tests/filters/test_sandbox.py attacks every one of them):
+How each limit holds (tests/filters/test_sandbox.py attacks every one of them, test_sandbox_init.py the init):
 
 - bubblewrap puts the program in new pid, net, ipc and uts namespaces (a user namespace too when we are not root).
   Net: only a loopback of its own, so nothing on the host, 127.0.0.1 included, can be reached. Pid: it sees only
   itself, and when its first process ends the kernel kills every process left in the namespace, daemons included.
   That first process is the boot code (`--as-pid-1`), run with the program's uid, so signals to pid 1 fare alike as
   root and as a user; it ends when the program does, when the host closes its pipes, or at the wall-clock deadline.
-  It keeps neither the secret nor stdout, which a program of its uid could otherwise open through /proc/1/fd.
-  `run` returns only once the namespace's init is gone, which the kernel allows only after every other process in it.
+  It keeps neither the secret nor stdout and makes itself non-dumpable before the program starts, so that a program
+  of its uid can neither open its descriptors through /proc/1/fd, read its memory, nor ptrace it (the program has no
+  capability to override that). `run` returns only once the namespace's init is gone, which the kernel allows only
+  after every other process in it; where the init lingers after its SIGKILL (a tracer in the namespace can stop it
+  at its exit, where SIGKILL no longer frees it), `run` kills every process of the namespace, and below it, itself.
 - Files: the root is an empty tmpfs with read-only binds of /usr, the /lib links and the interpreter's prefix; the
   program's files are copied in through descriptors as read-only /box/<name>, so nothing is written to the host's
   disk. /proc is the namespace's own, /dev a minimal one. The only writable place is /tmp, a tmpfs of `disk_mb`
@@ -271,19 +274,18 @@ def _launch(cmd: list[str], fin, passed: list, limits: Limits, deadline: float, 
             init = _init_of(info, deadline)
         _collect(proc, bufs, deadline, cap)
         stopped = time.monotonic()
-        _kill(proc, init)
+        _end(proc, init)
         _collect(proc, bufs, time.monotonic() + 5.0, cap)  # what it wrote before it ended, unread if we were late
     finally:
-        _kill(proc, init)
+        _end(proc, init)
         _, status = os.waitpid(proc.pid, 0)
         proc.returncode = code = os.waitstatus_to_exitcode(status)
         proc.stdout.close()
         proc.stderr.close()
         if info is not None:
             os.close(info)
-        if init is not None:  # bwrap reports the exit before the namespace is torn down: wait for its init to end,
-            select.select([init], [], [], 5.0)  # which the kernel lets happen only once every process in it is gone
-            os.close(init)
+        if init is not None:
+            os.close(init.fd)
     sig = -code if code < 0 else code - 128 if isolated and code > 128 else 0
     out, err = (bytes(bufs[fd]) for fd in streams)
     return Result(
@@ -300,25 +302,111 @@ def _launch(cmd: list[str], fin, passed: list, limits: Limits, deadline: float, 
     )
 
 
-def _kill(proc: subprocess.Popen, init: int | None) -> None:
-    """bwrap's process group, then the namespace's init, which takes every process in the namespace with it."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+@dataclass
+class _Init:
+    """The sandbox's init, as the host sees it: its pid, a pidfd that stays its own, and its pid namespace (st_dev,
+    st_ino of /proc/PID/ns/pid; None where the host may not read it)."""
+
+    pid: int
+    fd: int
+    ns: tuple[int, int] | None
+
+
+def _end(proc: subprocess.Popen, init: _Init | None) -> None:
+    """Kill the namespace's init, which takes every process in the namespace with it, and wait until they are all
+    gone (_empty); then bwrap's process group. bwrap, their parent, goes last and is given a moment to end by itself,
+    so that it reaps the init: else the host's pid 1 would, when it gets round to it."""
     if init is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            signal.pidfd_send_signal(init, signal.SIGKILL)
+            signal.pidfd_send_signal(init.fd, signal.SIGKILL)
+        _empty(init)
+        with contextlib.suppress(ProcessLookupError):
+            bwrap = os.pidfd_open(proc.pid)
+            select.select([bwrap], [], [], BWRAP_S)
+            os.close(bwrap)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _init_of(info: int, deadline: float) -> int | None:
-    """A pidfd for the sandbox's init, from bwrap's --info-fd JSON (None if it never started, or already ended)."""
+def _init_of(info: int, deadline: float) -> _Init | None:
+    """The sandbox's init, from bwrap's --info-fd JSON (None if it never started, or already ended)."""
     data = b""
     while select.select([info], [], [], max(0.0, deadline - time.monotonic()))[0]:
         if not (chunk := os.read(info, 4096)):
             break
         data += chunk
     try:
-        return os.pidfd_open(json.loads(data)["child-pid"])
+        pid = json.loads(data)["child-pid"]
+        fd = os.pidfd_open(pid)
     except (ValueError, KeyError, ProcessLookupError):
+        return None
+    ns = _ns(pid)
+    try:
+        signal.pidfd_send_signal(fd, 0)  # alive after the read: the namespace read was its own, not a new pid's
+    except ProcessLookupError:
+        ns = None  # ended already, and its namespace with it
+    return _Init(pid, fd, ns)
+
+
+def _ns(pid: int) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+# How long a killed init may take to end by itself before every process of its namespace is killed from here, and
+# how long that may go on before we give up on it (a process that no signal can end, stuck in a driver)
+LINGER_S, GIVE_UP_S = 0.2, 10.0
+BWRAP_S = 1.0  # how long bwrap may take to report its init's end and exit
+
+
+def _empty(init: _Init) -> None:
+    """Wait for the killed init to end, which the kernel lets happen only once every process in its namespace is gone.
+
+    A process in the namespace can hold it back: a tracer that stopped the init at its exit (PTRACE_O_TRACEEXIT)
+    keeps it there whatever signal it gets, and the kernel kills the namespace's other processes only once the init
+    is past that stop. So where the init lingers, every process of the namespace, and below it, is killed from here
+    until the init ends."""
+    give_up = time.monotonic() + GIVE_UP_S
+    while not select.select([init.fd], [], [], LINGER_S)[0]:
+        if time.monotonic() > give_up:
+            log.error("the sandbox's init (pid %d) outlived every kill for %.0f s; left running", init.pid, GIVE_UP_S)
+            return
+        inside = _namespace(init)
+        for pid in inside:
+            with contextlib.suppress(OSError):
+                fd = os.pidfd_open(pid)
+                try:  # the pidfd pins a process: checked again, it is the one found, or that one is gone already
+                    if (init.ns is not None and _ns(pid) == init.ns) or _parent(pid) in inside:
+                        signal.pidfd_send_signal(fd, signal.SIGKILL)
+                finally:
+                    os.close(fd)
+
+
+def _namespace(init: _Init) -> set[int]:
+    """The host pids of every process in the init's pid namespace (the same /proc/PID/ns/pid) and descended from one
+    (a nested namespace's processes, which the kernel too would kill only after the init). Where the host may not
+    read the namespace, the init's descendants."""
+    inside, children = set() if init.ns is not None else {init.pid}, {}
+    for pid in (int(d) for d in os.listdir("/proc") if d.isdigit()):
+        children.setdefault(_parent(pid), []).append(pid)
+        if init.ns is not None and _ns(pid) == init.ns:
+            inside.add(pid)
+    todo = list(inside)
+    while todo:
+        new = set(children.get(todo.pop(), [])) - inside
+        inside |= new
+        todo += new
+    return inside
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
         return None
 
 

@@ -205,6 +205,58 @@ def _jump_over_check():
     sys.settrace(lambda *a: None)
 _jump_over_check()
 """
+# Hold the sandbox's init at its own exit: a tracer that never lets go of it (PTRACE_SEIZE with PTRACE_O_TRACEEXIT)
+# keeps it there whatever signal it gets, and with it the namespace, this tracer and every pipe they hold. The init
+# is non-dumpable, so the seize fails; were it not, the host kills every process of the namespace itself.
+HOLD_INIT = r"""
+import ctypes, os, threading, time
+def _hold_init():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+    return libc.ptrace(0x4206, 1, None, 0x40) == 0  # PTRACE_SEIZE, PTRACE_O_TRACEEXIT
+def _forever():
+    _hold_init()
+    while True:
+        time.sleep(1)
+"""
+# The init's pipes reopened through /proc/1/fd, both ends of each: read what passes through them and forge a pass
+# for every nonce seen, for as long as the init can be held (see HOLD_INIT).
+STEAL_INIT_PIPES = (
+    FORGE
+    + HOLD_INIT
+    + r"""
+def _steal_init_pipes():
+    _hold_init()
+    fds, seen = [], set()
+    for path in ("/proc/1/fd/1", "/proc/1/fd/2"):
+        try:
+            fds.append(os.open(path, os.O_RDWR | os.O_NONBLOCK))
+        except OSError:
+            pass
+    while True:
+        for fd in fds:
+            try:
+                found = set(_HEX.findall(os.read(fd, 1 << 16))) - seen
+            except OSError:
+                continue
+            seen |= found
+            for n in found:
+                for w in fds:
+                    os.write(w, b"\n" + n + b" 0 passed -\n")
+            if found:
+                _forge(found)
+        time.sleep(0.001)
+"""
+)
+
+
+def in_helper(code: str, function: str, kind: str) -> str:
+    """`code`, then `function` run by a helper that outlives the answer: a forked process, or a thread."""
+    if kind == "process":
+        return code + f"if os.fork() == 0:\n    {function}()\n    os._exit(0)\n"
+    return code + f"threading.Thread(target={function}).start()\n"
+
+
 PATCH_BUILTINS = "import builtins\nbuiltins.abs = lambda x: 0\n"
 PATCH_ISCLOSE = "import math\nmath.isclose = lambda *a, **k: True\n"
 PATCH_MARSHAL = r"""
@@ -284,6 +336,15 @@ def attacks() -> list[tuple[str, str, str]]:
         "redefine_check": REDEFINE_CHECK,
     }  # fmt: skip
     out = [(name, fmt, code + WRONG[fmt]) for name, code in front.items() for fmt in FORMATS]
+    # helpers that outlive the answer, to hold the sandbox's init or read its pipes (as a stdin program's, a helper
+    # process would hold that program's stdout too, and so end only at the wall clock: not a new trick)
+    helpers = {
+        "hold_init_at_exit": in_helper(HOLD_INIT, "_forever", "process"),
+        "hold_init_at_exit_thread": in_helper(HOLD_INIT, "_forever", "thread"),
+        "steal_init_pipes": in_helper(STEAL_INIT_PIPES, "_steal_init_pipes", "process"),
+        "steal_init_pipes_thread": in_helper(STEAL_INIT_PIPES, "_steal_init_pipes", "thread"),
+    }
+    out += [(name, fmt, code + WRONG[fmt]) for name, code in helpers.items() for fmt in ("humaneval", "calls")]
     # a patched abs or isclose hides a wrong answer exactly where the tests use it
     out += [("patch_builtins_abs", fmt, PATCH_BUILTINS + WRONG_AT(1.5)) for fmt in ("humaneval", "calls")]
     out += [("patch_math_isclose", fmt, PATCH_ISCLOSE + WRONG_AT(0.5)) for fmt in ("humaneval", "calls")]
