@@ -152,7 +152,11 @@ def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None) 
         (
             "prompts",
             f"{t.prompts} ({t.prompts_solved} with an accepted answer)"
-            + (f"; {t.prompts_set_aside} set aside (benchmark leaks, near-duplicates)" if t.prompts_set_aside else ""),
+            + (
+                f"; {t.prompts_set_aside} set aside (benchmark leaks, near-duplicates, weak or broken tests)"
+                if t.prompts_set_aside
+                else ""
+            ),
         ),
         ("candidates", f"{t.candidates} ({t.new_candidates} drawn now)"),
         ("accepted", f"{t.examples} examples; {t.passed} candidates passed ({rate:.1%})"),
@@ -320,6 +324,11 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
     _table(out, "by source", ["source", "task", "candidates", "passed", "examples"],
            [list(r.values()) for r in s["by_source"]])  # fmt: skip
     _table(out, "drop reasons", ["reason", "count"], [[k, v] for k, v in s["reasons"].items()])
+    c = s["test_checks"]
+    if c["checked"]:  # code prompts' tests run against trivial programs (filters/weak_tests.py)
+        weak = ", ".join(f"{k} {v}" for k, v in c["by_program"].items()) or "-"
+        row = [c["checked"], c["weak_tests"], weak, c["bad_reference"]]
+        _table(out, "code prompts' tests", ["checked", "weak_tests", "passed by", "bad_reference"], [row])
 
 
 def _live(note: str | None) -> None:

@@ -184,7 +184,10 @@ class Landing:
         order = {pid: i for i, pid in enumerate(sent)}
         rows = sorted((c for c in res["candidates"] if sent.get(c["prompt_id"]) == self.state[c["prompt_id"]][0]),
                       key=lambda c: (order[c["prompt_id"]], c["sample_index"]))  # fmt: skip
-        verdicts = [Verdict(c["accepted"], c["reason"], json.loads(c["scores"])) for c in rows]
+        flag = self.job.flags.get  # scores every candidate of a prompt carries (weak tests allowed)
+        verdicts = [
+            Verdict(c["accepted"], c["reason"], json.loads(c["scores"]) | flag(c["prompt_id"], {})) for c in rows
+        ]
         gate = self.job.gate
         if gate.active:  # over everything stored, other workers' shards included
             narrow(verdicts, [(c["candidate_id"], c["text"]) for c in rows], gate)

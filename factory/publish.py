@@ -123,7 +123,22 @@ def _counts(store: Store) -> list[str]:
             f" {s['examples']} examples kept.", "", "### Drops by reason", ""]  # fmt: skip
     out += ["| reason | count |", "| --- | ---: |", *(f"| {k} | {v} |" for k, v in s["reasons"].items())]
     out += ["", "`prompt_*` reasons are prompts set aside before sampling; the others are rejected candidates.", ""]
-    return out
+    return out + _checks(s["test_checks"])
+
+
+def _checks(c: dict) -> list[str]:
+    """What the weak-test gate found, where code prompts were checked."""
+    if not c["checked"]:
+        return []
+    weak = ", ".join(f"{k} {v}" for k, v in c["by_program"].items()) or "none"
+    text = (
+        "Before sampling, each code prompt's tests ran against trivial programs (returning None, an empty value, a"
+        f" constant, NaN, the input, the prompt's own examples): {c['checked']} prompts checked, {c['weak_tests']}"
+        f" with tests a trivial program passes (passed by: {weak}), {c['bad_reference']} whose tests fail the"
+        " reference solution. Those are set aside (`prompt_weak_tests`, `prompt_bad_reference`) unless a run allowed"
+        " weak tests, whose candidates then carry `weak_tests` in their scores."
+    )
+    return ["### Code prompts' tests", "", text, ""]
 
 
 def _filters(store: Store) -> list[str]:

@@ -101,6 +101,9 @@ class RejectionConfig:
 class VerifyConfig:
     workers: int = 0  # verification (and sandbox) processes; 0: one per CPU core
     timeout: float = 10.0  # seconds per candidate, enforced by killing the worker
+    # code prompts whose tests a trivial program passes (filters/weak_tests.py): false sets them aside before
+    # sampling; true samples them and flags every candidate (scores.weak_tests)
+    allow_weak_tests: bool = False
 
 
 @dataclass
@@ -127,6 +130,8 @@ class Recipe:
         data = dataclasses.asdict(self)
         data.pop("text")
         data["verify"].pop("workers")  # how fast, not what
+        if not data["verify"]["allow_weak_tests"]:  # the default: a recipe hashed before it existed resumes its run
+            data["verify"].pop("allow_weak_tests")
         data["engine"].pop("max_num_seqs")
         data["engine"].pop("in_process")
         data["engine"].pop("replay_tokens_per_s")

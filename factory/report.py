@@ -2,8 +2,10 @@
 
 factory report --db data/factory.duckdb --out report.html
 
-Plots: acceptance rate per source and task, per-prompt pass rates (difficulty), response lengths of accepted and
-rejected answers, drop reasons, tokens spent per accepted example, and the sizes of near-duplicate clusters.
+A table says how many code prompts' tests were checked against trivial programs, how many a trivial program passed
+(by which) and how many failed their reference solution. Plots: acceptance rate per source and task, per-prompt
+pass rates (difficulty), response lengths of accepted and rejected answers, drop reasons, tokens spent per accepted
+example, and the sizes of near-duplicate clusters.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def render(store: Store, live: str | None = None) -> str:
         head += f'<p class="live">{escape(live)}</p>'
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>factory report</title>'
-        f"<style>{CSS}</style></head><body>{head}{_runs(store)}{''.join(figures)}</body></html>"
+        f"<style>{CSS}</style></head><body>{head}{_runs(store)}{_checks(s)}{''.join(figures)}</body></html>"
     )
 
 
@@ -80,6 +82,17 @@ def _charts(s: dict, f: dict) -> dict[str, str]:
                                      [f"{c} cluster{'s' * (c > 1)}" for c in clusters],
                                      why_empty="no near-duplicates found (or dedup is not among the filters)"),
     }  # fmt: skip
+
+
+def _checks(s: dict) -> str:
+    """Code prompts' tests run once against trivial programs (filters/weak_tests.py): how many, and what they let
+    through."""
+    c = s["test_checks"]
+    weak = ", ".join(f"{k} {v}" for k, v in c["by_program"].items()) or "-"
+    cells = [c["checked"], c["weak_tests"], weak, c["bad_reference"]]
+    head = "".join(f"<th>{h}</th>" for h in ("code prompts checked", "weak tests", "passed by", "bad reference"))
+    row = "".join(f"<td>{escape(str(v))}</td>" for v in cells)
+    return f"<table id='test-checks'><tr>{head}</tr><tr>{row}</tr></table>"
 
 
 def _runs(store: Store) -> str:

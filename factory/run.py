@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import os
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 
-from factory import judging, models, sources
+from factory import checks, judging, models, sources
 from factory import recipe as recipes
 from factory.errors import FactoryError
 from factory.recipe import Recipe
@@ -48,6 +48,7 @@ class Job:
     seed: int  # the engine's: a resumed run (or a retry) must not replay the random stream it already used
     retry: str | None = None
     begun: bool = False
+    flags: dict = field(default_factory=dict)  # prompt_id -> scores each of its candidates carries (weak_tests)
 
     def begin(self, versions: dict, engine: str | None = None) -> str:
         """Start the run's row (or mark a resumed one running) and store the prompts set aside. `engine`: the kind
@@ -83,11 +84,13 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
         if gate.active:
             bar("decontaminating and deduplicating prompts")
         prompts, dropped = gate.split(prompts)
+        prompts, weak, flags = checks.split(store, r, prompts, bar)
+        dropped += weak
         progress = store.progress(run_id) if run_id else {}
         if run_id and not pending(r, prompts, _with(progress, before)):  # finished already: no engine to load
             return sample(r, prompts, None, None, store, run_id, dropped=len(dropped), before=before), run_id, True
         drawn = sum(p[0] for p in progress.values()) + sum(d for d, _ in before.values())
-        job = Job(r, prompts, store, run_id, gate, dropped, before, model, r.sampling.seed + drawn, retry)
+        job = Job(r, prompts, store, run_id, gate, dropped, before, model, r.sampling.seed + drawn, retry, flags=flags)
         try:
             tally = (executor or sample_here)(job, bar, update)
         except BaseException:
@@ -115,7 +118,7 @@ def sample_here(job: Job, bar, update) -> Tally:
             bar("sampling", total=len(job.prompts))
             judge = judging.build(r, engine)
             return sample(r, job.prompts, engine, pool, job.store, run_id, update, judge, job.gate, len(job.dropped),
-                          before=job.before)  # fmt: skip
+                          before=job.before, flags=job.flags)  # fmt: skip
         finally:
             engine.close()
 

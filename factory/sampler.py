@@ -47,7 +47,7 @@ from factory.recipe import Recipe
 from factory.sources import Prompt
 from factory.store import Batch, Store, candidate_id, now
 from factory.workers import VerifyPool
-from filters.base import Candidate, merge, narrow
+from filters.base import Candidate, Verdict, merge, narrow
 from filters.registry import worker_stages
 
 DEFAULT_PROMPTS = 64  # prompts in an engine that says nothing of its capacity (one that generates lists)
@@ -132,9 +132,12 @@ def sample(
     gate: Callable | None = None,
     dropped: int = 0,
     before: dict[str, tuple[int, int]] | None = None,
+    flags: dict[str, dict] | None = None,
 ) -> Tally:
     """Sample `prompts` into the store under `run_id`, resuming from what the store has of it. `before` maps
     prompt ids to (samples drawn, examples kept) by earlier runs, counted toward the budget but not the tally.
+
+    `flags` maps prompt ids to scores every candidate of that prompt carries (`factory.checks`: weak tests allowed).
 
     `prompts` is read in order, twice: once to count what is done, then as the loop takes prompts. Nothing here
     holds a state per prompt of the job, only per prompt open (and a byte per prompt), so a sequence that makes each
@@ -168,7 +171,7 @@ def sample(
             fresh[i] = True
     del progress  # as big as the run: not held while it samples
     if fresh.any() or begun:
-        _Stream(recipe, engine, pool, store, run_id, tally, judge, gate, on_progress).run(
+        _Stream(recipe, engine, pool, store, run_id, tally, judge, gate, on_progress, flags).run(
             _Fresh(prompts, np.flatnonzero(fresh), before), begun
         )
     return tally
@@ -211,8 +214,9 @@ def _done(recipe: Recipe, s: _State) -> bool:
 class _Stream:
     """The loop that keeps the engine full and moves each round on: engine, workers, judge, commit."""
 
-    def __init__(self, recipe, engine, pool, store, run_id, tally, judge, gate, on_progress):
+    def __init__(self, recipe, engine, pool, store, run_id, tally, judge, gate, on_progress, flags=None):
         self.recipe, self.pool, self.store, self.run_id, self.tally = recipe, pool, store, run_id, tally
+        self.flags = flags or {}
         self.judge, self.gate, self.on_progress = judge, gate, on_progress
         self.names = worker_stages(recipe.filters)  # the rest need the engine or shared state: the main process
         self.gen = engines.stream(engine)
@@ -363,6 +367,8 @@ class _Stream:
         for rnd in done:
             self.verifying.remove(rnd)
             rnd.verdicts = rnd.future.result()
+            if flag := self.flags.get(rnd.state.prompt.prompt_id):
+                rnd.verdicts = [merge(v, Verdict(v.accepted, v.reason, flag)) for v in rnd.verdicts]
             todo = [i for i, v in enumerate(rnd.verdicts) if v.accepted] if self.judge is not None else []
             p = rnd.state.prompt
             for i in todo:

@@ -2,7 +2,8 @@
 -- Schema 2: no index on the growing tables (DuckDB keeps an index whole in memory and rewrites it at every
 -- checkpoint); the store module keeps keys unique itself. An accepted text is stored once, in `examples.messages`;
 -- the `candidates` view gives every candidate its text back. Schema 3: `runs.retry_of`, which the next writer of an
--- older store adds.
+-- older store adds. Schema 4: `prompt_checks`, made by the next writer of an older store (a reader of one sees it
+-- empty).
 
 CREATE TABLE IF NOT EXISTS meta (
     key           VARCHAR PRIMARY KEY,
@@ -65,8 +66,18 @@ CREATE TABLE IF NOT EXISTS examples (
 CREATE TABLE IF NOT EXISTS prompt_drops (     -- prompts a run did not sample: a benchmark leak, a near-duplicate
     run_id        VARCHAR NOT NULL,            -- (run_id, prompt_id) unique
     prompt_id     VARCHAR NOT NULL,
-    reason        VARCHAR NOT NULL,            -- contaminated | near_duplicate
+    reason        VARCHAR NOT NULL,            -- contaminated | near_duplicate | weak_tests | bad_reference
     scores        JSON                         -- which benchmark item and n-gram matched; which prompt it repeats
+);
+
+CREATE TABLE IF NOT EXISTS prompt_checks (   -- a code prompt's tests run once against trivial programs, by any run
+    prompt_id     VARCHAR NOT NULL,           -- (prompt_id, battery) unique
+    battery       VARCHAR NOT NULL,           -- filters.weak_tests.BATTERY: a new battery checks every prompt again
+    weak_tests    VARCHAR,                    -- the first trivial program the tests accepted, NULL when none did
+    passed        JSON,                       -- every trivial program they accepted
+    bad_reference BOOLEAN,                    -- the source's reference solution fails them; NULL: it has none
+    detail        VARCHAR,                    -- why the tests do not run, where they do not
+    checked_at    TIMESTAMP
 );
 
 CREATE TABLE IF NOT EXISTS dedup (            -- MinHash signatures of every kept text: dedup holds across runs
@@ -82,4 +93,4 @@ SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index,
        c.n_tokens, c.n_prompt_tokens, c.finish_reason, c.accepted, c.reason, c.scores, c.created_at
 FROM candidate_rows c LEFT JOIN examples e ON e.candidate_id = c.candidate_id;
 
-INSERT INTO meta VALUES ('schema', '3') ON CONFLICT DO UPDATE SET value = excluded.value;
+INSERT INTO meta VALUES ('schema', '4') ON CONFLICT DO UPDATE SET value = excluded.value;

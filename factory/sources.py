@@ -96,7 +96,9 @@ def humaneval(cfg: SourceConfig) -> Iterator[Prompt]:
         # the prompt's code goes before the answer (its imports, which answers often drop) and into the tests' own
         # process, where helpers the tests call (HumanEval/32 `poly`) come from it, never from the answer
         ref = {"test": p["test"], "entry_point": p["entry_point"], "prefix": p["prompt"]}
-        yield make("humaneval", "code", p["prompt"], ref, {"task_id": p["task_id"]})
+        # the canonical solution: the tests must pass it before the prompt's answers are trusted (factory.checks)
+        meta = {"task_id": p["task_id"], "solution": p["prompt"] + p["canonical_solution"]}
+        yield make("humaneval", "code", p["prompt"], ref, meta)
 
 
 def jsonl(cfg: SourceConfig) -> Iterator[Prompt]:
@@ -155,7 +157,8 @@ def hf(cfg: SourceConfig) -> Iterator[Prompt]:
 
 
 def _from_row(row: dict, cfg: SourceConfig, source: str, where: str) -> Prompt:
-    """Map a record's columns to a prompt via `source.fields` (prompt, answer, tests, entry_point, id, task)."""
+    """Map a record's columns to a prompt via `source.fields` (prompt, answer, tests, entry_point, id, task, and
+    solution: a code task's reference solution, read only when named)."""
     col = {"prompt": "prompt", "answer": "answer", "test": "test", "entry_point": "entry_point"} | cfg.fields
     text = row.get(col["prompt"])
     if not isinstance(text, str) or not text.strip():
@@ -170,6 +173,8 @@ def _from_row(row: dict, cfg: SourceConfig, source: str, where: str) -> Prompt:
         reference["entry_point"] = row.get(col["entry_point"])
     task = row.get(col.get("task", "task")) or cfg.task
     meta = {"id": row[col["id"]]} if "id" in col and col["id"] in row else {}
+    if isinstance(row.get(col.get("solution")), str):  # a code task's reference solution, which its tests must pass
+        meta["solution"] = row[col["solution"]]
     return make(source, str(task), text, reference, meta)
 
 

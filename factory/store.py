@@ -82,11 +82,22 @@ _EXAMPLE = pa.schema(
 )
 _DEDUP = pa.schema([("scope", pa.string()), ("key", pa.string()), ("signature", pa.binary())])
 _DROP = pa.schema([(n, pa.string()) for n in ("run_id", "prompt_id", "reason", "scores")])
+_CHECK = pa.schema(
+    [
+        ("prompt_id", pa.string()),
+        ("battery", pa.string()),
+        ("weak_tests", pa.string()),
+        ("passed", pa.string()),
+        ("bad_reference", pa.bool_()),
+        ("detail", pa.string()),
+        ("checked_at", pa.timestamp("us")),
+    ]
+)
 _PROMPT = pa.schema([(n, pa.string()) for n in ("prompt_id", "source", "task", "prompt", "reference", "metadata")])
 # each table's unique key, kept by `_write`: DuckDB's own indexes cost memory and time that grow with the store
 _KEYS = {"prompts": ["prompt_id"], "candidate_rows": ["candidate_id", "run_id, prompt_id, sample_index"],
          "examples": ["example_id", "candidate_id"], "dedup": ["scope, key"],
-         "prompt_drops": ["run_id, prompt_id"]}  # fmt: skip
+         "prompt_drops": ["run_id, prompt_id"], "prompt_checks": ["prompt_id, battery"]}  # fmt: skip
 
 
 def _held(e: Exception) -> bool:
@@ -111,6 +122,7 @@ class Batch:
     examples: list[dict]
     dedup: list[dict] = field(default_factory=list)  # signatures of newly kept texts
     prompt_drops: list[dict] = field(default_factory=list)
+    prompt_checks: list[dict] = field(default_factory=list)  # code prompts' tests against trivial programs
 
 
 class StoreBusy(FactoryError):
@@ -141,6 +153,8 @@ class Store:
                 raise FactoryError(f"{self.path} is a DuckDB file but not a factory store (it has no `runs` table)")
             if not self._has("candidate_rows"):  # a schema 1 store, read as it is
                 self._con.execute("CREATE TEMP VIEW candidate_rows AS SELECT *, NULL AS text_edit FROM candidates")
+            if not self._has("prompt_checks"):  # before schema 4: no prompt checked
+                self._con.execute(_NO_CHECKS)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = open(self.lock_for(self.path), "a+")  # noqa: SIM115
@@ -404,9 +418,14 @@ class Store:
     @staticmethod
     def _tables(batch: Batch) -> dict[str, pa.Table]:
         kept = files.held(batch.candidates, batch.examples)
-        rows = {"prompts": (_PROMPT, batch.prompts), "candidate_rows": (_ROW, kept),
-                "examples": (_EXAMPLE, batch.examples), "dedup": (_DEDUP, batch.dedup),
-                "prompt_drops": (_DROP, batch.prompt_drops)}  # fmt: skip
+        rows = {
+            "prompts": (_PROMPT, batch.prompts),
+            "candidate_rows": (_ROW, kept),
+            "examples": (_EXAMPLE, batch.examples),
+            "dedup": (_DEDUP, batch.dedup),
+            "prompt_drops": (_DROP, batch.prompt_drops),
+            "prompt_checks": (_CHECK, batch.prompt_checks),
+        }
         return {name: pa.Table.from_pylist(r, schema=schema) for name, (schema, r) in rows.items() if r}
 
     def _write(self, tables: dict[str, pa.Table]) -> None:
@@ -509,6 +528,16 @@ class Store:
         os.replace(fresh, self.path)
         self._attach()
 
+    def checks(self, prompt_ids: list[str], battery: str) -> dict[str, dict]:
+        """The stored `prompt_checks` rows of these prompts under this battery, by prompt_id."""
+        with self._use() as con:
+            cur = con.execute(
+                "SELECT * FROM prompt_checks WHERE battery = ? AND prompt_id IN (SELECT unnest(?::VARCHAR[]))",
+                [battery, prompt_ids],
+            )
+            cols = [d[0] for d in cur.description]
+            return {r[0]: dict(zip(cols, r, strict=True)) for r in cur.fetchall()}
+
     def dedup_rows(self, scope: str, chunk: int = 1 << 16) -> Iterator[tuple[str, bytes]]:
         """(key, signature) of every text kept under this dedup scope, by any run, fetched `chunk` at a time (a
         store's signatures are half a KB each: not all of them in memory at once)."""
@@ -555,6 +584,7 @@ class Store:
                FROM candidate_rows c JOIN prompts p USING (prompt_id) LEFT JOIN examples e USING (candidate_id)
                GROUP BY ALL ORDER BY 1, 2"""
         ).fetchall()
+        checks = self.con.execute(_CHECKS).fetchall()
         return {
             "store": str(self.path),
             "prompts": one("SELECT count(*) FROM prompts")[0],
@@ -566,6 +596,7 @@ class Store:
             "by_source": [
                 {"source": s, "task": t, "candidates": n, "passed": p, "examples": e} for s, t, n, p, e in by_source
             ],
+            "test_checks": _test_checks(checks),
         }
 
     # reads for export, publish and report
@@ -649,6 +680,26 @@ class Store:
             "clusters": col(_CLUSTERS),  # texts per near-duplicate cluster: the kept one and those dropped for it
             "contaminated": self.con.execute(_LEAKS).fetchall(),  # (benchmark, count)
         }
+
+
+# each code prompt's latest check: (first trivial program the tests accepted, whether the reference failed them)
+_CHECKS = """SELECT weak_tests, bad_reference FROM prompt_checks
+             QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY checked_at DESC) = 1"""
+
+
+_NO_CHECKS = """CREATE TEMP VIEW prompt_checks AS
+                SELECT NULL::VARCHAR AS prompt_id, NULL::VARCHAR AS weak_tests, NULL::BOOLEAN AS bad_reference,
+                       NULL::TIMESTAMP AS checked_at
+                WHERE false"""
+
+
+def _test_checks(rows: list[tuple]) -> dict:
+    """What the weak-test gate found (filters/weak_tests.py): prompts checked, weak (by the class of the first
+    trivial program their tests accepted), and with a reference solution that fails their tests."""
+    weak = [w.split("(", 1)[0] for w, _ in rows if w]
+    by = {k: weak.count(k) for k in sorted(set(weak), key=lambda k: (-weak.count(k), k))}
+    bad = sum(bool(b) for _, b in rows)
+    return {"checked": len(rows), "weak_tests": len(weak), "bad_reference": bad, "by_program": by}
 
 
 _SPENT = """SELECT p.source, p.task, coalesce(sum(c.n_tokens), 0), count(e.example_id)

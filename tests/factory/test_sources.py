@@ -61,7 +61,8 @@ def test_humaneval():
     ps = sources.load(SourceConfig(kind="humaneval", size=0))
     assert len(ps) == 164 and len({p.prompt_id for p in ps}) == 164
     p = ps[0]
-    assert p.task == "code" and p.source == "humaneval" and p.metadata == {"task_id": "HumanEval/0"}
+    assert p.task == "code" and p.source == "humaneval" and p.metadata["task_id"] == "HumanEval/0"
+    assert p.metadata["solution"].startswith(p.prompt) and "return False" in p.metadata["solution"]  # canonical
     assert set(p.reference) == {"test", "entry_point", "prefix"} and "def check" in p.reference["test"]
     assert p.reference["prefix"] == p.prompt and p.prompt.startswith("from typing import List")  # the prompt's code
     assert f"def {p.reference['entry_point']}(" in p.prompt
