@@ -508,8 +508,9 @@ def no_dump() -> None:
     """PR_SET_DUMPABLE 0: else the candidate process (the same uid) could read this one's memory, the nonce with it.
 
     As root the sandbox's uid switch has done it already (suid_dumpable 0 or 2), and the kernel shows it: the files
-    of a non-dumpable process's /proc entry belong to root, not to us. Only otherwise is ctypes (2.4 ms) loaded."""
-    if os.stat("/proc/self").st_uid != os.getuid():
+    in a non-dumpable process's /proc folder (not the folder itself) belong to root, not to us. Only otherwise is
+    ctypes (2.4 ms) loaded."""
+    if os.stat("/proc/self/stat").st_uid != os.getuid():
         return
     import ctypes
 
