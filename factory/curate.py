@@ -18,7 +18,8 @@ from factory.errors import FactoryError
 from factory.recipe import Recipe
 from factory.store import Batch
 from factory.workers import VerifyPool
-from filters.base import narrow
+from filters.base import Verdict, narrow, reject
+from filters.code import has_tests
 from filters.records import problems, to_candidate
 from filters.registry import worker_stages
 
@@ -56,9 +57,11 @@ def run_filter(src: Path, out: Path, recipe: Recipe, pool: VerifyPool, judge=Non
     """Write every record of `src` to `out` with accepted, reason, scores; return counts of reasons.
 
     With a `gate` (dedup, decontamination), records are keyed by their `id` (else their line); with a `store`, the
-    dedup index starts from the store's signatures and the new ones are saved there, chunk by chunk."""
+    dedup index starts from the store's signatures and the new ones are saved there, chunk by chunk. A code record
+    that passed is kept only if its tests can fail (`TestChecks`)."""
     names = worker_stages(recipe.filters)
     counts: dict = {"records": 0, "accepted": 0, "reasons": {}}
+    checks = TestChecks(recipe) if "verify" in recipe.filters else None
     tmp = out.with_name(out.name + ".part")
     out.parent.mkdir(parents=True, exist_ok=True)
     records = ({"_line": n, **rec} for n, rec in read_records(src))
@@ -69,7 +72,7 @@ def run_filter(src: Path, out: Path, recipe: Recipe, pool: VerifyPool, judge=Non
                 chunk = list(islice(records, CHUNK))
                 launched = (chunk, pool.submit([(to_candidate(r, think), names) for r in chunk])) if chunk else None
                 if pending:
-                    _write(f, *pending, judge, gate, counts)
+                    _write(f, *pending, judge, gate, counts, checks)
                     if store is not None and gate is not None:
                         store.commit(Batch([], [], [], dedup=gate.new_signatures()))
                     if progress:
@@ -84,8 +87,51 @@ def run_filter(src: Path, out: Path, recipe: Recipe, pool: VerifyPool, judge=Non
     return counts
 
 
-def _write(f, chunk: list[dict], future, judge, gate, counts: dict) -> None:
+class TestChecks:
+    """The weak-test gate of `factory generate` (factory/checks.py) for records: each distinct code record's tests
+    (its prompt and reference) run once against filters/weak_tests.py's trivial programs, and against the record's
+    `solution` where it has one. A passing answer to tests that a trivial program also passes is rejected as
+    `weak_tests` (with `verify.allow_weak_tests`, kept with `weak_tests` in its scores); one to tests that fail
+    their own solution or do not run, as `bad_reference`. Only records that passed verification are checked."""
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+        self.found: dict[str, Verdict] = {}  # by prompt and reference
+
+    def __call__(self, records: list[dict]) -> list[Verdict]:
+        from concurrent.futures import ThreadPoolExecutor
+
+        keys = [self._key(r) for r in records]
+        new = {k: r for k, r in zip(keys, records, strict=True) if k is not None and k not in self.found}
+        if new:
+            workers = min(len(new), self.recipe.verify.workers or os.cpu_count() or 1)
+            with ThreadPoolExecutor(workers, thread_name_prefix="weak-tests") as pool:
+                self.found |= dict(zip(new, pool.map(self._check, new.values()), strict=True))
+        return [self.found[k] if k is not None else Verdict(True) for k in keys]
+
+    @staticmethod
+    def _key(rec: dict) -> str | None:
+        ref = rec.get("reference")
+        if rec.get("task") != "code" or not isinstance(ref, dict) or not has_tests(ref):
+            return None
+        return json.dumps([rec["prompt"], ref, rec.get("solution")], sort_keys=True)
+
+    def _check(self, rec: dict) -> Verdict:
+        from filters.weak_tests import check
+
+        solution = rec.get("solution") if isinstance(rec.get("solution"), str) else None
+        c = check(rec["prompt"], rec["reference"], solution, self.recipe.sandbox)
+        if c.bad_reference:
+            return reject("bad_reference", detail=c.detail or "the record's solution fails its tests")
+        if c.weak_tests and not self.recipe.verify.allow_weak_tests:
+            return reject("weak_tests", weak_tests=c.weak_tests, passed=c.passed)
+        return Verdict(True, None, {"weak_tests": c.weak_tests} if c.weak_tests else {})
+
+
+def _write(f, chunk: list[dict], future, judge, gate, counts: dict, checks: TestChecks | None = None) -> None:
     verdicts = future.result()
+    if checks is not None:
+        narrow(verdicts, chunk, checks)
     if judge is not None:
         narrow(verdicts, [(r["prompt"], r.get("reference"), r["completion"]) for r in chunk], judge)
     if gate is not None and gate.active:

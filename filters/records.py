@@ -19,6 +19,10 @@ formats (filters/code.py runs them):
   without them a float answer must be within 1e-9. `"wrapped_outputs": true` where each expected value is wrapped in
   a one-element list that the answer may return unwrapped (APPS, TACO); without it [x] is a list.
 
+A code record may carry `"solution"`, a program its tests must pass (else bad_reference). Before a code record's
+pass is trusted, its tests run once against trivial programs (filters/weak_tests.py): tests that one of them passes
+make the pass `weak_tests` (factory.curate.TestChecks).
+
 A record that breaks these rules is an error naming its line and field, not a silent rejection.
 """
 

@@ -187,3 +187,60 @@ def test_an_error_midway_leaves_no_part_file(tmp_path):
     with make_pool(r) as pool, pytest.raises(FactoryError, match=f"{src}:{CHUNK + 11}: not UTF-8"):
         run_filter(src, out, r, pool)
     assert list(tmp_path.iterdir()) == [src]
+
+
+# `unique` as HumanEval/34 has it: its one test is its docstring's example, so returning that list passes
+UNIQUE = 'def unique(l: list):\n    """Sorted unique elements.\n    >>> unique([5, 3, 5, 2, 3, 3, 9, 0, 123])\n    [0, 2, 3, 5, 9, 123]\n    """\n'  # noqa: E501
+WEAK = {"test": "def check(candidate):\n    assert candidate([5, 3, 5, 2, 3, 3, 9, 0, 123]) == [0, 2, 3, 5, 9, 123]\n",
+        "entry_point": "unique"}  # fmt: skip
+SOUND = {"test": WEAK["test"] + "    assert candidate([2, 1, 2]) == [1, 2]\n    assert candidate([]) == []\n",
+         "entry_point": "unique"}  # fmt: skip
+RIGHT = "```python\ndef unique(l):\n    return sorted(set(l))\n```"
+CONSTANT = "```python\ndef unique(l):\n    return [0, 2, 3, 5, 9, 123]\n```"
+CODE = [
+    {"id": "weak-right", "task": "code", "prompt": UNIQUE, "reference": WEAK, "completion": RIGHT},
+    {"id": "weak-constant", "task": "code", "prompt": UNIQUE, "reference": WEAK, "completion": CONSTANT},
+    {"id": "sound-right", "task": "code", "prompt": UNIQUE, "reference": SOUND, "completion": RIGHT},
+    {"id": "sound-constant", "task": "code", "prompt": UNIQUE, "reference": SOUND, "completion": CONSTANT},
+    {"id": "broken", "task": "code", "prompt": UNIQUE, "reference": SOUND, "completion": RIGHT,
+     "solution": "def unique(l):\n    return l\n"},  # the record's own solution fails its tests
+]  # fmt: skip
+
+
+def test_a_code_record_whose_tests_a_trivial_program_passes_is_not_trusted(tmp_path):
+    """The weak-test gate on records: a pass on tests that the docstring's example replayed also passes rewards
+    nothing, right answer or not; with verify.allow_weak_tests the pass is kept and flagged."""
+    src, out = _write(tmp_path / "in.jsonl", CODE), tmp_path / "out.jsonl"
+    res = run_cli("filter", str(src), "--out", str(out), timeout=300)
+    assert res.returncode == 0, res.stderr
+    back = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert {k: r["reason"] for k, r in back.items()} == {
+        "weak-right": "weak_tests", "weak-constant": "weak_tests", "sound-right": None,
+        "sound-constant": "wrong_answer", "broken": "bad_reference",
+    }  # fmt: skip
+    assert back["weak-right"]["scores"]["weak_tests"].startswith(("constant", "lookup"))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("filters: [format, verify]\nverify:\n  allow_weak_tests: true\n")
+    res = run_cli("filter", str(src), "--out", str(out), "--recipe", str(recipe), timeout=300)
+    assert res.returncode == 0, res.stderr
+    back = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
+    assert [back[k]["reason"] for k in ("weak-right", "weak-constant", "sound-right", "broken")] == [
+        None, None, None, "bad_reference",
+    ]  # fmt: skip
+    assert back["weak-constant"]["scores"]["weak_tests"] and "weak_tests" not in back["sound-right"]["scores"]
+
+
+def test_each_distinct_code_record_is_checked_once(monkeypatch):
+    from factory import curate
+    from factory.recipe import Recipe
+    from filters import weak_tests
+
+    calls, check = [], weak_tests.check
+    monkeypatch.setattr(weak_tests, "check", lambda *a, **k: calls.append(a[1]) or check(*a, **k))
+    gate = curate.TestChecks(Recipe())
+    math = {"task": "math", "prompt": "2+2?", "reference": "4"}
+    got = gate([{"task": "code", "prompt": UNIQUE, "reference": WEAK}] * 3 + [math])
+    got += gate([{"task": "code", "prompt": UNIQUE, "reference": SOUND}, {"task": "code", "prompt": UNIQUE,
+                 "reference": WEAK}])  # fmt: skip
+    assert calls == [WEAK, SOUND]
+    assert [v.reason for v in got] == ["weak_tests"] * 3 + [None, None, "weak_tests"]
