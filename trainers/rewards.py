@@ -2,7 +2,8 @@
 
 A TRL reward function gets the batch's `completions` (message lists for a chat prompt, text otherwise) and every
 other dataset column as a keyword list (`task`, `reference`), and returns one float per completion, or None where it
-does not apply (a general prompt has no verifier). R1's rewards (DeepSeek-AI 2025, §2.2.2 and §2.3.2):
+does not apply (a general prompt has no verifier; a code prompt's tests are broken). R1's rewards (DeepSeek-AI
+2025, §2.2.2 and §2.3.2):
 
 - `accuracy`: 1 when the answer checks out, else 0. The same verifiers as generation (math-verify, reasoning-gym's
   scorers, code run against its tests in the sandbox), in verification worker processes with a hard time limit.
@@ -32,7 +33,8 @@ def accuracy_reward(completions, task, reference, *, pool, think: bool, **kwargs
         (Candidate(text(c), t, json.loads(r), think=think), ["verify"])
         for c, t, r in zip(completions, task, reference, strict=True)
     ]
-    return [None if v.reason == "no_verifier" else float(v.accepted) for v in pool.judge(jobs)]
+    # no verifier, or tests that are broken themselves (bad_reference): nothing said about the completion
+    return [None if v.reason in ("no_verifier", "bad_reference") else float(v.accepted) for v in pool.judge(jobs)]
 
 
 def format_reward(completions, completion_ids, *, think: bool, stop_ids: set[int], **kwargs) -> list[float]:

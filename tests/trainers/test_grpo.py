@@ -53,12 +53,17 @@ def test_accuracy_reward_uses_the_verifiers():
     code_ref = json.dumps({"test": "def check(candidate):\n    assert candidate(2, 3) == 5\n", "entry_point": "add"})
     completions = [reply("3 + 4 = 7"), reply("8"), reply("```python\ndef add(a, b):\n    return a + b\n```"),
                    reply("```python\ndef add(a, b):\n    return a - b\n```"), reply("Paris is lovely.")]  # fmt: skip
-    tasks = ["math", "math", "code", "code", "general"]
-    refs = [math_ref, math_ref, code_ref, code_ref, json.dumps({})]
+    broken = json.dumps(
+        {"test": "def check(candidate):\n    assert candidate(2, 3) == helper(5)\n", "entry_point": "add"}
+    )
+    completions.append(completions[2])  # a right answer to tests that use a name nothing defines
+    tasks = ["math", "math", "code", "code", "general", "code"]
+    refs = [math_ref, math_ref, code_ref, code_ref, json.dumps({}), broken]
     lim = Limits(wall_s=20, cpu_s=2, memory_mb=256, processes=16, file_mb=4, output_kb=64)  # room on a busy machine
     with VerifyPool(workers=1, timeout=30, settings=Settings(sandbox=lim)) as pool:
         got = accuracy_reward(completions, tasks, refs, pool=pool, think=False)
-    assert got == [1.0, 0.0, 1.0, 0.0, None]  # the general prompt has no verifier: not this reward's to judge
+    # the general prompt has no verifier, the last code prompt broken tests: neither is this reward's to judge
+    assert got == [1.0, 0.0, 1.0, 0.0, None, None]
 
 
 def test_format_and_language_rewards():
