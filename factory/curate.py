@@ -18,7 +18,7 @@ from factory.errors import FactoryError
 from factory.recipe import Recipe
 from factory.store import Batch
 from factory.workers import VerifyPool
-from filters.base import Verdict, narrow, reject
+from filters.base import Verdict, narrow
 from filters.code import has_tests
 from filters.records import problems, to_candidate
 from filters.registry import worker_stages
@@ -117,15 +117,14 @@ class TestChecks:
         return json.dumps([rec["prompt"], ref, rec.get("solution")], sort_keys=True)
 
     def _check(self, rec: dict) -> Verdict:
+        from factory.checks import verdict
         from filters.weak_tests import check
 
         solution = rec.get("solution") if isinstance(rec.get("solution"), str) else None
         c = check(rec["prompt"], rec["reference"], solution, self.recipe.sandbox)
-        if c.bad_reference:
-            return reject("bad_reference", detail=c.detail or "the record's solution fails its tests")
-        if c.weak_tests and not self.recipe.verify.allow_weak_tests:
-            return reject("weak_tests", weak_tests=c.weak_tests, passed=c.passed)
-        return Verdict(True, None, {"weak_tests": c.weak_tests} if c.weak_tests else {})
+        row = {"bad_reference": c.bad_reference, "detail": c.detail, "weak_tests": c.weak_tests,
+               "passed": json.dumps(c.passed)}  # fmt: skip
+        return verdict(row, self.recipe.verify.allow_weak_tests)  # as `factory generate` judges a prompt
 
 
 def _write(f, chunk: list[dict], future, judge, gate, counts: dict, checks: TestChecks | None = None) -> None:
