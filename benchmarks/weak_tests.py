@@ -23,7 +23,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table  # noqa: E402
 
-from filters.weak_tests import CLASSES, check, kind  # noqa: E402
+from filters.weak_tests import CLASSES, SOLUTION_CLASSES, check, kind  # noqa: E402
+
+KINDS = CLASSES + SOLUTION_CLASSES
 
 
 def humaneval(limit: int | None) -> list[tuple[str, str, dict, str]]:
@@ -54,8 +56,8 @@ def main() -> None:
     weak = [kind(c.weak_tests) for c in checks if c.weak_tests]
     bad = sum(bool(c.bad_reference) for c in checks)
     runs = sum(c.runs for c in checks)
-    row = ["HumanEval", len(problems), len(weak), *(weak.count(k) for k in CLASSES), bad, runs, seconds]
-    header = ["benchmark", "problems", "flagged weak", *(f"by {k}" for k in CLASSES), "bad_reference"]
+    row = ["HumanEval", len(problems), len(weak), *(weak.count(k) for k in KINDS), bad, runs, seconds]
+    header = ["benchmark", "problems", "flagged weak", *(f"by {k}" for k in KINDS), "bad_reference"]
     print(f"Trivial programs against each problem's tests ({os.cpu_count()} CPUs, {args.workers} at once)\n")
     print(table([*header, "sandbox runs", "seconds"], [row]))
     print("\nMBPP: not measured, no package on this machine ships it.")

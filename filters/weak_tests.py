@@ -17,6 +17,9 @@ the examples alone, none of which solves anything:
   Only where the outputs carry ORDER_BITS (a True/False 1 bit, a small integer 3, any other value 8): six booleans
   that happen to be the tests' own in the same order (HumanEval/154) are chance, not a replay.
 
+- shaped: where the source has a reference solution, that solution with every answer's values changed and its
+  types and lengths kept (`shaped`): tests that check only types and lengths pass it.
+
 A prompt whose tests accept any of them is weak (`Check.weak_tests` names the first). Where the source has a
 reference solution (HumanEval's canonical one), the tests must pass it, else the prompt is `bad_reference`.
 `programs` is pure (a reference in, (name, program) pairs out); `check` runs them. benchmarks/weak_tests.py
@@ -37,8 +40,9 @@ from filters.base import Candidate
 from filters.code import has_tests, verify_code
 from filters.sandbox import Limits
 
-BATTERY = "1"  # the battery's version: a store keeps results under it, and a new one checks every prompt again
+BATTERY = "2"  # the battery's version: a store keeps results under it, and a new one checks every prompt again
 CLASSES = ("none", "empty", "constant", "nan", "echo", "lookup", "order")
+SOLUTION_CLASSES = ("shaped",)  # made from the source's reference solution, where it has one
 _EMPTY = {list: [], str: "", int: 0, float: 0.0, bool: False, dict: {}, tuple: ()}
 _ANNOTATED = {"list": [], "str": "", "int": 0, "float": 0.0, "bool": False, "dict": {}, "tuple": ()}
 _DEFAULT_EMPTY = ([], "", 0)  # nothing says what the function returns
@@ -80,7 +84,8 @@ def check(prompt: str, ref: dict, solution: str | None = None, limits: Limits | 
         if solution is not None:
             out.bad_reference = not _passes(solution, ref, limits)
             out.runs += 1
-        for name, program in programs(prompt, ref):
+        more = [("shaped", shaped(solution, ref))] if solution is not None and not out.bad_reference else []
+        for name, program in programs(prompt, ref) + [(n, p) for n, p in more if p]:
             out.runs += 1
             if _passes(program, ref, limits):
                 out.passed.append(name)
@@ -128,6 +133,53 @@ def _function_programs(prompt: str, ref: dict) -> list[tuple[str, str]]:
                          "    _AT[0] += 1\n    return _OUT[_AT[0] - 1] if _AT[0] <= len(_OUT) else None\n")  # fmt: skip
     bind = "".join(f"{n} = _trivial\n" for n in names)
     return _unique([(name, f"{code}\n{bind}") for name, code in body.items()])
+
+
+_SHAPED = """
+
+def _perturb(v):
+    if isinstance(v, bool):
+        return not v
+    if isinstance(v, (int, float)):
+        return v + 1.5 if isinstance(v, float) else v + 1
+    if isinstance(v, str):
+        return "".join(chr(ord(c) + 1) if c.isalnum() else c for c in v)
+    if isinstance(v, (list, tuple)):
+        return type(v)(_perturb(x) for x in v)
+    if isinstance(v, dict):
+        return {k: _perturb(x) for k, x in v.items()}
+    return v
+
+
+_real = NAME
+
+
+def NAME(*args, **kwargs):
+    got = _real(*args, **kwargs)
+    if got is None:  # an in-place API: its arguments are its answer
+        changed = False
+        for a in args:
+            if isinstance(a, list) and a:
+                a[:], changed = _perturb(a), True
+        if not changed:
+            raise RuntimeError("nothing to perturb")
+        return got
+    new = _perturb(got)
+    if new == got:
+        raise RuntimeError("nothing to perturb")  # an answer this leaves alone ([], "") proves nothing
+    return new
+"""
+
+
+def shaped(solution: str, ref: dict) -> str | None:
+    """The reference solution with every answer's values changed and its shape kept (ints + 1, floats + 1.5, each
+    letter or digit the next character, booleans negated, lists, tuples and dicts element by element): right type,
+    right length, wrong values. Tests that check only types and lengths pass it. Where an answer is left as it was
+    (nothing in it to change), the call raises instead: a pass must come from a changed answer."""
+    names = _names(ref)
+    if len(names) != 1 or not names[0].isidentifier():
+        return None
+    return solution + _SHAPED.replace("NAME", names[0])
 
 
 def _names(ref: dict) -> list[str]:

@@ -120,3 +120,35 @@ def test_a_reference_solution_that_fails_the_tests_is_bad_reference():
 def test_tests_that_do_not_run_are_bad_reference():
     got = check(DOUBLE, {"test": "def check(candidate):\n    assert candidate(3) ==\n", "entry_point": "double"})
     assert got.bad_reference is True and got.detail and got.weak_tests is None
+
+
+PRIMES = 'def primes(n: int) -> list:\n    """The first n primes.\n    >>> primes(3)\n    [2, 3, 5]\n    """\n'
+PRIMES_SOLUTION = PRIMES + (
+    "    out, k = [], 2\n    while len(out) < n:\n        if all(k % d for d in range(2, k)):\n"
+    "            out.append(k)\n        k += 1\n    return out\n"
+)
+SORT = 'def sort_in_place(xs: list) -> None:\n    """Sort xs in place."""\n'
+
+
+def test_tests_of_type_and_length_only_pass_the_shaped_solution():
+    """The reference solution with its answers' values changed, their types and lengths kept: tests that check only
+    those pass it (no other trivial program does: the length asked for is not the examples')."""
+    shape_only = he(PRIMES, "r = candidate(5)", "assert isinstance(r, list) and len(r) == 5",
+                    "assert all(isinstance(x, int) for x in r)", entry="primes")  # fmt: skip
+    got = check(PRIMES, shape_only, PRIMES_SOLUTION)
+    assert got.weak_tests == "shaped" and got.passed == ["shaped"] and got.bad_reference is False
+    assert check(PRIMES, shape_only).weak_tests is None  # without a reference solution the battery misses it
+    sound = he(PRIMES, "assert candidate(5) == [2, 3, 5, 7, 11]", "assert candidate(1) == [2]", entry="primes")
+    assert check(PRIMES, sound, PRIMES_SOLUTION).weak_tests is None
+
+
+def test_the_shaped_solution_perturbs_an_in_place_answer_and_never_passes_unchanged():
+    solution = SORT + "    xs.sort()\n"
+    moved = he(SORT, "xs = [3, 1, 2]", "candidate(xs)", "assert len(xs) == 3 and xs != [3, 1, 2]",
+               entry="sort_in_place")  # fmt: skip
+    assert check(SORT, moved, solution).weak_tests == "shaped"  # changed, right length: no order checked
+    sound = he(SORT, "xs = [3, 1, 2]", "candidate(xs)", "assert xs == [1, 2, 3]", entry="sort_in_place")
+    assert check(SORT, sound, solution).weak_tests is None
+    empty = 'def nothing() -> list:\n    """An empty list."""\n'  # an answer with nothing in it to change
+    got = check(empty, he(empty, "assert candidate() == []", entry="nothing"), empty + "    return []\n")
+    assert "shaped" not in got.passed and got.bad_reference is False
