@@ -17,9 +17,10 @@ costs only another sample, so here numbers are compared exactly:
 - Numbers past 20,000 digits are equal only in the same form: telling them apart would take seconds.
 - A set written with braces is never an interval: (1, 3) != {1, 3}. And ±2 is the set {-2, 2}, so it is not 2.
 - Both answers are first read as people write them (filters/math_written.py): 12 000 and 12\\,000 are 12000,
-  2\\mathrm{e} is 2e, 4\\frac{4}{9} is 40/9, a closing full stop is dropped, and 3,5 is 3.5 against the gold 3.5. A
-  form with two readings (a gold 12,500, perhaps the list 12, 500) passes only when both readings do, and one
-  math-verify misreads is not read at all (1 2, which it takes for 3; LaTeX it could not parse).
+  2\\mathrm{e} is 2e, 4\\frac{4}{9} is 40/9, a closing full stop is dropped, and 3,5 is 3.5 against the gold 3.5.
+  A plain-comma run in the thousands pattern (3,250) is one number in either answer, a list only beside a bracket
+  or another comma ((1,234) is a pair); a list has a space after its commas or breaks the pattern (3, 250; 1,-2).
+  A form math-verify misreads is not read at all (1 2, which it takes for 3; LaTeX it could not parse).
 
 math-verify's own timeout uses signals and so works only on a main thread; the caller runs this in a worker
 process whose main thread it is, and kills the worker if a check runs past the hard limit.
@@ -37,7 +38,7 @@ import mpmath
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, grader, parse, verify
 from sympy import Expr, FiniteSet, Float, Integer, Interval, N, Rational, UnevaluatedExpr
 
-from filters.math_written import comma_readings, decimal_comma, normalise, unreadable
+from filters.math_written import commas, decimal_comma, normalise, unreadable
 
 _CONFIG = [LatexExtractionConfig(), ExprExtractionConfig()]
 _DIGITS = 40  # two closed forms that agree this far are one number; answers are never that close and different
@@ -86,13 +87,7 @@ def _repeating(m: re.Match) -> str:
 def math_equal(gold: str, pred: str) -> bool:
     """True when `pred` is mathematically the same answer as `gold`."""
     gold, pred = normalise(str(gold)), normalise(pred)
-    g_number, g_list = comma_readings(gold)
-    single = _is_number(_parse(g_number)) and _is_number(_parse(g_list))
-    p_number, p_list = comma_readings(pred, numbers=single)
-    same = _same(g_number, p_number)
-    if (g_number, p_number) != (g_list, p_list):
-        same = same and _same(g_list, p_list)  # 12,500 may be 12500 or the list 12, 500: both must be right
-    return same or decimal_comma(gold, pred)
+    return _same(commas(gold), commas(pred)) or decimal_comma(gold, pred)
 
 
 def _same(gold: str, pred: str) -> bool:
@@ -106,10 +101,6 @@ def _same(gold: str, pred: str) -> bool:
         return False  # math-verify drops units: 5 m would be 5 cm
     with _exact_numbers():
         return bool(verify(g, p))
-
-
-def _is_number(parsed: list) -> bool:
-    return bool(parsed) and isinstance(parsed[0], Expr) and not parsed[0].free_symbols
 
 
 def _unit(answer: str) -> tuple[str, int] | None:

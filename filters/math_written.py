@@ -2,15 +2,14 @@
 
 Left alone, math-verify reads `12 000` as 12*000 = 0, `2\\mathrm{e}` as 2 (the e taken for a unit), `1 2` as 3,
 `\\frac{1}{3}.` not at all, and `1\\frac{1}{2}\\%` as 1 (a failed LaTeX parse falling back to the leading number).
-Each rewrite here is one a reader makes without thinking. Where a form has two plausible readings the answer is
-judged under both (`comma_readings`), or not read at all (`unreadable`), so that neither reading lets a wrong
-answer in: a right answer turned away costs another sample, a wrong one let in becomes training data.
+Each rewrite here is one a reader makes without thinking. A form a reader could take two ways is not read at all
+(`unreadable`), so that neither reading lets a wrong answer in: a right answer turned away costs another sample, a
+wrong one let in becomes training data.
 
 - Thousands: a group of 1-3 digits then groups of exactly three, joined by a thin space (`12\\,000`), a space,
   `~`, `{,}` or `,\\!` is one number. Nobody writes a list or a product that way.
-- Plain commas also make lists (`1,2`, `(1,234)`). A digit run whose later groups start with 0 (`12,000`) is a
-  number: list items are not zero-padded. Beside a bracket or another comma a run is a list; on its own
-  (`12,500`) it is ambiguous, see `comma_readings`.
+- Plain commas also make lists (`1, 2`, `1,2`, `(1,234)`); `commas` decides which by the pattern and the place, see
+  there.
 - A decimal comma (`3,5`) is read only in the answer, only when the whole answer is that number, and only
   against a gold written as a decimal with a point: a gold `3,5` may be the roots 3 and 5, and a gold 7/2 does not
   say the question wanted a decimal.
@@ -71,28 +70,32 @@ def _proper(m: re.Match) -> bool:
     return 0 < int(m[2] or m[3]) < int(m[4] or m[5])
 
 
-def comma_readings(answer: str, numbers: bool = False) -> tuple[str, str]:
-    """The answer with its plain-comma digit runs read as numbers, and read as lists where that is plausible.
+def commas(answer: str) -> str:
+    """The answer with each plain-comma digit run in the thousands pattern read as one number, or as a list.
 
-    A zero-padded run (`1,000`) is a number in both readings: list items are not zero-padded. A run beside a
-    bracket or another comma (`(12,102)`, `1,234, 5`) is a list in both. A run on its own (`12,500`) is 12500 in
-    the first reading and the list 12, 500 in the second, and the caller accepts only when both are right; with
-    `numbers` (the gold is one number, which a list can never be) it is a number in both.
+    The pattern is a first group of 1-3 digits, not zero, then groups of exactly three with no space after the
+    comma (`3,250`, `50,625`, `1,234,567`). Such a run on its own is one number, in the gold as in the answer: of
+    MATH's 5,000 test golds five hold one, and four of them are numbers (`15,600`, `58,500`); its lists have a space
+    after the comma or groups that break the pattern (`-2, 1`, `1,-2`, `3,5`). Beside a bracket or another comma
+    (`(1,234)`, `\\{1,234\\}`, `[-36,104]`, `1,234, 5`) a run is a list: brackets make a tuple, a set or an
+    interval, and a tuple stays one (the gold `(1,234)` never takes 1234). A run whose later groups start with 0
+    (`1,000`, `(1,000)`) is a number anywhere: list items are not zero-padded.
+
+    The risk, rare: a list written without spaces in the pattern is read as a number. The fifth of those golds is
+    one, the angles `70,110` (precalculus: sqrt(3) cos 10 = cos 40 + sin x). Read as 70110 it takes the answer
+    70110 (wrong, and no answer a model gives to an angle in [0, 360]) and `70,110` (right, written as the gold
+    is), and turns away the right answer `70, 110`. Likewise a gold `1,000` is never the list 1, 0.
     """
-    joined = _COMMAS.sub(lambda m: _comma_run(m, alone_is_list=False, numbers=numbers), answer)
-    listed = _COMMAS.sub(lambda m: _comma_run(m, alone_is_list=True, numbers=numbers), answer)
-    return joined, listed
+    return _COMMAS.sub(_comma_run, answer)
 
 
-def _comma_run(m: re.Match, alone_is_list: bool, numbers: bool) -> str:
+def _comma_run(m: re.Match) -> str:
     groups = m[0].split(",")
     if any(g.startswith("0") for g in groups[1:]):
         return "".join(groups)
     before, after = m.string[: m.start()].rstrip(), m.string[m.end() :].lstrip()
     in_list = before.endswith(_OPENS) or after.startswith(_CLOSES)
-    if in_list or (alone_is_list and not numbers):
-        return ", ".join(groups)
-    return "".join(groups)
+    return ", ".join(groups) if in_list else "".join(groups)
 
 
 def decimal_comma(gold: str, answer: str) -> bool:

@@ -101,9 +101,34 @@ def test_commas_in_lists_are_not_thousands():
     _accepts("12102", [], ["(12,102)", "12, 102"])
     _accepts(r"\{1000, 5\}", [r"\{1,000, 5\}"], [r"\{1, 0, 5\}"])  # 000 is never a list item
     _accepts(r"\{0, 1\}", [], [r"\{1,000\}"])
-    # a gold 12,500 on its own may be 12500 or the list 12, 500: only an answer right under both readings passes
-    _accepts("12,500", ["12,500"], ["12500", "12, 500", "{12, 500}"])
+    # a run in the thousands pattern on its own is a number; a list has a space after its commas
+    _accepts("12,500", ["12,500", "12500"], ["12, 500", "{12, 500}", r"\{12, 500\}"])
     _accepts("12500", ["12,500", "12 500"], ["12, 500", "(12,500)"])  # the answer's commas, against a number
+
+
+def test_a_gold_with_thousands_separators_takes_the_plain_number():
+    # MATH's golds 3,250 and 50,625 turned away the answers 3250 and 50625 (Qwen2.5-Math-7B-Instruct's, graded right)
+    right = ["3250", "3,250", "3{,}250", r"3\,250", r"\boxed{3250}", r"\$3,250"]
+    wrong = ["3,25", "325", "3.250", "32,50", "32500", "3, 250", r"\{3, 250\}", "(3,250)", "3251", "3,2500"]
+    _accepts("3,250", right, wrong)
+    _accepts("50,625", ["50625", "50{,}625"], ["50,62", "5,0625", "50.625", "506,25", "50, 625"])
+    _accepts("3{,}250", ["3250", "3,250"], ["3,25", "325", "3.250"])
+    _accepts("1,234,567", ["1234567", "1,234,567"], ["1,234", "1234", "1,234, 567", "1234,567"])
+    _accepts("3250", ["3,250", "3{,}250"], ["3,25", "32,50", "3.250", "(3,250)", "3, 250"])  # the other way round
+    _accepts("x = 3,250", ["x = 3250", "3250"], ["x = 3.25"])
+
+
+def test_brackets_keep_a_comma_run_a_tuple():
+    _accepts("(1,234)", ["(1, 234)", "(1,234)"], ["1234", "(1234)", "1,234", r"\{1, 234\}"])
+    _accepts(r"\{1,234\}", [r"\{1, 234\}", r"\{234, 1\}"], ["1234", "1,234", r"\{1234\}"])
+    _accepts("[-36,104]", ["[-36, 104]"], ["-36104", "(-36, 104)"])
+    _accepts("1, 2,500", ["1, 2, 500"], ["1, 2500"])  # beside another comma: the list 1, 2, 500
+
+
+def test_the_known_risk_a_list_without_spaces_in_the_pattern():
+    # MATH's gold 70,110 is the angles 70 and 110, read as the number 70110 (filters/math_written.py, commas)
+    _accepts("70,110", ["70,110"], ["70, 110", "70", "110"])  # the right 70, 110 turned away: a lost sample
+    assert math_equal("70,110", "70110")  # a wrong answer let in, one no model gives for an angle in [0, 360]
 
 
 def test_numerals_side_by_side_are_not_read():
