@@ -1,5 +1,8 @@
 """Find the final answer in a completion: `\\boxed{}`, `<answer>` tags, or the summary's last statement.
 
+A last line that opens with GSM8K's marker, `#### 18` (its data's) or `A: 18` (the model solutions that
+openai/grade-school-math ships), holds the answer after the marker: read whole, math-verify takes `A: 18` for a/18.
+
 With `think`, only the summary after `</think>` is searched, so a guess made while reasoning never counts.
 """
 
@@ -9,6 +12,7 @@ import re
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 _ANSWER_IS = re.compile(r"(?:final answer|answer)\**\s*(?:is:?|:)\s*(.+)", re.I)  # also **Answer**: and **Answer:**
+_MARKED = re.compile(r"(?:####|A:)\s*(.+)")  # GSM8K's last line: `#### 18`, `A: 18`
 _SAYS = re.compile(r"=|\bis\b|\bequals\b|\bequal to\b|\bgives\b", re.I)
 
 
@@ -38,13 +42,15 @@ def extract_answer(text: str, think: bool = True) -> str | None:
     summary = split_think(text)[1] if think else text
     if think and "</think>" not in text:
         return None
+    lines = [ln.strip() for ln in summary.strip().splitlines() if ln.strip()]
     found = last_boxed(summary)
     if found is None and (tags := _ANSWER_TAG.findall(summary)):
         found = tags[-1]
+    if found is None and lines and (marked := _MARKED.match(lines[-1])):
+        found = marked[1]
     if found is None and (said := _ANSWER_IS.findall(summary)):
         found = said[-1]
     if found is None:
-        lines = [ln for ln in summary.strip().splitlines() if ln.strip()]
         if not lines:
             return None
         found = _after_relation(lines[-1].rstrip(" .!")) or lines[-1]

@@ -40,6 +40,13 @@ from filters.verify import verify
         (r"Thus $S = \sum_{k=0}^{n} k$.", r"\sum_{k=0}^{n} k"),  # the subscript's = is not the last relation
         (r"So $S = \sum_{k=0}^{3} k = 6$.", "6"),
         (r"The total is $\sum_{k=1}^{n} k^{2}$", r"\sum_{k=1}^{n} k^{2}"),
+        ("She makes 9 * 2 = $<<9*2=18>>18 a day.\nA: 18", "18"),  # GSM8K's model solutions
+        ("So 3 + 4 = <<3+4=7>>7 eggs.\n#### 7", "7"),  # GSM8K's own answers
+        ("#### 1,080", "1,080"),
+        ("A: $18", "18"),
+        ("The answer is 5? No, 6.\n#### 6", "6"),  # the marked last line is the final word
+        ("A: 5\nthen 2 + 2 = 4", "4"),  # a marker on an earlier line is not the last statement
+        ("\\boxed{5}\nA: 6", "5"),  # boxed still wins
     ],
 )
 def test_extract_without_think(text, expected):
@@ -186,3 +193,12 @@ def test_the_answer_after_a_sum_is_not_its_subscript():
     ok = r"<think>add them</think>So $S = \sum_{k=1}^{3} k = 6$."
     assert verify(Candidate(ok, "math", {"answer": "6"})).accepted
     assert not verify(Candidate(ok, "math", {"answer": "1"})).accepted
+
+
+def test_gsm8k_style_answers_are_verified():
+    def ok(text: str, gold: str) -> bool:
+        return verify(Candidate(text, "math", {"answer": gold}, think=False)).accepted
+
+    # read whole, `A: 18` was a/18 to math-verify, never the gold 18
+    assert ok("2 * 9 = <<2*9=18>>18\nA: 18", "18") and ok("so 1080 in all\n#### 1,080", "1080")
+    assert not ok("2 * 9 = <<2*9=18>>18\nA: 18", "19") and not ok("#### 18", "1,800")
