@@ -7,7 +7,8 @@ and drops the candidate below a threshold (reason `language_mixing`). Both measu
 <think>...</think>) as R1 does; `scope: completion` measures reasoning and summary together, and a text with no closed
 think block (a model that does not reason in tags) is measured whole.
 
-What counts as a word: LaTeX, code (fenced and inline), URLs, tags, numbers and identifiers (`x1`, `snake_case`,
+What counts as a word: LaTeX, code (fenced and inline, and the Asymptote of MATH's `[asy]` figures, whose
+`draw cycle black linewidth` is Welsh to langdetect), URLs, tags, numbers and identifiers (`x1`, `snake_case`,
 `camelCase`, `np.linalg`) are skipped. A word is a run of two or more letters, or one Han or kana character (Chinese
 and Japanese have no spaces: word processors count each such character as a word). Single letters are skipped:
 outside LaTeX they are variables (x, n, α). The script of each word comes from its Unicode character name.
@@ -18,9 +19,11 @@ outside LaTeX they are variables (x, n, α). The script of each word comes from 
 - Where several languages share the target's script (English and French, Russian and Ukrainian), langdetect judges
   the words, coarse to fine: paragraphs (lines; short ones joined up to `chunk_words` words), then the lines of a
   chunk the target does not get `chunk_confidence` for, then the sentences of such a line. A part with fewer than
-  `min_detect_words` words is not judged on its own (langdetect guesses on a few words): it goes with the part
-  around it, and at the top level it counts as target. `langdetect-rs` gives langdetect's exact probabilities ~60
-  times faster; detection is seeded, so a score never changes between runs.
+  `min_detect_words` distinct words is not judged on its own (langdetect guesses on a few words): it goes with the
+  part around it, and at the top level it counts as target. Distinct, because math text with its LaTeX skipped
+  leaves a few words repeated line after line, and a repeat adds no evidence: twenty lines `(so 7 is not a divisor)`
+  are `so is not divisor` twenty times, Italian to langdetect. `langdetect-rs` gives langdetect's exact
+  probabilities ~60 times faster; detection is seeded, so a score never changes between runs.
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ class LanguageConfig:
     # a chunk or line the target gets at least this probability for is all target; otherwise its lines, then its
     # sentences, are judged on their own (langdetect gives clean text 0.99999)
     chunk_confidence: float = 0.99
-    min_detect_words: int = 6  # under ~6 words langdetect guesses ("Let x be" is Dutch, "sin cos GCD" Spanish)
+    min_detect_words: int = 6  # under ~6 distinct words langdetect guesses ("Let x be" Dutch, "sin cos GCD" Spanish)
     max_term_words: int = 4  # "Chinese Remainder Theorem" in a Chinese trace is a term, a five-word run is not
     seed: int = 0
 
@@ -91,7 +94,7 @@ _HANGUL = "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
 _W = rf"[^\W{_CJK}{_HANGUL}]"  # a word character (digits and _ included: identifiers are one token, then skipped)
 _ABUGIDAS = "\u0900-\u0dff\u0e00-\u0eff\u1000-\u109f\u1780-\u17ff"  # Indic, Thai, Lao, Myanmar, Khmer: words with marks
 _TOKENS = re.compile(  # one pass: what is skipped (code, URLs, LaTeX, tags), words, and sentence and line breaks
-    r"```.*?(?:```|\Z)|`[^`\n]*`|https?://\S+|www\.\S+|</?[a-z]+>"
+    r"```.*?(?:```|\Z)|`[^`\n]*`|\[asy\].*?(?:\[/asy\]|\Z)|https?://\S+|www\.\S+|</?[a-z]+>"
     r"|\$\$.*?\$\$|\\\[.*?\\\]|\\\(.*?\\\)|\\begin\{[A-Za-z]+\*?\}.*?\\end\{[A-Za-z]+\*?\}|\$[^$\n]+\$|\\[A-Za-z]+"
     rf"|[{_CJK}]|[{_HANGUL}]+|[{_ABUGIDAS}]+|{_W}+(?:\.{_W}+)*|[.!?;。！？；\n]",
     re.S,
@@ -219,7 +222,7 @@ class _Judge:
         words = part
         for _ in range(depth):
             words = [w for sub in words for w in sub]
-        if len(words) < self.cfg.min_detect_words:
+        if len(set(words)) < self.cfg.min_detect_words:
             return len(words) if inherited else 0
         probs = _probabilities(" ".join(words), self.cfg.detector, self.cfg.seed)
         if not probs or probs.get(self.lang, 0.0) >= self.cfg.chunk_confidence:
