@@ -249,9 +249,19 @@ def eval_(
 def filter_(
     src: Annotated[
         Path,
-        typer.Argument(help="Records, UTF-8, one JSON object per line: id, task, prompt, reference, completion."),
+        typer.Argument(
+            help="Records: JSONL (UTF-8, one JSON object per line: id, task, prompt, reference, completion), a"
+            " .parquet file, a folder of .parquet files, or a folder written by datasets' save_to_disk."
+        ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Where to write the records back with their verdicts.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out",
+            help="Where to write the records back with their verdicts, in the input's format: JSONL as JSONL; Parquet"
+            " or a datasets folder as one .parquet file.",
+        ),
+    ],
     recipe: Annotated[
         Path | None,
         typer.Option(
@@ -260,27 +270,49 @@ def filter_(
         ),
     ] = None,
     think: Annotated[
-        bool | None, typer.Option("--think/--no-think", help="Completions reason in <think> (default: detect).")
+        bool | None,
+        # in backticks: the help is markdown, where a bare <think> is an HTML tag and vanishes
+        typer.Option("--think/--no-think", help="Completions reason in `<think>` (default: detect)."),
     ] = None,
     db: Annotated[
         Path | None, typer.Option("--db", help="Keep dedup state in this store: near-duplicates of its texts go too.")
     ] = None,
+    fields: Annotated[
+        str | None,
+        typer.Option(
+            metavar="FIELD=COLUMN,...",
+            help="Which column holds each record field (id, task, prompt, reference, completion, language,"
+            " finish_reason, solution), e.g. prompt=problem,reference=answer,completion=generations,id=uuid;"
+            " a field left out is read from the column of its own name, if any. A list in the completion column:"
+            " one candidate per element, id ID#K.",
+        ),
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option(help="Every record's task (math, code, general), e.g. for a dataset with no task column."),
+    ] = None,
 ) -> None:
     """Verify and filter existing records (curating a dataset someone else made).
 
-    Each record comes back with "accepted", "reason" (a snake_case code, null when accepted) and "scores".
-    Without --recipe the filters are format and verify (math answers, code run against its tests in the sandbox).
-    A file that is not UTF-8 (a UTF-8 byte-order mark is fine) is refused, naming the line, before any work; OUT
-    is written whole at the end or not at all.
+    Each record comes back with "accepted", "reason" (a snake_case code, null when accepted) and "scores" (in
+    Parquet, a JSON string). Without --recipe the filters are format and verify (math answers, code run against its
+    tests in the sandbox). A file that is not UTF-8 (a UTF-8 byte-order mark is fine) is refused, naming the line,
+    before any work; OUT is written whole at the end or not at all.
+
+    A public dataset is read through --fields (and --task): e.g. OpenR1-Math-220k with --fields
+    prompt=problem,reference=answer,completion=generations,id=uuid --task math. Each element of its generations
+    list is judged on its own; a problem's candidates come back adjacent, in element order, one row each.
     """
-    from factory import curate, judging
+    from factory import curate, judging, tablefile
     from factory.recipe import Recipe, load
     from factory.run import make_pool
     from factory.stages import Gate
     from factory.store import Store
 
     r = load(recipe, needs_source=False) if recipe else Recipe()
-    n = curate.check(src)
+    mapping = tablefile.Fields.parse(fields, task)
+    tablefile.check_out(src, out)
+    n = curate.check(src, mapping)
     store = Store(db) if db else None
     with _progress() as (bar, _), make_pool(r) as pool:
         if judging.STAGE in r.filters:
@@ -288,8 +320,8 @@ def filter_(
         judge = judging.build(r)
         gate = Gate(r, store)
         bar("filtering", total=n, unit="records")
-        counts = curate.run_filter(src, out, r, pool, judge, think,
-                                   lambda done, _c: bar("filtering", n, done, "records"), gate, store)  # fmt: skip
+        progress = lambda done, _c: bar("filtering", n, done, "records")  # noqa: E731
+        counts = curate.run_filter(src, out, r, pool, judge, think, progress, gate, store, mapping)
     if store:
         store.close()
     rate = counts["accepted"] / counts["records"]
