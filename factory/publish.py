@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from factory import export
+from factory import benchmarks, export
 from factory.errors import FactoryError
 from factory.recipe import parse
 from factory.store import Store
@@ -148,14 +148,17 @@ def _filters(store: Store) -> list[str]:
         d, c = recipe.dedup, recipe.decontam
         dedup = (f"MinHash over {d.ngram}-word n-grams of the {d.field}, {d.num_perm} permutations, Jaccard "
                  f"threshold {d.threshold}" if "dedup" in recipe.filters else "off")  # fmt: skip
-        decon = (f"{c.ngram}-word n-gram overlap of the {', '.join(c.fields)} with {json.dumps(c.sources)}"
-                 if "decontam" in recipe.filters else "off")  # fmt: skip
+        names = benchmarks.checked(c, recipe.filters)
+        decon = (f"prompts' {c.ngram}-word n-grams" + (f" and responses' {c.solution_ngram}-word n-grams (against"
+                 " reference solutions)" if c.solution_ngram else "") + f" against {len(names)} benchmarks"
+                 if names else "off")  # fmt: skip
         out += [f"- run {r['run_id']}: filters {', '.join(recipe.filters)}; dedup: {dedup}; decontamination: {decon}"]
     f = store.facts()
     sizes = f["clusters"]
     out += ["", f"Findings: {sum(s - 1 for s in sizes)} near-duplicates dropped in {len(sizes)} clusters"
-            + (f" (largest: {max(sizes)} texts)" if sizes else "") + "; contaminated: "
-            + (", ".join(f"{n} ({b})" for b, n in f["contaminated"]) or "none") + ".", ""]  # fmt: skip
+            + (f" (largest: {max(sizes)} texts)" if sizes else "") + ".", "",
+            "Checked against: " + benchmarks.leak_line(benchmarks.checked_by_runs(store.runs()), f["contaminated"])
+            + ".", ""]  # fmt: skip
     return out
 
 

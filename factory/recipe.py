@@ -31,7 +31,7 @@ from filters.readability import ReadabilityConfig
 from filters.registry import STAGES, order_problem
 from filters.sandbox import Limits
 
-SOURCE_KINDS = ("reasoning_gym", "humaneval", "jsonl", "parquet", "hf")
+SOURCE_KINDS = ("reasoning_gym", "humaneval", "benchmark", "jsonl", "parquet", "hf")
 ENGINE_KINDS = ("auto", "vllm", "llamacpp", "transformers", "openai", "replay")
 TASKS = ("math", "code", "general")
 FILTERS = tuple(STAGES)  # every stage, declared in filters.registry
@@ -45,6 +45,7 @@ class SourceConfig:
     size: int | None = None  # reasoning-gym: problems per family (None: 64); other kinds: a cap (None or 0: all)
     seed: int = 0
     path: str | None = None  # jsonl / parquet file, or the `datasets` path
+    # benchmark: `name` is a registered set (factory/benchmarks.py) and `split` one of its splits
     subset: str | None = None  # `datasets` config name
     split: str = "train"
     fields: dict = field(default_factory=dict)  # {prompt: column, answer: column, id: column}
@@ -344,8 +345,20 @@ def _check_source(s: SourceConfig, problems: list[str]) -> None:
         problems.append(f"source.size: {s.size} must be >= 0")
     if s.kind == "reasoning_gym":
         _check_families(s, problems)
+    if s.kind == "benchmark":
+        _check_benchmark(s, problems)
     if s.kind in ("jsonl", "parquet", "hf") and not s.path:
         problems.append(f"source.path: required for source.kind {s.kind}")
+
+
+def _check_benchmark(s: SourceConfig, problems: list[str]) -> None:
+    from factory import benchmarks
+
+    reg = benchmarks.registry()
+    if s.name not in reg:
+        problems.append(f"source.name: {s.name!r} is not a registered benchmark; registered: {', '.join(reg)}")
+    elif s.split not in reg[s.name].splits:
+        problems.append(f"source.split: {s.name} has no split {s.split!r}; it has {', '.join(reg[s.name].splits)}")
 
 
 def _check_families(s: SourceConfig, problems: list[str]) -> None:

@@ -54,7 +54,8 @@ def render(store: Store, live: str | None = None) -> str:
         head += f'<p class="live">{escape(live)}</p>'
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>factory report</title>'
-        f"<style>{CSS}</style></head><body>{head}{_runs(store)}{_checks(s)}{''.join(figures)}</body></html>"
+        f"<style>{CSS}</style></head><body>{head}{_runs(store)}{_checks(s)}{_leaks(store, s)}"
+        f"{''.join(figures)}</body></html>"
     )
 
 
@@ -93,6 +94,14 @@ def _checks(s: dict) -> str:
     head = "".join(f"<th>{h}</th>" for h in ("code prompts checked", "weak tests", "passed by", "bad reference"))
     row = "".join(f"<td>{escape(str(v))}</td>" for v in cells)
     return f"<table id='test-checks'><tr>{head}</tr><tr>{row}</tr></table>"
+
+
+def _leaks(store: Store, s: dict) -> str:
+    """Decontamination: the benchmarks the runs were checked against, and the hits per benchmark and method."""
+    from factory import benchmarks
+
+    line = escape(benchmarks.leak_line(benchmarks.checked_by_runs(store.runs()), s["contaminated"]))
+    return f"<p id='decontam'><b>Decontamination</b>, checked against: {line}.</p>"
 
 
 def _runs(store: Store) -> str:

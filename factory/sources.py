@@ -1,4 +1,4 @@
-"""Prompt sources: reasoning-gym, HumanEval, local JSONL/Parquet, and anything `datasets.load_dataset` opens.
+"""Prompt sources: reasoning-gym, HumanEval, the benchmark registry, local JSONL/Parquet, and `datasets` sets.
 
 Each yields `Prompt`s in a fixed order, with a stable id (a hash of the source name and the text), so that a rerun
 sees the same prompts under the same ids.
@@ -47,6 +47,7 @@ def load(cfg: SourceConfig, limit: int | None = None) -> list[Prompt]:
     loaders = {
         "reasoning_gym": reasoning_gym,
         "humaneval": humaneval,
+        "benchmark": benchmark,
         "jsonl": jsonl,
         "parquet": parquet,
         "hf": hf,
@@ -99,6 +100,21 @@ def humaneval(cfg: SourceConfig) -> Iterator[Prompt]:
         # the canonical solution: the tests must pass it before the prompt's answers are trusted (factory.checks)
         meta = {"task_id": p["task_id"], "solution": p["prompt"] + p["canonical_solution"]}
         yield make("humaneval", "code", p["prompt"], ref, meta)
+
+
+def benchmark(cfg: SourceConfig) -> Iterator[Prompt]:
+    """A registered set's split (factory/benchmarks.py): its problems with their answers (math) or tests (code)."""
+    from factory import benchmarks
+
+    b = benchmarks.get(cfg.name)
+    for item in benchmarks.items(b.name, cfg.split):
+        meta = {"id": item.id} | {k: v for k, v in (("subject", item.subject), ("level", item.level)) if v}
+        if b.task == "code":
+            ref = {k: item.extra[k] for k in ("test", "entry_point", "prefix")}
+            meta["solution"] = item.extra["prefix"] + item.solution
+        else:
+            ref = {"answer": item.answer}
+        yield make(f"{b.name}/{cfg.split}", b.task, item.problem, ref, meta)
 
 
 def jsonl(cfg: SourceConfig) -> Iterator[Prompt]:

@@ -1,10 +1,12 @@
 """The stages that hold state across candidates, and so run in the main process: decontamination and MinHash dedup.
 
-Before sampling, prompts that leak a benchmark (an 8-word n-gram in common) or repeat a prompt the store already
-has are set aside, each with its reason, and are never sampled. At commit, responses that passed every other
-filter are checked the same way when the recipe asks (`decontam.fields` holds "response", `dedup.field` is
-"response"). The dedup index starts from the store's signatures and its new ones are written in the same
-transaction as the batch they came from, so dedup holds across runs, resumes and `factory filter --db`.
+Before sampling, prompts that leak a benchmark (an 8-word n-gram in common with any registered test set, by
+default, filters/decontam.py) or repeat a prompt the store already has are set aside, each with its reason, and are
+never sampled. At commit, responses that passed every other filter are checked against the benchmarks' reference
+solutions (12-word n-grams, by default), and against problems and earlier responses when the recipe asks
+(`decontam.fields` holds "response", `dedup.field` is "response"). The dedup index starts from the store's
+signatures and its new ones are written in the same transaction as the batch they came from, so dedup holds across
+runs, resumes and `factory filter --db`.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ class Gate:
         from filters.decontam import Decontaminator
         from filters.dedup import Deduper
 
-        on = set(recipe.filters)
-        self.order = [n for n in recipe.filters if n in (DECONTAM, DEDUP)]  # as the recipe lists them
-        fields = set(recipe.decontam.fields) if DECONTAM in on else set()
-        self.decontam = Decontaminator(recipe.decontam) if fields else None
-        self.decontam_prompts, self.decontam_responses = "prompt" in fields, "response" in fields
+        on = set(recipe.filters) | ({DECONTAM} if recipe.decontam.enabled else set())
+        listed = [n for n in recipe.filters if n in (DECONTAM, DEDUP)]  # as the recipe lists them
+        self.order = listed if DECONTAM in listed or DECONTAM not in on else [DECONTAM, *listed]
+        d = recipe.decontam
+        self.decontam = Decontaminator(d) if DECONTAM in on and (d.fields or d.solution_ngram) else None
+        self.decontam_prompts = "prompt" in d.fields
+        self.decontam_responses = "response" in d.fields or bool(d.solution_ngram)
         folder = store.path.parent if store is not None else None  # the index's files go beside the store
         self.dedup = Deduper(recipe.dedup, folder) if DEDUP in on else None
         self.dedup_field = recipe.dedup.field
@@ -46,7 +50,8 @@ class Gate:
         on = {DECONTAM: self.decontam is not None and (self.decontam_prompts if field == "prompt" else
                                                        self.decontam_responses),
               DEDUP: self.dedup is not None and self.dedup_field == field}  # fmt: skip
-        run = {DECONTAM: lambda pairs: [self.decontam(text) for _, text in pairs],
+        check = self.decontam if field == "prompt" else getattr(self.decontam, "response", None)
+        run = {DECONTAM: lambda pairs: [check(text) for _, text in pairs],
                DEDUP: lambda pairs: self.dedup.check_many(pairs)}  # fmt: skip
         return [run[n] for n in self.order if on[n]]
 

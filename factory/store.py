@@ -597,6 +597,7 @@ class Store:
                 {"source": s, "task": t, "candidates": n, "passed": p, "examples": e} for s, t, n, p, e in by_source
             ],
             "test_checks": _test_checks(checks),
+            "contaminated": self.leaks(),
         }
 
     # reads for export, publish and report
@@ -666,6 +667,11 @@ class Store:
         quoted = task.replace("'", "''")
         return self.rows("examples", columns, (f"({where}) AND " if where else "") + f"task = '{quoted}'")
 
+    def leaks(self) -> list[dict]:
+        """Decontamination's hits: per benchmark, method (problem or solution n-grams) and field (prompt, response)."""
+        keys = ("benchmark", "method", "field", "count")
+        return [dict(zip(keys, r, strict=True)) for r in self.con.execute(_LEAKS).fetchall()]
+
     def facts(self) -> dict:
         """What a dataset card and a report show beyond `stats`: pass rates, lengths, tokens spent, dedup, leaks."""
         col = lambda sql: [r[0] for r in self.con.execute(sql).fetchall()]  # noqa: E731
@@ -678,7 +684,7 @@ class Store:
             },
             "tokens_per_example": [dict(zip(("source", "task", "tokens", "examples"), r, strict=True)) for r in spent],
             "clusters": col(_CLUSTERS),  # texts per near-duplicate cluster: the kept one and those dropped for it
-            "contaminated": self.con.execute(_LEAKS).fetchall(),  # (benchmark, count)
+            "contaminated": self.leaks(),
         }
 
 
@@ -710,10 +716,11 @@ _CLUSTERS = """SELECT count(*) + 1 FROM (
                  FROM candidate_rows WHERE reason = 'near_duplicate'
                  UNION ALL SELECT scores->>'prompt_duplicate_of' FROM prompt_drops WHERE reason = 'near_duplicate')
                GROUP BY of ORDER BY 1"""
-_LEAKS = """SELECT scores->>'benchmark', count(*) FROM (
-              SELECT scores FROM prompt_drops WHERE reason = 'contaminated'
-              UNION ALL SELECT scores FROM candidate_rows WHERE reason = 'contaminated')
-            GROUP BY 1 ORDER BY 2 DESC, 1"""
+_LEAKS = """SELECT scores->>'benchmark', coalesce(scores->>'method', 'problem'), coalesce(scores->>'field', kind),
+                   count(*)
+            FROM (SELECT scores, 'prompt' AS kind FROM prompt_drops WHERE reason = 'contaminated'
+                  UNION ALL SELECT scores, 'response' FROM candidate_rows WHERE reason = 'contaminated')
+            GROUP BY ALL ORDER BY 4 DESC, 1, 2, 3"""
 _MESSAGE_ORDER = {"committed": "created_at, example_id", "id": "example_id"}
 _PASS = "SELECT prompt_id, avg(accepted::INT) AS pass_rate FROM candidate_rows GROUP BY prompt_id"
 _CANDIDATES = """SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index, p.source, p.task, p.prompt,

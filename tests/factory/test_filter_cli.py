@@ -211,7 +211,9 @@ def test_a_code_record_whose_tests_a_trivial_program_passes_is_not_trusted(tmp_p
     """The weak-test gate on records: a pass on tests that the docstring's example replayed also passes rewards
     nothing, right answer or not; with verify.allow_weak_tests the pass is kept and flagged."""
     src, out = _write(tmp_path / "in.jsonl", CODE), tmp_path / "out.jsonl"
-    res = run_cli("filter", str(src), "--out", str(out), timeout=300)
+    recipe = tmp_path / "r.yaml"  # the prompt is HumanEval/34's, which decontamination would reject first
+    recipe.write_text("decontam: {enabled: false}\n")
+    res = run_cli("filter", str(src), "--out", str(out), "--recipe", str(recipe), timeout=300)
     assert res.returncode == 0, res.stderr
     back = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}
     assert {k: r["reason"] for k, r in back.items()} == {
@@ -220,7 +222,7 @@ def test_a_code_record_whose_tests_a_trivial_program_passes_is_not_trusted(tmp_p
     }  # fmt: skip
     assert back["weak-right"]["scores"]["weak_tests"].startswith(("constant", "lookup"))
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("filters: [format, verify]\nverify:\n  allow_weak_tests: true\n")
+    recipe.write_text("filters: [format, verify]\nverify:\n  allow_weak_tests: true\ndecontam: {enabled: false}\n")
     res = run_cli("filter", str(src), "--out", str(out), "--recipe", str(recipe), timeout=300)
     assert res.returncode == 0, res.stderr
     back = {r["id"]: r for r in map(json.loads, out.read_text().splitlines())}

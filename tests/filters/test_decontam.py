@@ -54,9 +54,22 @@ def test_unrelated_math_problem_passes(builtin):
 def test_reasoning_gym_prompts_pass(builtin):
     import reasoning_gym
 
-    for name in ("gsm_symbolic", "binary_matrix", "basic_arithmetic", "word_sorting"):
+    for name in ("binary_matrix", "basic_arithmetic", "word_sorting", "chain_sum"):
         ds = reasoning_gym.create_dataset(name, size=20, seed=0)
         assert all(builtin(ds[i]["question"]).accepted for i in range(20)), name
+
+
+def test_gsm_symbolic_is_found_to_be_gsm8k_test(builtin):
+    """reasoning-gym's gsm_symbolic fills templates made from GSM8K's test problems (GSM-Symbolic, arXiv 2410.05229):
+    its prompts leak GSM8K test, and the committed index (no GSM8K text in this repository) finds them."""
+    import reasoning_gym
+
+    ds = reasoning_gym.create_dataset("gsm_symbolic", size=40, seed=0)
+    hits = [builtin(ds[i]["question"]) for i in range(40)]
+    found = [v for v in hits if not v.accepted]
+    assert len(found) >= 25, len(found)
+    assert {v.scores["benchmark"] for v in found} == {"gsm8k"}
+    assert all(v.scores["method"] == "problem" and v.scores["item"].startswith("test/") for v in found)
 
 
 def test_fields_prompt_only_by_default(builtin):
@@ -76,7 +89,8 @@ def test_user_jsonl_source(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     d = Decontaminator(DecontamConfig(sources=[{"path": str(path), "field": "problem", "id": "id", "name": "aime"}]))
     v = d("Every morning, Aya goes for a 9-kilometer-long walk and stops at a coffee shop afterwards. Speed?")
-    assert v.scores == {"benchmark": "aime", "item": "2024-I-1", "ngram": "every morning aya goes for a 9 kilometer"}
+    assert v.scores == {"benchmark": "aime", "item": "2024-I-1", "ngram": "every morning aya goes for a 9 kilometer",
+                        "method": "problem"}  # fmt: skip
     assert d("Every morning I walk.").accepted
 
 
