@@ -109,7 +109,7 @@ def generate(
     with _progress() as (bar, update):
         say = lambda msg: console.print(escape(msg), highlight=False, soft_wrap=True)  # noqa: E731
         tally, run_id, resumed = run_recipe(r, prompts, db, new_run, bar, update, retry, say, run)
-    _summary(tally, run_id, resumed, db, retry)
+    _summary(tally, run_id, resumed, db, retry, _leaks(r, db))
 
 
 def _progress():
@@ -144,7 +144,61 @@ def _progress():
     return ctx()
 
 
-def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None) -> None:
+def _eval_benchmarks(model: str, recipe: Path | None, names: list[str], samples: int, limit: int | None,
+                     overrides: list[str], as_json: bool) -> None:  # fmt: skip
+    """`factory eval --benchmark`: each set's score, a table per set (and per subject and level where it has them)."""
+    from factory import bencheval
+    from factory.recipe import load
+    from factory.run import make_pool
+
+    if samples < 1:
+        raise FactoryError(f"--samples {samples}: at least 1")
+    r = load(recipe or bencheval.DEFAULT_RECIPE, overrides, needs_source=False)
+    r.model = model
+    scores = []
+    with _progress() as (bar, _), make_pool(r) as pool:
+        for name in names:
+            step = lambda d, total=None, done=0, n=name: bar(f"{n}: {d}", total, done, "problems")  # noqa: E731
+            scores.append(bencheval.evaluate(name, r, pool, samples, limit, step, standard=recipe is None))
+    if as_json:
+        print(json.dumps({"model": model, "benchmarks": scores}))
+        return
+    out = Console()
+    for sc in scores:
+        _bench_table(out, sc)
+
+
+def _bench_table(out: Console, sc: dict) -> None:
+    metric = [k for k in sc if k.startswith("pass@") and not k.endswith("ci95")]
+    ci = lambda d, k: d.get(f"{k}_ci95") or d.get("ci95")  # noqa: E731
+    cell = lambda d, k: f"{100 * d[k]:.1f}% ({100 * ci(d, k)[0]:.1f}-{100 * ci(d, k)[1]:.1f})"  # noqa: E731
+    rows = [["all", sc["problems"], *(cell(sc, k) for k in metric)]]
+    for key in ("by_subject", "by_level"):
+        rows += [[f"{key[3:]} {g}", d["problems"], *(cell(d, k) for k in metric)] for g, d in sc.get(key, {}).items()]
+    title = (f"{sc['benchmark']}: {sc['samples']} answer(s) per problem, {sc['seconds']}s, mean"
+             f" {sc['mean_tokens']:.0f} tokens ({sc['truncated']} cut off)")  # fmt: skip
+    _table(out, title, ["", "problems", *metric], rows)
+    misses = ", ".join(f"{k} {v}" for k, v in sc["misses"].items()) or "-"
+    out.print(f"misses: {escape(misses)}", highlight=False)
+    print(f"{sc['benchmark']} " + " ".join(f"{k} = {100 * sc[k]:.1f}%" for k in metric))
+
+
+def _leaks(r, db: Path) -> str:
+    """Decontamination's line for a run summary: each benchmark checked, with what the store holds of its hits."""
+    from factory import benchmarks
+    from factory.store import Store
+
+    names = benchmarks.checked(r.decontam, r.filters)
+    if not names:
+        return benchmarks.leak_line([], [])
+    store = Store(db, read_only=True)
+    try:
+        return benchmarks.leak_line(names, store.leaks())
+    finally:
+        store.close()
+
+
+def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None, leaks: str = "") -> None:
     rate = t.passed / t.candidates if t.candidates else 0.0
     table = Table(show_header=False, box=None, pad_edge=False)
     rows = [
@@ -167,6 +221,7 @@ def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None) 
         ),
         *([("workers", _per_worker(t.workers, long=True))] if getattr(t, "workers", None) else []),
         ("rejected", ", ".join(f"{k} {v}" for k, v in sorted(t.reasons.items(), key=lambda kv: -kv[1])) or "-"),
+        *([("decontam", escape(leaks))] if leaks else []),
         ("store", str(db)),
         ("try", f"factory query \"SELECT messages FROM examples WHERE run_id = '{run_id}' LIMIT 3\" --db {db}"),
     ]
@@ -184,10 +239,63 @@ def _per_worker(workers: dict, long: bool = False) -> str:
                      for name, w in workers.items())  # fmt: skip
 
 
+@app.command(name="benchmarks")
+def benchmarks_(
+    import_from: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--import",
+            help="Copy the registered files found in this checkout of an origin repository"
+            " (repeatable) into data/benchmarks/files/, each checked against the manifest's SHA-256.",
+        ),
+    ] = None,
+    index: Annotated[
+        bool, typer.Option("--index", help="Remake data/benchmarks/ngrams.npz (decontamination) from every set.")
+    ] = False,
+) -> None:
+    """The benchmark registry: each set's task, splits, rows, license, origin, and whether its file is here.
+
+    The files are not part of this repository: take each from the origin the table names (a repository at a
+    commit), then `factory benchmarks --import CHECKOUT` copies what it finds there. Decontamination needs none of
+    them: every set's n-gram hashes are in data/benchmarks/ngrams.npz. FACTORY_BENCHMARKS names another folder.
+    """
+    from factory import benchmarks
+
+    for root in import_from or []:
+        found = benchmarks.import_from(root)
+        for s, what in found:
+            console.print(f"{s.name} ({s.split}): {what}", highlight=False)
+        if not found:
+            raise FactoryError(f"--import {root}: no registered file there (factory benchmarks lists their paths)")
+    if index:
+        from filters.decontam import write_registry_index
+
+        console.print(f"wrote {write_registry_index()}", highlight=False)
+    rows = [[b.name, b.task, s.split, s.rows, "yes" if s.present else "no", s.where(), b.license]
+            for b in benchmarks.registry().values() for s in b.splits.values()]  # fmt: skip
+    _table(Console(), "benchmarks", ["name", "task", "split", "rows", "here", "origin", "license"], rows)
+
+
 @app.command(name="eval")
 def eval_(
     model: Annotated[str, typer.Argument(help="A model folder, the bundled smollm2-135m-instruct, or a hub id.")],
-    recipe: Annotated[Path, typer.Argument(help="A recipe whose source, prompt, engine and verifiers to use.")],
+    recipe: Annotated[
+        Path | None,
+        typer.Argument(
+            help="A recipe whose source, prompt, engine and verifiers to use (with --benchmark: its"
+            " engine, sampling and prompt; default recipes/benchmark_eval.yaml with the standard prompt)."
+        ),
+    ] = None,
+    benchmark: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--benchmark",
+            help="A registered test set (repeatable): math500, gsm8k, aime24, ...; see `factory benchmarks`.",
+        ),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option(help="With --benchmark: answers per problem; above 1, pass@k by the unbiased estimator.")
+    ] = 1,
     limit: Annotated[int | None, typer.Option(help="Use only the first N prompts of the source.")] = None,
     set_: Annotated[
         list[str] | None, typer.Option("--set", help="Override a recipe setting: --set source.seed=7")
@@ -212,6 +320,10 @@ def eval_(
     from factory import evaluate
     from factory.run import make_pool
 
+    if benchmark:
+        return _eval_benchmarks(model, recipe, benchmark, samples, limit, set_ or [], as_json)
+    if recipe is None:
+        raise FactoryError("factory eval: name a RECIPE, or a registered test set with --benchmark NAME")
     seen = evaluate.trained_on(training or [])
     r, prompts = evaluate.prepare(model, recipe, set_ or [], limit)
     if not prompts:
@@ -336,10 +448,12 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
 
     Works while `factory generate` writes the store: it reads what was committed and says how far the job is.
     """
+    from factory import benchmarks
     from factory.live import reading
 
     with reading(db) as (store, live):
         s = store.stats()
+        s["checked_against"] = benchmarks.checked_by_runs(store.runs())
     _live(live)
     if as_json:
         print(json.dumps(s | {"live": live}, default=str, indent=2))
@@ -361,6 +475,10 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
         weak = ", ".join(f"{k} {v}" for k, v in c["by_program"].items()) or "-"
         row = [c["checked"], c["weak_tests"], weak, c["bad_reference"]]
         _table(out, "code prompts' tests", ["checked", "weak_tests", "passed by", "bad_reference"], [row])
+    out.print(
+        "decontamination, checked against: " + escape(benchmarks.leak_line(s["checked_against"], s["contaminated"])),
+        highlight=False,
+    )
 
 
 def _live(note: str | None) -> None:
