@@ -18,6 +18,12 @@ Goal: the verified arm at least 15 points over the base model and 10 over the co
     python benchmarks/teaching.py --workdir data/runs/teaching --train-size 1000
     python benchmarks/teaching.py --train-size 24 --max-samples 2 --limit 4 --eval-seeds 1000000 --engine transformers
                                                        # a quick run through every step (its goals not met)
+    python benchmarks/teaching.py --problems gsm8k --train-size 400 --max-samples 4 --limit 300
+                                                       # GSM8K: train problems from its train split
+                                                       # (recipes/gsm8k_rft.yaml), greedy eval on its test split
+
+With --problems gsm8k the eval is GSM8K's test split (its first --limit problems, one "seed") with the training
+recipe's prompt, and the result is reported with Wilson intervals; the goals are arithmetic's and are not checked.
 
 With --workdir, a step already done there is not redone: generation resumes its run in the store (a finished run
 returns at once), and a trained model folder is reused.
@@ -43,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RS = ROOT / "recipes" / "r1" / "rs.yaml"
 SFT = ROOT / "recipes" / "r1" / "sft.yaml"
 EVAL = ROOT / "recipes" / "r1" / "eval.yaml"
+GSM8K = ROOT / "recipes" / "gsm8k_rft.yaml"
 BASE = "smollm2-135m-instruct"
 GOAL_OVER_BASE, GOAL_OVER_CONTROL = 15.0, 10.0
 
@@ -91,6 +98,12 @@ def main() -> None:
     ap.add_argument("--eval-seeds", default="1000000,2000000")
     ap.add_argument("--limit", type=int, default=200, help="eval problems a seed")
     ap.add_argument("--engine", default="vllm", help="the engine that generates and evaluates (engine.kind)")
+    ap.add_argument(
+        "--problems",
+        choices=("arithmetic", "gsm8k"),
+        default="arithmetic",
+        help="arithmetic (reasoning-gym, recipes/r1) or gsm8k (the registry's GSM8K, train then test)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run(args, args.workdir or Path(tmp))
@@ -99,20 +112,22 @@ def main() -> None:
 def run(args, work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
     verified, control = work / "verified.duckdb", work / "control.duckdb"
-    source = [f"source.size={args.train_size}", f"source.seed={args.train_seed}", f"sampling.seed={args.train_seed}",
-              f"engine.kind={args.engine}"]  # fmt: skip
+    gsm8k = args.problems == "gsm8k"
+    rs, ev = (GSM8K, GSM8K) if gsm8k else (RS, EVAL)
+    source = [f"source.size={args.train_size}", f"sampling.seed={args.train_seed}", f"engine.kind={args.engine}",
+              *([] if gsm8k else [f"source.seed={args.train_seed}"])]  # fmt: skip
     sets = lambda items: [a for o in items for a in ("--set", o)]  # noqa: E731
     seconds: dict[str, float] = {}
 
     factory(
-        "generate", str(RS), "--db", str(verified),
+        "generate", str(rs), "--db", str(verified),
         *sets([*source, f"model={BASE}", f"rejection.max_samples={args.max_samples}",
                 f"rejection.round_size={min(4, args.max_samples)}"]),
     )  # fmt: skip
     k = count(verified, "SELECT count(*) FROM examples")
     drawn = count(verified, "SELECT count(*) FROM candidates")
     factory(
-        "generate", str(RS), "--db", str(control),
+        "generate", str(rs), "--db", str(control),
         *sets([*source, f"model={BASE}", "filters=[format]", "rejection.max_samples=1", "rejection.round_size=1"]),
     )  # fmt: skip
     control_right = right(control, k)
@@ -126,15 +141,19 @@ def run(args, work: Path) -> None:
             continue
         factory(
             "train", "sft", str(SFT), "--db", str(db), "--out", str(out),
-            *sets([f"model={BASE}", f"data.limit={k}", f"train.epochs={args.epochs}"]),
+            *sets([f"model={BASE}", f"data.limit={k}", f"train.epochs={args.epochs}",
+                   *(["sft.max_length=512"] if gsm8k else [])]),  # a GSM8K solution is longer than a sum
         )  # fmt: skip
 
     scores: dict[tuple[str, int], dict] = {}
-    seeds = [int(s) for s in args.eval_seeds.split(",")]
+    seeds = [0] if gsm8k else [int(s) for s in args.eval_seeds.split(",")]
     for seed in seeds:
         for arm, model in models.items():
+            where = (
+                ["--set", "source.split=test", "--set", "source.size=0"] if gsm8k else ["--set", f"source.seed={seed}"]
+            )
             text = factory(
-                "eval", model, str(EVAL), "--limit", str(args.limit), "--set", f"source.seed={seed}", "--json",
+                "eval", model, str(ev), "--limit", str(args.limit), *where, "--json",
                 "--set", f"engine.kind={args.engine}",
                 "--training", str(verified), "--training", str(control), capture=True,
             )  # fmt: skip
@@ -158,6 +177,11 @@ def run(args, work: Path) -> None:
                          f"{100 * (s['unseen']['accuracy'] - base['unseen']['accuracy']):+.1f}"])  # fmt: skip
     print(table(["eval seed", "model", "greedy accuracy", "vs base", "unseen in training", "vs base"], rows))
     print(table(["step", "seconds"], [[k_, round(v)] for k_, v in seconds.items()]))
+    if gsm8k:
+        print(table(["model", "GSM8K test accuracy", "95% interval"],
+                    [[arm, pct(scores[arm, 0]), "{:.1f}-{:.1f}%".format(*(100 * x for x in scores[arm, 0]["ci95"]))]
+                     for arm in models]))  # fmt: skip
+        return
     ok = True
     for seed in seeds:
         v, c, b = (100 * scores[a, seed]["accuracy"] for a in ("verified", "control", "base"))

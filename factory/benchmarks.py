@@ -1,14 +1,15 @@
 """The benchmark registry: the standard test sets and training splits, their manifest, files and rows.
 
 `data/benchmarks/manifest.yaml` names each set's origin (repository, commit and path, or package and version),
-license, rows and SHA-256. The files are not in this repository (most of these sets carry no license that lets
-this project pass them on): `factory benchmarks --import DIR` copies them from a checkout of the origin repository
-into data/benchmarks/files/, checking each against the manifest; FACTORY_BENCHMARKS may name another folder laid out
-the same way. Sets a package ships (HumanEval, CHAMP) need nothing, and decontamination needs no file at all: the
-n-gram hashes of every set are in data/benchmarks/ngrams.npz (`factory benchmarks --index`, filters/decontam.py).
+license, rows and SHA-256. The files are not in this repository, which ships no third-party data: `factory
+benchmarks --import DIR` copies them from a checkout of the origin repository into data/benchmarks/files/, checking
+each against the manifest. FACTORY_BENCHMARKS names another folder laid out the same way, FACTORY_BENCHMARKS_MANIFEST
+another manifest (of sets of one's own). Sets a package ships (HumanEval, CHAMP) need nothing, and decontamination
+needs no file at all: the n-gram hashes of every set are in data/benchmarks/ngrams.npz (`factory benchmarks
+--index`, filters/decontam.py).
 
     factory benchmarks                       # the registry: which sets, present or not
-    factory eval MODEL --benchmark math500   # greedy accuracy on a set (factory/evaluate.py)
+    factory eval MODEL --benchmark math500   # a model's score on a set (factory/bencheval.py)
     source: {kind: benchmark, name: gsm8k, split: train}
 """
 
@@ -100,7 +101,7 @@ def folders() -> list[Path]:
 
 @cache
 def registry() -> dict[str, Benchmark]:
-    raw = yaml.safe_load(MANIFEST.read_text())
+    raw = yaml.safe_load(Path(os.environ.get("FACTORY_BENCHMARKS_MANIFEST") or MANIFEST).read_text())
     out = {}
     for name, b in raw.items():
         splits = {s: Split(name, s, **spec) for s, spec in b["splits"].items()}
@@ -262,3 +263,20 @@ def checked_by_runs(runs: list[dict]) -> list[str]:
         recipe = parse(yaml.safe_load(r["recipe"]) or {})
         names.update(dict.fromkeys(checked(recipe.decontam, recipe.filters)))
     return list(names)
+
+
+def texts() -> tuple[dict, dict]:
+    """Every test set's ({set: {item: problem}}, {set: {item: solution}}): what decontamination indexes."""
+    problems, solutions = {}, {}
+    for b in test_sets():
+        rows = items(b.name, "test")
+        problems[b.name] = {i.id: i.problem for i in rows}
+        solutions[b.name] = {i.id: i.solution for i in rows if i.solution}
+    return problems, solutions
+
+
+def write_index() -> Path:
+    """Remake data/benchmarks/ngrams.npz from every set (`factory benchmarks --index`)."""
+    from filters.decontam import write_index as write
+
+    return write(*texts())

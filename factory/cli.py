@@ -268,9 +268,7 @@ def benchmarks_(
         if not found:
             raise FactoryError(f"--import {root}: no registered file there (factory benchmarks lists their paths)")
     if index:
-        from filters.decontam import write_registry_index
-
-        console.print(f"wrote {write_registry_index()}", highlight=False)
+        console.print(f"wrote {benchmarks.write_index()}", highlight=False)
     rows = [[b.name, b.task, s.split, s.rows, "yes" if s.present else "no", s.where(), b.license]
             for b in benchmarks.registry().values() for s in b.splits.values()]  # fmt: skip
     _table(Console(), "benchmarks", ["name", "task", "split", "rows", "here", "origin", "license"], rows)

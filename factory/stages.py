@@ -32,7 +32,10 @@ class Gate:
         listed = [n for n in recipe.filters if n in (DECONTAM, DEDUP)]  # as the recipe lists them
         self.order = listed if DECONTAM in listed or DECONTAM not in on else [DECONTAM, *listed]
         d = recipe.decontam
-        self.decontam = Decontaminator(d) if DECONTAM in on and (d.fields or d.solution_ngram) else None
+        from factory import benchmarks
+
+        active = DECONTAM in on and (d.fields or d.solution_ngram)
+        self.decontam = Decontaminator(d, registry_texts=benchmarks.texts) if active else None
         self.decontam_prompts = "prompt" in d.fields
         self.decontam_responses = "response" in d.fields or bool(d.solution_ngram)
         folder = store.path.parent if store is not None else None  # the index's files go beside the store

@@ -269,33 +269,24 @@ def _common(benchmarks: dict[str, dict[str, str]], ngram: int, min_words: int, c
 
 
 @lru_cache(maxsize=4)
-def registry_index(ngram: int, min_words: int, solution_ngram: int) -> tuple[NgramIndex, NgramIndex]:
-    """(problems' `ngram`-grams, solutions' `solution_ngram`-grams) of every registered test set: from the committed
-    index when it was made with these settings, else from the benchmark files (an error names a missing one)."""
+def registry_index(ngram: int, min_words: int, solution_ngram: int, texts=None) -> tuple[NgramIndex, NgramIndex]:
+    """(problems' `ngram`-grams, solutions' `solution_ngram`-grams) of every registered test set: the committed index
+    when it was made with these settings, else one made from `texts()` (the registry's ({set: {item: problem}},
+    {set: {item: solution}}), factory.benchmarks.texts), which needs the benchmark files."""
     scheme = {"version": INDEX_VERSION, "ngram": ngram, "min_words": min_words, "solution_ngram": solution_ngram}
     if INDEX.is_file():
         with np.load(INDEX, allow_pickle=False) as z:
             if json.loads(str(z["scheme"])) == scheme:
                 items = [tuple(s.split("\t", 1)) for s in z["items"].tolist()]
                 return NgramIndex.load(z, "problem", items), NgramIndex.load(z, "solution", items)
-    return build_registry_index(scheme)
+    if texts is None:
+        raise FilterError(f"decontam settings {scheme} are not those of the committed index ({INDEX.name}); the"
+                          " registry's index is then made from the benchmark files, by factory's stages")  # fmt: skip
+    return index_of(*texts(), scheme)
 
 
-def build_registry_index(scheme: dict) -> tuple[NgramIndex, NgramIndex]:
-    """The registry's index made from its sets (every file present, or an error naming the missing one)."""
-    from factory import benchmarks
-    from factory.errors import FactoryError
-
-    problems, solutions = {}, {}
-    for b in benchmarks.test_sets():
-        try:
-            items = benchmarks.items(b.name, "test")
-        except FactoryError as e:
-            raise FilterError(
-                f"decontam settings {scheme} are not the committed index's, so it is rebuilt: {e}"
-            ) from None
-        problems[b.name] = {i.id: i.problem for i in items}
-        solutions[b.name] = {i.id: i.solution for i in items if i.solution}
+def index_of(problems: dict, solutions: dict, scheme: dict) -> tuple[NgramIndex, NgramIndex]:
+    """The index of ({set: {item: problem}}, {set: {item: solution}}) with `scheme`'s settings."""
     items = [(b, i) for b, texts in problems.items() for i in texts]  # one numbering for both indexes
     p = NgramIndex.build(problems, scheme["ngram"], scheme["min_words"], items, COMMON)
     p.common = _common(problems, scheme["ngram"], scheme["min_words"], COMMON)
@@ -305,12 +296,12 @@ def build_registry_index(scheme: dict) -> tuple[NgramIndex, NgramIndex]:
     return p, s
 
 
-def write_registry_index(cfg: DecontamConfig | None = None) -> Path:
-    """Make data/benchmarks/ngrams.npz from the registry's sets (`factory benchmarks --index`)."""
+def write_index(problems: dict, solutions: dict, cfg: DecontamConfig | None = None) -> Path:
+    """Make data/benchmarks/ngrams.npz (`factory benchmarks --index`)."""
     cfg = cfg or DecontamConfig()
     scheme = {"version": INDEX_VERSION, "ngram": cfg.ngram, "min_words": cfg.min_words,
               "solution_ngram": cfg.solution_ngram}  # fmt: skip
-    p, s = build_registry_index(scheme)
+    p, s = index_of(problems, solutions, scheme)
     arrays = {"scheme": np.array(json.dumps(scheme)), "items": np.array([f"{b}\t{i}" for b, i in p.items])}
     p.save(arrays, "problem")
     s.save(arrays, "solution")
@@ -323,13 +314,14 @@ class Decontaminator:
     """The benchmarks' problem n-grams (a prompt or response that shares one is contaminated) and their reference
     solutions' longer n-grams (a response that reproduces one is contaminated under any prompt)."""
 
-    def __init__(self, cfg: DecontamConfig | None = None, benchmarks: dict[str, dict[str, str]] | None = None):
+    def __init__(self, cfg: DecontamConfig | None = None, benchmarks: dict[str, dict[str, str]] | None = None,
+                 registry_texts=None):  # fmt: skip
         self.cfg = cfg = cfg or DecontamConfig()
         if benchmarks is None:
             benchmarks = dict(load_source(s) for s in cfg.sources if s != REGISTRY)
         parts, self.solutions = [NgramIndex.build(benchmarks, cfg.ngram, cfg.min_words)], None
         if REGISTRY in cfg.sources:
-            problems, solutions = registry_index(cfg.ngram, cfg.min_words, cfg.solution_ngram)
+            problems, solutions = registry_index(cfg.ngram, cfg.min_words, cfg.solution_ngram, registry_texts)
             parts.append(problems)
             self.solutions = solutions if cfg.solution_ngram else None
         self.problems = NgramIndex.merge(parts)
