@@ -1,7 +1,10 @@
-"""Shared by the benchmarks: one real engine, reused by every arm, and `factory`'s sampling loop on a fresh store."""
+"""Shared by the benchmarks: one real engine reused by every arm, `factory`'s sampling loop on a fresh store, tables
+and the reading of outside JSONL files."""
 
 from __future__ import annotations
 
+import ast
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -51,3 +54,26 @@ def table(header: list[str], rows: list[list]) -> str:
     return "\n".join(
         [line(cells[0]), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in cells[1:]]
     )
+
+
+def read_jsonl(path: str, limit: int | None) -> list[dict]:
+    if not Path(path).is_file():
+        raise SystemExit(f"{path}: no such file; pass the file the docstring names, downloaded from its repository")
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    rows = []
+    for n, line in enumerate(lines[:limit], 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as e:
+            raise SystemExit(f"{path}:{n}: not a JSON line ({e}); pass the file the docstring names") from None
+    return rows
+
+
+def as_list(value) -> list:
+    """A field that is a list, or a list written out as JSON or as a Python literal."""
+    if isinstance(value, list):
+        return value
+    try:
+        return json.loads(value)
+    except (json.JSONDecodeError, TypeError):
+        return ast.literal_eval(value)

@@ -22,35 +22,18 @@ references (0.63-0.90). The 3 with CJK and Hangul fragments were dropped then as
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table  # noqa: E402
+from common import as_list, read_jsonl, table  # noqa: E402
 
 from filters.base import Candidate  # noqa: E402
 from filters.language import language  # noqa: E402
 
 # Han, kana and Hangul (the filter's own ranges would do; these are the blocks a model's fragments come from)
 CJK = re.compile("[\u1100-\u11ff\u3040-\u30ff\u3130-\u318f\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]")
-
-
-def read_jsonl(path: str, limit: int | None) -> list[dict]:
-    if not Path(path).is_file():
-        raise SystemExit(f"{path}: no such file; pass the file the docstring names")
-    rows = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines()[:limit], 1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise SystemExit(f"{path}:{n}: not a JSON line ({e})") from None
-    return rows
-
-
-def as_list(value) -> list:
-    return value if isinstance(value, list) else json.loads(value)
 
 
 def qwen_texts(path: str, limit: int | None) -> dict[str, list[tuple[str, str]]]:

@@ -31,15 +31,13 @@ The disagreements in the full run of both files, each looked at:
 from __future__ import annotations
 
 import argparse
-import ast
-import json
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import table  # noqa: E402
+from common import as_list, read_jsonl, table  # noqa: E402
 
 from filters.answer import extract_answer  # noqa: E402
 from filters.base import Candidate  # noqa: E402
@@ -63,29 +61,6 @@ class Answer:
     text: str
     label: bool
     theirs: str = "-"  # the outside grader's reading of the answer, where the file has one
-
-
-def read_jsonl(path: str, limit: int | None) -> list[dict]:
-    if not Path(path).is_file():
-        raise SystemExit(f"{path}: no such file; pass the file the docstring names, downloaded from its repository")
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    rows = []
-    for n, line in enumerate(lines[:limit], 1):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise SystemExit(f"{path}:{n}: not a JSON line ({e}); pass the file the docstring names") from None
-    return rows
-
-
-def as_list(value) -> list:
-    """A field that is a list, or a list written out as JSON or as a Python literal."""
-    if isinstance(value, list):
-        return value
-    try:
-        return json.loads(value)
-    except (json.JSONDecodeError, TypeError):
-        return ast.literal_eval(value)
 
 
 def qwen_math(path: str, limit: int | None) -> list[Answer]:
