@@ -205,3 +205,24 @@ def test_decontamination_is_on_by_default_for_prompts_and_responses():
     off = Recipe()
     off.decontam.enabled = False
     assert Gate(off).split(prompts)[0] == prompts
+
+
+def test_a_leak_is_named_in_the_run_summary_and_in_stats(tmp_path):
+    champ = next(i for i in benchmarks.items("champ") if len(i.problem.split()) > 20)
+    src = tmp_path / "p.jsonl"
+    src.write_text(json.dumps({"prompt": champ.problem, "answer": "1"}) + "\n"
+                   + json.dumps({"prompt": "What is 2 + 3?", "answer": "5"}) + "\n")  # fmt: skip
+    answers = tmp_path / "a.jsonl"
+    answers.write_text(json.dumps({"prompt": "What is 2 + 3?", "completion": "2 + 3 = 5. The answer is 5."}) + "\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"source: {{kind: jsonl, path: {src}}}\nengine: {{kind: replay, replay: {answers}}}\n"
+                      "prompt: {think: false}\nverify: {workers: 1}\nrejection: {max_samples: 1}\n")  # fmt: skip
+    db = tmp_path / "s.duckdb"
+    res = run_cli("generate", str(recipe), "--db", str(db))
+    assert res.returncode == 0, res.stderr[-3000:]
+    said = " ".join(res.stderr.split())
+    assert "CHAMP (1 prompts set aside by problem n-grams)" in said and "MATH-500 (none)" in said
+    res = run_cli("stats", "--db", str(db), "--json")
+    s = json.loads(res.stdout)
+    assert s["contaminated"] == [{"benchmark": "champ", "method": "problem", "field": "prompt", "count": 1}]
+    assert "champ" in s["checked_against"] and s["reasons"]["prompt_contaminated"] == 1

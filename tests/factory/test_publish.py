@@ -49,7 +49,8 @@ def test_dry_run_writes_a_dataset_that_loads_and_a_card_that_parses(demo_store, 
     text = card.text
     [(run_id, recipe)] = rows(demo_store, "SELECT run_id, recipe FROM runs")
     for fact in ("smollm2-135m-instruct", run_id, "`temperature`=0.1", "basic_arithmetic", "wrong_answer",
-                 "near_duplicate", "Jaccard threshold 0.6", "decontamination: off", "Findings:"):  # fmt: skip
+                 "near_duplicate", "Jaccard threshold 0.6", "decontamination: prompts' 8-word n-grams", "Findings:",
+                 "Checked against: MATH-500 (none), MATH (test, all 5,000) (none)", "GSM8K (none)"):  # fmt: skip
         assert fact in text, fact
     assert recipe.strip() in text  # the recipe as run
     acc = rows(demo_store, "SELECT count(*) FILTER (WHERE accepted) / count(*) FROM candidates")[0][0]

@@ -42,6 +42,7 @@ def test_report_page_is_self_contained_with_every_plot(demo_store, tmp_path):
     [(n, passed)] = rows(demo_store, "SELECT count(*), count(*) FILTER (WHERE accepted) FROM candidates")
     assert f"{passed / n:.1%} of {n}" in page  # the acceptance bar's label
     assert "wrong_answer" in page and "near_duplicate" in page
+    assert "<b>Decontamination</b>, checked against: MATH-500 (none)" in page and "HumanEval (none)" in page
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (.ci/setup installs it: apt-get install chromium)")
