@@ -314,6 +314,12 @@ def eval_(
     passes the recipe's format and verify stages. Prints accuracy with its 95% interval, mean tokens, and why the
     misses missed, ending with the line `accuracy K/N = P%`. Fresh problems of a small family can repeat training
     problems: name the training stores and recipes with --training to see the accuracy on the unseen ones.
+
+    With --benchmark NAME (repeatable) it scores registered test sets instead (`factory benchmarks`): each problem
+    with its task's standard prompt ("Please reason step by step, and put your final answer within \\boxed{}.")
+    unless a RECIPE is named, greedy pass@1 with Wilson intervals, or --samples N answers a problem at the recipe's
+    temperature and pass@k for k = 1, 2, 4 ... N by the unbiased estimator; MATH-style sets also per subject and
+    level. Each set ends with a line `NAME pass@1 = P%`.
     """
     from factory import evaluate
     from factory.run import make_pool
