@@ -226,3 +226,21 @@ def test_a_leak_is_named_in_the_run_summary_and_in_stats(tmp_path):
     s = json.loads(res.stdout)
     assert s["contaminated"] == [{"benchmark": "champ", "method": "problem", "field": "prompt", "count": 1}]
     assert "champ" in s["checked_against"] and s["reasons"]["prompt_contaminated"] == 1
+
+
+def test_eval_on_a_code_benchmark_runs_the_tests_in_the_sandbox(tmp_path):
+    """HumanEval's first two problems, each answered once with its canonical solution and once with `pass`."""
+    items = benchmarks.items("humaneval")[:2]
+    lines = []
+    for i in items:
+        lines.append({"prompt": i.problem, "completion": f"```python\n{i.problem}{i.solution}```"})
+        lines.append({"prompt": i.problem, "completion": f"```python\n{i.problem}    pass\n```"})
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"engine: {{kind: replay, replay: {path}}}\nprompt: {{think: false}}\nverify: {{workers: 1}}\n")
+    res = run_cli("eval", "smollm2-135m-instruct", str(recipe), "--benchmark", "humaneval", "--limit", "2",
+                  "--samples", "2", "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    (sc,) = json.loads(res.stdout)["benchmarks"]
+    assert (sc["pass@1"], sc["pass@2"]) == (0.5, 1.0) and sum(sc["misses"].values()) == 2
