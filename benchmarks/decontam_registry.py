@@ -27,7 +27,8 @@ import re
 from common import table
 
 from factory import benchmarks
-from filters.decontam import DecontamConfig, Decontaminator, registry_index, words
+from filters.decontam import DecontamConfig, Decontaminator, registry_index
+from filters.ngram_index import words
 
 INTRO, OUTRO = "Solve the following problem carefully.\n\n", "\n\nGive the answer in simplest form."
 

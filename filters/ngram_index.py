@@ -1,0 +1,133 @@
+"""An index of texts' word n-grams (64-bit hashes, sorted), and the words it sees: what decontamination looks up.
+
+A text shares an item's n-grams, or not; `find` names the item that shares the most, when it shares enough. The
+words are lowercased `\\w+` runs with LaTeX's spelling variants made one, so a copy typeset otherwise is the same
+words. An n-gram of numbers only is not indexed (see `_numbers_only`).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from filters.dedup import ngram_hashes, word_hashes
+
+WORD = re.compile(r"\w+")
+LATEX = [(re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"), (re.compile(r"\\times(?![a-zA-Z])"), r"\\cdot"),
+         (re.compile(r"\\(?:left|right|displaystyle|quad|qquad)(?![a-zA-Z])|\\[,;!]"), " ")]  # fmt: skip
+
+
+def words(text: str) -> list[str]:
+    """The text's words, lowercased, with LaTeX's spelling variants made one (\\dfrac and \\tfrac are \\frac,
+    \\times is \\cdot; \\left, \\right, \\displaystyle and spacing commands are dropped): a copy of a problem
+    typeset otherwise is the same words."""
+    for pattern, repl in LATEX:
+        text = pattern.sub(repl, text)
+    return WORD.findall(text.lower())
+
+
+def _numbers_only(ws: list[str], n: int) -> np.ndarray:
+    """Which n-grams are numbers only. They are no evidence: HumanEval's example grids ("0 0 1 1 0 0 0 0") matched
+    5% of 3,150 reasoning-gym prompts (grid puzzles), and no problem text otherwise."""
+    n = min(n, len(ws))
+    c = np.concatenate([[0], np.cumsum([w.isdigit() for w in ws])])
+    return (c[n:] - c[:-n]) == n
+
+
+class NgramIndex:
+    """Sorted 64-bit hashes of benchmark items' word n-grams, each with the item it came from. An item shorter than
+    `ngram` words is one n-gram (its whole text) when it has at least `min_words`; shorter ones are not indexed."""
+
+    def __init__(self, hashes: np.ndarray, owners: np.ndarray, items: list[tuple[str, str]], sizes: list[int]):
+        order = np.argsort(hashes, kind="stable")
+        self.hashes, self.owners, self.items, self.sizes = hashes[order], owners[order], items, sorted(set(sizes))
+        self.totals = np.bincount(self.owners, minlength=len(items))  # each item's n-grams in the index
+        self.common = np.empty(0, np.uint64)  # the phrasing left out of it (`build`'s `common`)
+
+    @classmethod
+    def build(cls, benchmarks: dict[str, dict[str, str]], ngram: int, min_words: int,
+              items: list[tuple[str, str]] | None = None, common: int = 0) -> NgramIndex:  # fmt: skip
+        """The index of `benchmarks` ({name: {item id: text}}); `items` numbers the items (default: as they come).
+        With `common`, an n-gram found in that many distinct texts or more is phrasing, not a problem, and is left
+        out (filters.decontam.COMMON says why)."""
+        items = items if items is not None else [(b, i) for b, texts in benchmarks.items() for i in texts]
+        number = {key: n for n, key in enumerate(items)}
+        hashes, owners, sizes = [], [], []
+        for bench, texts in benchmarks.items():
+            for item, text in texts.items():
+                ws = words(text)
+                if len(ws) < min_words:
+                    continue
+                h = np.unique(ngram_hashes(word_hashes(ws), ngram)[~_numbers_only(ws, ngram)])
+                hashes.append(h)
+                owners.append(np.full(len(h), number[bench, item], np.int32))
+                sizes.append(min(len(ws), ngram))
+        h = np.concatenate(hashes or [np.empty(0, np.uint64)])
+        o = np.concatenate(owners or [np.empty(0, np.int32)])
+        if common:
+            keep = ~np.isin(h, common_ngrams(benchmarks, ngram, min_words, common))
+            h, o = h[keep], o[keep]
+        return cls(h, o, items, sizes)
+
+    @classmethod
+    def merge(cls, parts: list[NgramIndex]) -> NgramIndex:
+        items, owners, base = [], [], 0
+        for p in parts:
+            items += p.items
+            owners.append(p.owners + base)
+            base += len(p.items)
+        hashes = [p.hashes for p in parts] or [np.empty(0, np.uint64)]
+        return cls(np.concatenate(hashes), np.concatenate(owners or [np.empty(0, np.int32)]), items,
+                   [n for p in parts for n in p.sizes])  # fmt: skip
+
+    def only(self, benchmarks: set[str]) -> NgramIndex:
+        """The part of the index that came from these benchmarks."""
+        keep = np.array([b in benchmarks for b, _ in self.items] or [False])[self.owners]
+        return NgramIndex(self.hashes[keep], self.owners[keep], self.items, self.sizes)
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def find(self, ws: list[str], matches: int = 1) -> tuple[tuple[str, str], str] | None:
+        """((benchmark, item), one of the shared n-grams' words) for the item that shares the most of `ws`'s
+        n-grams, when it shares at least `matches` of them (all of its own, if it has fewer); else None."""
+        if not len(self.hashes):
+            return None
+        wh, found = word_hashes(ws), {}  # owner -> (n-grams shared, where the first one starts, its length)
+        for n in self.sizes:
+            if len(ws) < n:
+                continue
+            hs, first = np.unique(ngram_hashes(wh, n), return_index=True)
+            lo, hi = np.searchsorted(self.hashes, hs, "left"), np.searchsorted(self.hashes, hs, "right")
+            for j in np.flatnonzero(hi > lo):
+                for owner in set(self.owners[lo[j] : hi[j]].tolist()):
+                    k, at, size = found.get(owner, (0, len(ws), n))
+                    found[owner] = (k + 1, *min((at, size), (int(first[j]), n)))  # report the earliest
+        ok = [(k, -o, at, size) for o, (k, at, size) in found.items() if k >= min(matches, self.totals[o])]
+        if not ok:
+            return None
+        _, o, at, size = max(ok)
+        return self.items[-o], " ".join(ws[at : at + size])
+
+    def save(self, arrays: dict, prefix: str) -> None:
+        """Into `arrays` for np.savez: the hashes in item order and each item's count (owners cost no bytes then)."""
+        order = np.argsort(self.owners, kind="stable")
+        counts = np.bincount(self.owners, minlength=len(self.items)).astype(np.int32)
+        arrays |= {f"{prefix}_hashes": self.hashes[order], f"{prefix}_sizes": np.array(self.sizes, np.int32),
+                   f"{prefix}_counts": counts, f"{prefix}_common": self.common}  # fmt: skip
+
+    @classmethod
+    def load(cls, arrays, prefix: str, items: list[tuple[str, str]]) -> NgramIndex:
+        owners = np.repeat(np.arange(len(items), dtype=np.int32), arrays[f"{prefix}_counts"])
+        index = cls(arrays[f"{prefix}_hashes"], owners, items, arrays[f"{prefix}_sizes"].tolist())
+        index.common = arrays[f"{prefix}_common"]
+        return index
+
+
+def common_ngrams(benchmarks: dict[str, dict[str, str]], ngram: int, min_words: int, common: int) -> np.ndarray:
+    """The n-gram hashes found in `common` or more distinct texts (a text published twice counts once)."""
+    texts = {" ".join(ws): ws for t in benchmarks.values() for x in t.values() if len(ws := words(x)) >= min_words}
+    per = [np.unique(ngram_hashes(word_hashes(ws), ngram)) for ws in texts.values()]
+    values, counts = np.unique(np.concatenate(per or [np.empty(0, np.uint64)]), return_counts=True)
+    return values[counts >= common]
