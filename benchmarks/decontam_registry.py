@@ -13,7 +13,8 @@ solution put in a response under no benchmark prompt, must be caught:
 
 False positives: problems of other sets (`--clean NAME:SPLIT`, default the rest of MATH's test split, same style and
 other problems, and GSM8K's training split) checked against the registry without their own set, prompts and
-solutions alike; every hit is listed, since some are the same problem published twice.
+solutions alike, and GSM8K's training split against its own test split; every hit is listed, since some are the
+same problem published twice or with other numbers.
 
     .venv/bin/python benchmarks/decontam_registry.py [--leaks math500] [--clean math:test --clean gsm8k:train]
         [--limit N]
@@ -57,31 +58,36 @@ def recall(d: Decontaminator, items: list[benchmarks.Item]) -> list[list]:
     return rows
 
 
-def clean(name: str, split: str, leaks: set[str], limit: int | None) -> tuple[list[list], list[list]]:
-    """(the table's rows, the hits) for a set that must pass, checked against the registry less its own set."""
+def clean(name: str, split: str, leaks: set[str], limit: int | None, own: bool = False) -> tuple[list, list]:
+    """(the table's rows, the hits) for a set that must pass, checked against the registry less its own set, or
+    (`own`) against its own test split alone (a training split beside its test split)."""
     cfg = DecontamConfig()
     problems, solutions = registry_index(cfg.ngram, cfg.min_words, cfg.solution_ngram)
-    others = {b.name for b in benchmarks.test_sets()} - {name}
+    others = {name} if own else {b.name for b in benchmarks.test_sets()} - {name}
     d = Decontaminator(DecontamConfig(sources=[]))
     d.problems, d.solutions = problems.only(others), solutions.only(others)
     items = [i for i in benchmarks.items(name, split) if " ".join(words(i.problem)) not in leaks][:limit]
+    label = f"{name}:{split}" + (f" vs {name}:test" if own else "")
     hits = []
     for i in items:
         for field, v in (("problem", d(i.problem)), ("solution", d.response(i.solution or ""))):
             if not v.accepted:
-                hits.append([f"{name}:{split}", i.id, field, v.scores["benchmark"], v.scores["item"],
-                             v.scores["ngram"]])  # fmt: skip
+                hits.append([label, i.id, field, v.scores["benchmark"], v.scores["item"], v.scores["ngram"]])
     n_p = sum(h[2] == "problem" for h in hits)
     n_s = sum(h[2] == "solution" for h in hits)
-    row = [f"{name}:{split}", len(items), n_p, f"{n_p / max(1, len(items)):.2%}", n_s,
-           f"{n_s / max(1, len(items)):.2%}"]  # fmt: skip
+    row = [label, len(items), n_p, f"{n_p / max(1, len(items)):.2%}", n_s, f"{n_s / max(1, len(items)):.2%}"]
     return [row], hits
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--leaks", default="math500", help="the registered set whose problems are rewritten as leaks")
-    ap.add_argument("--clean", action="append", help="NAME:SPLIT of a set that must pass (repeatable)")
+    ap.add_argument(
+        "--clean",
+        action="append",
+        help="NAME:SPLIT of a set that must pass (repeatable); NAME:SPLIT:own"
+        " checks a training split against its own set's test split",
+    )
     ap.add_argument("--limit", type=int, default=None, help="at most N problems of each set")
     args = ap.parse_args()
     d = Decontaminator()
@@ -90,9 +96,9 @@ def main() -> None:
     print(table(["rewrite", "problems", "caught", "recall"], recall(d, items)))
     leaks = {" ".join(words(i.problem)) for i in benchmarks.items(args.leaks)}
     rows, hits = [], []
-    for spec in args.clean or ["math:test", "gsm8k:train"]:
-        name, _, split = spec.partition(":")
-        r, h = clean(name, split or "test", leaks, args.limit)
+    for spec in args.clean or ["math:test", "gsm8k:train", "gsm8k:train:own"]:
+        name, split, own = (spec.split(":") + ["test", ""])[:3]
+        r, h = clean(name, split, leaks, args.limit, own == "own")
         rows += r
         hits += h
     print("\n## False positives: other problems against the registry without their own set\n")
