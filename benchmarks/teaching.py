@@ -126,6 +126,8 @@ def run(args, work: Path) -> None:
     )  # fmt: skip
     k = count(verified, "SELECT count(*) FROM examples")
     drawn = count(verified, "SELECT count(*) FROM candidates")
+    if k == 0:  # the model solved none: rejection sampling has nothing to teach with (GSM8K and the bundled model)
+        sys.exit(f"no verified example from {drawn} candidates on {args.train_size} problems: nothing to train on")
     factory(
         "generate", str(rs), "--db", str(control),
         *sets([*source, f"model={BASE}", "filters=[format]", "rejection.max_samples=1", "rejection.round_size=1"]),
