@@ -255,13 +255,21 @@ def leak_line(names: list[str], leaks: list[dict]) -> str:
 
 
 def checked_by_runs(runs: list[dict]) -> list[str]:
-    """The benchmarks that any of a store's runs (`Store.runs()`) was checked against, in order of first use."""
-    from factory.recipe import parse
+    """The benchmarks that any of a store's runs (`Store.runs()`) was checked against, in order of first use. Only
+    a recipe's `filters` and `decontam` are read, leniently: a store's report never fails on a run's recipe."""
+    from filters.decontam import DecontamConfig
 
     names: dict[str, None] = {}
     for r in runs:
-        recipe = parse(yaml.safe_load(r["recipe"]) or {})
-        names.update(dict.fromkeys(checked(recipe.decontam, recipe.filters)))
+        raw = yaml.safe_load(r["recipe"] or "") if isinstance(r.get("recipe"), str) else None
+        raw = raw if isinstance(raw, dict) else {}
+        d = raw.get("decontam") if isinstance(raw.get("decontam"), dict) else {}
+        known = {k: v for k, v in d.items() if k in DecontamConfig.__dataclass_fields__}
+        filters = raw.get("filters") if isinstance(raw.get("filters"), list) else ["format", "verify"]
+        try:
+            names.update(dict.fromkeys(checked(DecontamConfig(**known), filters)))
+        except (TypeError, AttributeError):  # a value of the wrong type: that run says nothing
+            continue
     return list(names)
 
 

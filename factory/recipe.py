@@ -31,6 +31,8 @@ from filters.readability import ReadabilityConfig
 from filters.registry import STAGES, order_problem
 from filters.sandbox import Limits
 
+# the decontam section's defaults as hashed before the benchmark registry (a recipe with the defaults keeps its hash)
+OLD_DECONTAM = {"ngram": 8, "min_words": 5, "fields": ["prompt"], "sources": ["humaneval", "champ"]}
 SOURCE_KINDS = ("reasoning_gym", "humaneval", "benchmark", "jsonl", "parquet", "hf")
 ENGINE_KINDS = ("auto", "vllm", "llamacpp", "transformers", "openai", "replay")
 TASKS = ("math", "code", "general")
@@ -138,6 +140,8 @@ class Recipe:
         data["engine"].pop("replay_tokens_per_s")
         data["rejection"].pop("batch_prompts")
         data["rejection"].pop("fill_engine")  # how rounds are sized at the end: the budget and the rule stay the same
+        if self.decontam == DecontamConfig():  # the default widened to the registry: a run begun before resumes
+            data["decontam"] = OLD_DECONTAM
         blob = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
