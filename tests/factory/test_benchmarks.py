@@ -163,6 +163,23 @@ def test_pass_at_k_is_the_unbiased_estimator():
             assert pass_at_k(n, c, k) == pytest.approx(sum(any(s) for s in subsets) / len(subsets)), (n, c, k)
 
 
+def _replay(tmp_path, lines: list[dict]):
+    """A recipe whose engine plays back these recorded answers."""
+    path = tmp_path / "answers.jsonl"
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"engine: {{kind: replay, replay: {path}}}\nprompt: {{think: false}}\nverify: {{workers: 1}}\n")
+    return recipe
+
+
+def _eval(recipe, name: str, limit: int, samples: int) -> dict:
+    res = run_cli("eval", "smollm2-135m-instruct", str(recipe), "--benchmark", name, "--limit", str(limit),
+                  "--samples", str(samples), "--json")  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    (sc,) = json.loads(res.stdout)["benchmarks"]
+    return sc
+
+
 def test_eval_on_a_benchmark_counts_verified_answers_per_sample(tmp_path):
     """Recorded answers to CHAMP's first four problems, c of four right for c = 0..3 (a wrong one names another
     number): pass@1 is the mean of c/4, pass@4 the share with any right; greedy takes each problem's first."""
@@ -172,14 +189,8 @@ def test_eval_on_a_benchmark_counts_verified_answers_per_sample(tmp_path):
         for j in range(4):
             ans = item.answer if j < c else f"{item.answer} + 1"
             lines.append({"prompt": item.problem, "completion": f"So the answer is \\boxed{{{ans}}}."})
-    path = tmp_path / "answers.jsonl"
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"engine: {{kind: replay, replay: {path}}}\nprompt: {{think: false}}\nverify: {{workers: 1}}\n")
-    res = run_cli("eval", "smollm2-135m-instruct", str(recipe), "--benchmark", "champ", "--limit", "4",
-                  "--samples", "4", "--json")  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    (sc,) = json.loads(res.stdout)["benchmarks"]
+    recipe = _replay(tmp_path, lines)
+    sc = _eval(recipe, "champ", 4, 4)
     assert sc["problems"] == 4 and sc["samples"] == 4
     assert sc["pass@1"] == pytest.approx((0 + 1 + 2 + 3) / 16)
     assert sc["pass@2"] == pytest.approx(sum(pass_at_k(4, c, 2) for c in range(4)) / 4)
@@ -236,12 +247,5 @@ def test_eval_on_a_code_benchmark_runs_the_tests_in_the_sandbox(tmp_path):
     for i in items:
         lines.append({"prompt": i.problem, "completion": f"```python\n{i.problem}{i.solution}```"})
         lines.append({"prompt": i.problem, "completion": f"```python\n{i.problem}    pass\n```"})
-    path = tmp_path / "answers.jsonl"
-    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-    recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"engine: {{kind: replay, replay: {path}}}\nprompt: {{think: false}}\nverify: {{workers: 1}}\n")
-    res = run_cli("eval", "smollm2-135m-instruct", str(recipe), "--benchmark", "humaneval", "--limit", "2",
-                  "--samples", "2", "--json")  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    (sc,) = json.loads(res.stdout)["benchmarks"]
+    sc = _eval(_replay(tmp_path, lines), "humaneval", 2, 2)
     assert (sc["pass@1"], sc["pass@2"]) == (0.5, 1.0) and sum(sc["misses"].values()) == 2
