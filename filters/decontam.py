@@ -38,7 +38,7 @@ BUILTINS = ("humaneval", "champ")
 REGISTRY = "registry"  # every registered test set (factory.benchmarks), from the committed n-gram index
 FIELDS = ("prompt", "response")
 INDEX = Path(__file__).resolve().parents[1] / "data" / "benchmarks" / "ngrams.npz"
-INDEX_VERSION = 3  # bump when words(), the n-gram hashes or COMMON change: the committed index is then rebuilt
+INDEX_VERSION = 4  # bump when words(), the n-gram hashes or COMMON change: the committed index is then rebuilt
 # an n-gram found in this many distinct problems (or solutions) of the registry is the sets' phrasing ("express your
 # answer as a common fraction"), no evidence of a leak: 8-grams without it matched 13.4% of MATH's other test
 # problems against MATH-500 (benchmarks/decontam_registry.py)

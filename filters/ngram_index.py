@@ -8,6 +8,7 @@ words. An n-gram of numbers only is not indexed (see `_numbers_only`).
 from __future__ import annotations
 
 import re
+import unicodedata
 
 import numpy as np
 
@@ -21,7 +22,11 @@ LATEX = [(re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"), (re.compile(r"\\tim
 def words(text: str) -> list[str]:
     """The text's words, lowercased, with LaTeX's spelling variants made one (\\dfrac and \\tfrac are \\frac,
     \\times is \\cdot; \\left, \\right, \\displaystyle and spacing commands are dropped): a copy of a problem
-    typeset otherwise is the same words."""
+    typeset otherwise is the same words. NFKC folds fullwidth letters and ligatures, and invisible format characters
+    (zero-width spaces and joiners, soft hyphens) are dropped: inserted inside words, they split every n-gram."""
+    text = unicodedata.normalize("NFKC", text)
+    if not text.isascii():
+        text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
     for pattern, repl in LATEX:
         text = pattern.sub(repl, text)
     return WORD.findall(text.lower())

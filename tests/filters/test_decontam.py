@@ -122,3 +122,15 @@ def test_datasets_source(tmp_path):
     d = Decontaminator(DecontamConfig(sources=[{"hf": str(folder), "id": "uid", "name": "trains"}]))
     v = d("Consider this: A train leaves the station at noon, travelling at sixty miles per hour. When?")
     assert (v.reason, v.scores["benchmark"], v.scores["item"]) == ("contaminated", "trains", "q-1")
+
+
+def test_invisible_characters_and_fullwidth_letters_do_not_hide_a_leak(builtin):
+    """A leak with a zero-width space between every character, in fullwidth letters, or with soft hyphens: each
+    split every n-gram before words() folded them (NFKC, format characters dropped)."""
+    problem = next(t for t in champ_problems().values() if len(t.split()) > 20)
+    zero_width = "\u200b".join(problem)
+    fullwidth = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in problem)
+    soft = problem.replace(" ", " \u00ad")
+    for text in (zero_width, fullwidth, soft):
+        v = builtin(text)
+        assert (v.reason, v.scores["benchmark"]) == ("contaminated", "champ"), text[:40]
