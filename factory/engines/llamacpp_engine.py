@@ -17,7 +17,9 @@ import ctypes
 import logging
 import os
 import random
-from collections import OrderedDict
+import statistics
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,10 +29,12 @@ from factory.recipe import EngineConfig, SamplingConfig
 
 log = logging.getLogger(__name__)
 
-# Threads: one core fewer than the machine's (FACTORY_LLAMACPP_THREADS to choose). llama.cpp's threads wait for each
-# other at every layer by spinning, so a thread whose core another process holds stalls them all: on two cores with
-# one busy, the demo's 12 prompts ran at 43 tokens/s on one thread and took over 3 minutes on two. The sampler's
-# verification workers and commits are such processes.
+# Threads: llama.cpp's threads wait for each other at every layer by spinning, so a thread whose core another process
+# holds stalls them all. Measured on two cores (the demo, AVX2 build): idle, 140 tokens/s on two threads and 84 on one;
+# with one core busy, 15 on two and 95 on one. So the engine starts on one core fewer than the machine's and tries the
+# other count now and then, keeping whichever decodes faster (`Threads`). FACTORY_LLAMACPP_THREADS fixes the count.
+PROBE_FIRST, PROBE_EVERY, PROBE_MOST = 3, 64, 1024  # decode steps before the first try, between tries, at most
+PROBE_STEPS = 3  # steps each side of a comparison
 DEFAULT_SEQS = 32  # samples decoded together: past ~32 a 135M model's step on two cores grows with the batch
 PREFILL_TOKENS = 512  # prompt tokens per step at most, so one long prompt does not stall the running samples
 CACHE_BYTES = 256 << 20  # prompts' KV states kept for their next samples (a 50-token prompt of the 135M model: 1 MB)
@@ -65,6 +69,7 @@ class LlamaCppEngine:
         if not self.model:
             raise ValueError(f"llama.cpp could not load {gguf}")
         self.vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.threads = Threads(llama_cpp, os.environ.get("FACTORY_LLAMACPP_THREADS"))
         self.ctx = llama_cpp.llama_init_from_model(self.model, self._context_params())
         if not self.ctx:
             llama_cpp.llama_model_free(self.model)
@@ -80,8 +85,7 @@ class LlamaCppEngine:
         p.n_ctx = self.capacity * self.max_len  # each sequence gets max_model_len of it
         p.n_batch = p.n_ubatch = PREFILL_TOKENS + self.capacity
         p.kv_unified = False  # a cache per sample: in a shared one each token's attention spans every sample's cells
-        threads = int(os.environ.get("FACTORY_LLAMACPP_THREADS", 0)) or max(1, len(os.sched_getaffinity(0)) - 1)
-        p.n_threads = p.n_threads_batch = threads
+        p.n_threads = p.n_threads_batch = self.threads.now
         p.no_perf = True
         return p
 
@@ -184,26 +188,60 @@ class LlamaCppStream:
         return done
 
     def _start(self) -> None:
-        """Give waiting samples free sequences, their prompt's cached prefix restored; a sample whose prompt another
-        is decoding now waits for that one's cache instead of decoding the same tokens beside it."""
-        busy = {tuple(x.prompt) for x in self.running if x.fed < len(x.prompt)}
+        """Give waiting samples free sequences (the lowest first), their prompt's cached prefix restored. A sample
+        whose prompt opens like one being decoded now (the same prompt, or the chat template's system prompt) waits
+        for that one's cache rather than decode the shared tokens beside it: the demo's 48 prompts share 26 of their
+        44 tokens."""
+        feeding = [x.prompt for x in self.running if x.fed < len(x.prompt)]
         later = []
         while self.waiting and self.free:
             smp = self.waiting.pop(0)
-            if tuple(smp.prompt) in busy:
+            ahead = max((_common(p, smp.prompt) for p in feeding), default=0)
+            if ahead >= MIN_SHARED and ahead >= self.engine.cache.shared(smp.prompt) + MIN_SHARED:
                 later.append(smp)
                 continue
             smp.seq, smp.chain = self.free.pop(), self.engine.sampler(smp.sampling)
             smp.fed = self.engine.cache.restore(smp.prompt, smp.seq)
-            busy.add(tuple(smp.prompt))
+            feeding.append(smp.prompt)
             self.running.append(smp)
         self.waiting[:0] = later
+        self._compact()
+
+    def _compact(self) -> None:
+        """Move the samples on the highest sequence ids down to free lower ones. With a cache per sequence, llama.cpp
+        computes a batch's attention over every sequence from its lowest id to its highest, used or not: as samples
+        ended and others started in their places, 32 samples' steps took 3x as long (measured here), and the last
+        few samples of a job, scattered, cost as much as a full batch. A move copies the sample's KV state (~1 MB per
+        50 tokens of the 135M model)."""
+        lib, ctx = self.lib, self.engine.ctx
+        while self.free and self.running:
+            top = max(self.running, key=lambda x: x.seq)
+            if self.free[-1] > top.seq:
+                return
+            low = self.free.pop()
+            n = lib.llama_state_seq_get_size(ctx, top.seq)
+            buf = (ctypes.c_uint8 * n)()
+            if lib.llama_state_seq_get_data(ctx, buf, n, top.seq) != n or (
+                lib.llama_state_seq_set_data(ctx, buf, n, low) != n
+            ):
+                lib.llama_memory_seq_rm(self.engine.mem, low, -1, -1)
+                self._free_seq(low)
+                return
+            lib.llama_memory_seq_rm(self.engine.mem, top.seq, -1, -1)
+            self._free_seq(top.seq)
+            top.seq = low
+
+    def _free_seq(self, seq: int) -> None:
+        self.free.append(seq)
+        self.free.sort(reverse=True)  # popped from the end: the lowest id first
 
     def _decode(self) -> None:
         """One batch: the last token of each sample that is generating, then prompt slices while room is left."""
         b, n = self.engine.batch, 0
         budget = PREFILL_TOKENS
-        for smp in self.running:
+        for smp in sorted(
+            self.running, key=lambda x: x.seq
+        ):  # llama.cpp splits a batch whose sequences are out of order
             smp.row = -1
             if smp.fed < len(smp.prompt):
                 take = min(len(smp.prompt) - smp.fed, budget)
@@ -219,9 +257,12 @@ class LlamaCppStream:
             if b.logits[n - 1]:
                 smp.row = n - 1
         b.n_tokens = n
+        t = time.perf_counter()
         rc = self.lib.llama_decode(self.engine.ctx, b)
         if rc != 0:
             raise RuntimeError(f"llama_decode failed ({rc}) on a batch of {n} tokens")
+        if n <= len(self.running):  # a step of generated tokens only: steps of prompts cost differently per token
+            self.engine.threads.step(self.engine.ctx, (time.perf_counter() - t) / n)
 
     def _finish_reason(self, smp: _Sample, token: int) -> str | None:
         if self.lib.llama_vocab_is_eog(self.engine.vocab, token):
@@ -246,13 +287,72 @@ class LlamaCppStream:
     def _release(self, smp: _Sample) -> None:
         self.lib.llama_memory_seq_rm(self.engine.mem, smp.seq, -1, -1)
         self.lib.llama_sampler_free(smp.chain)
-        self.free.append(smp.seq)
+        self._free_seq(smp.seq)
         smp.chain = None
 
     def close(self) -> None:
         for smp in self.running:  # an error or ^C mid-run: leave the context empty for whoever uses it next
             self._release(smp)
         self.running, self.waiting, self.requests = [], [], {}
+
+
+class Threads:
+    """How many threads llama.cpp decodes on, chosen by measurement as the run goes: every so often a few steps run
+    on the other count (all cores, or one fewer), and their seconds per token are compared with the steps just before
+    (whose batches are as large, give or take a sample). The faster count stays. A try that loses waits twice as
+    long before the next, so a machine whose other core stays busy pays a few slow steps in a thousand."""
+
+    def __init__(self, lib, fixed: str | None):
+        self.lib = lib
+        cores = len(os.sched_getaffinity(0))
+        self.options = [int(fixed)] if fixed else sorted({max(1, cores - 1), cores})
+        self.now = self.options[-1] if idle_cores() > cores - 0.5 else self.options[0]
+        self.wait, self.every = PROBE_FIRST, PROBE_EVERY
+        self.before: deque = deque(maxlen=PROBE_STEPS)  # seconds per token of the last steps on `now`
+        self.trial: list | None = None  # those of the steps on the other count, while it is tried
+
+    def step(self, ctx, per_token: float) -> None:
+        if len(self.options) < 2:
+            return
+        if self.trial is None:
+            self.before.append(per_token)
+            self.wait -= 1
+            if self.wait <= 0 and len(self.before) == PROBE_STEPS:
+                self.trial = []
+                self._use(ctx, self._other())
+            return
+        self.trial.append(per_token)
+        base = statistics.median(self.before)
+        if per_token < 2 * base and len(self.trial) < PROBE_STEPS:
+            return
+        if statistics.median(self.trial) < 0.9 * base:  # the other count wins: it is the count now
+            self.now, self.every = self._other(), PROBE_EVERY
+            self.before = deque(self.trial, maxlen=PROBE_STEPS)
+            log.debug("llama.cpp: %d threads decode faster here now", self.now)
+        else:
+            self.every = min(2 * self.every, PROBE_MOST)
+        self._use(ctx, self.now)
+        self.trial, self.wait = None, self.every
+
+    def _other(self) -> int:
+        return next(t for t in self.options if t != self.now)
+
+    def _use(self, ctx, threads: int) -> None:
+        self.lib.llama_set_n_threads(ctx, threads, threads)
+
+
+def idle_cores(seconds: float = 0.2) -> float:
+    """How many cores sat idle over the next `seconds`, from /proc/stat (0 where it cannot be read)."""
+
+    def idle() -> tuple[int, int]:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return fields[3] + fields[4], sum(fields)  # idle + iowait, all
+
+    try:
+        (i0, t0), _, (i1, t1) = idle(), time.sleep(seconds), idle()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return (i1 - i0) / max(1, t1 - t0) * (os.cpu_count() or 1)
 
 
 class PromptCache:
@@ -276,6 +376,10 @@ class PromptCache:
         self.states[key], self.size = buf, self.size + n
         while self.size > self.limit:
             self.size -= len(self.states.popitem(last=False)[1])
+
+    def shared(self, prompt: list[int]) -> int:
+        """How many of `prompt`'s leading tokens the best cached state holds."""
+        return max((_common(key, prompt) for key in self.states), default=0)
 
     def restore(self, prompt: list[int], seq: int) -> int:
         """Put the cached state sharing most of `prompt`'s opening into `seq`, cut to what they share; how many

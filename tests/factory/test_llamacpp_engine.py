@@ -8,8 +8,8 @@ import pytest
 from conftest import rows, run_cli
 
 from factory import models
-from factory.engines import Request, auto, chat_ids, resolve_kind
-from factory.engines.llamacpp_engine import LlamaCppEngine, gguf_file
+from factory.engines import Request, auto, chat_ids, llamacpp_engine, resolve_kind
+from factory.engines.llamacpp_engine import LlamaCppEngine, Threads, gguf_file
 from factory.errors import FactoryError
 from factory.recipe import EngineConfig, SamplingConfig
 
@@ -93,3 +93,84 @@ def test_generate_with_llamacpp(tmp_path, demo_recipe):
     assert rows(db, "SELECT engine, status FROM runs") == [("llamacpp", "complete")]
     assert rows(db, "SELECT count(DISTINCT prompt_id), min(n_tokens) > 0 FROM candidates") == [(3, True)]
     assert rows(db, "SELECT count(*) > 0 FROM candidates WHERE accepted") == [(True,)]
+
+
+def test_samples_move_down_to_the_lowest_free_sequences_and_read_as_if_they_had_not(eng):
+    """llama.cpp's attention spans every sequence between a batch's lowest id and its highest, so a sample left on a
+    high id as others end moves down; its KV state moves with it and its greedy answer is the one it has alone. Prompts
+    that open alike wait for the first one's cache: here the first step decodes one prompt, not eight."""
+    greedy, short = SamplingConfig(temperature=0.0, max_tokens=40), SamplingConfig(temperature=0.0, max_tokens=3)
+    [[alone]] = eng.generate([Request(STORY, 1)], greedy)
+    eng.cache.states.clear()
+    stream, steps, out = eng.stream(), [], {}
+    decode = stream._decode
+
+    def step():  # what each decode step is given: every running sample's sequence, the story's apart
+        steps.append((sorted(x.seq for x in stream.running), [x.seq for x in stream.running if x.request == 8]))
+        decode()
+
+    stream._decode = step
+    for i in range(7):
+        stream.add(i, Request(SUM, 1), short)
+    stream.add("story", Request(STORY, 1), greedy)
+    while stream.unfinished:
+        out.update(stream.poll())
+    stream.close()
+    assert steps[0] == ([0], [])  # the other prompts open like the first: they wait for its cache
+    assert all(seqs == list(range(len(seqs))) for seqs, _ in steps)  # no gap below a running sample
+    story = [s[0] for _, s in steps if s]
+    assert story[0] == 7 and story[-1] == 0  # it began above the seven others and ended on the lowest
+    assert out["story"][0].text == alone.text and len(out) == 8
+
+
+class _Lib:
+    """What `Threads` calls of llama.cpp, recorded: the thread counts it set."""
+
+    def __init__(self):
+        self.set = []
+
+    def llama_set_n_threads(self, ctx, n, n_batch):
+        self.set.append(n)
+
+
+def _threads(monkeypatch, cores: int, idle: float) -> tuple[Threads, _Lib]:
+    monkeypatch.setattr(llamacpp_engine.os, "sched_getaffinity", lambda pid: set(range(cores)))
+    monkeypatch.setattr(llamacpp_engine, "idle_cores", lambda: idle)
+    lib = _Lib()
+    return Threads(lib, None), lib
+
+
+def test_threads_start_on_every_core_of_an_idle_machine_and_keep_the_faster_count(monkeypatch):
+    """Control flow of the thread choice, with scripted step times (a real machine's load cannot be set on cue): a
+    try of the other count that decodes faster becomes the count; one that is slower is undone, and the next try waits
+    twice as long; a try step more than twice as slow ends the try at once."""
+    t, lib = _threads(monkeypatch, cores=2, idle=1.9)
+    assert t.options == [1, 2] and t.now == 2
+    speed = {2: 1.0, 1: 2.0}  # seconds per token on each count: two threads win
+    for _ in range(llamacpp_engine.PROBE_FIRST):
+        t.step(None, speed[t.now])
+    assert lib.set == [1]  # the try began
+    t.step(None, speed[1])
+    assert t.now == 2 and lib.set == [1, 2]  # its first step was twice as slow: undone at once
+    assert t.every == 2 * llamacpp_engine.PROBE_EVERY
+    speed = {2: 1.0, 1: 0.5}  # the other core got busy: one thread is faster now
+    for _ in range(t.every + llamacpp_engine.PROBE_STEPS):
+        t.step(None, speed[lib.set[-1]])
+    assert t.now == 1 and lib.set[-1] == 1 and t.every == llamacpp_engine.PROBE_EVERY
+
+
+def test_threads_start_one_core_short_on_a_busy_machine_and_stay_put_when_fixed(monkeypatch):
+    t, _ = _threads(monkeypatch, cores=4, idle=2.0)
+    assert t.options == [3, 4] and t.now == 3
+    t, lib = _threads(monkeypatch, cores=1, idle=1.0)
+    assert t.options == [1] and t.now == 1
+    for _ in range(100):
+        t.step(None, 1.0)
+    assert lib.set == []  # one core: nothing to try
+    monkeypatch.setenv("FACTORY_LLAMACPP_THREADS", "2")
+    assert Threads(_Lib(), "2").options == [2]
+
+
+def test_idle_cores_reads_this_machine():
+    idle = llamacpp_engine.idle_cores(0.05)
+    assert 0.0 <= idle <= len(llamacpp_engine.os.sched_getaffinity(0)) + 0.5
