@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from filters.base import FilterError
 from filters.decontam import DecontamConfig, Decontaminator, champ_problems, humaneval_problems, load_source
+from filters.ngram_index import NgramIndex
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +136,13 @@ def test_invisible_characters_and_fullwidth_letters_do_not_hide_a_leak(builtin):
     for text in (zero_width, fullwidth, soft):
         v = builtin(text)
         assert (v.reason, v.scores["benchmark"]) == ("contaminated", "champ"), text[:40]
+
+
+def test_the_index_filter_passes_every_indexed_hash_and_few_others():
+    """`NgramIndex._maybe` skips n-grams before the binary search: it must never skip one the index holds."""
+    rng = np.random.default_rng(0)
+    held = rng.integers(0, 2**63, 200_000, dtype=np.int64).astype(np.uint64) * np.uint64(2) + np.uint64(1)
+    index = NgramIndex(held, np.zeros(len(held), np.int32), [("b", "i")], [8])
+    assert index._maybe(held).all()
+    others = rng.integers(0, 2**63, 200_000, dtype=np.int64).astype(np.uint64) * np.uint64(2)  # even: none held
+    assert index._maybe(others).mean() < 0.01
