@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 
 # Threads: llama.cpp's threads wait for each other at every layer by spinning, so a thread whose core another process
 # holds stalls them all. Measured on two cores (the demo, AVX2 build): idle, 140 tokens/s on two threads and 84 on one;
-# with one core busy, 15 on two and 95 on one. So the engine starts on one core fewer than the machine's and tries the
-# other count now and then, keeping whichever decodes faster (`Threads`). FACTORY_LLAMACPP_THREADS fixes the count.
+# with one core busy, 15 on two and 95 on one. So the engine starts on every core if they are idle, else on one fewer,
+# and tries the other count now and then, keeping whichever decodes faster (`Threads`). FACTORY_LLAMACPP_THREADS fixes
+# the count.
 PROBE_FIRST, PROBE_EVERY, PROBE_MOST = 3, 64, 1024  # decode steps before the first try, between tries, at most
 PROBE_STEPS = 3  # steps each side of a comparison
 DEFAULT_SEQS = 32  # samples decoded together: past ~32 a 135M model's step on two cores grows with the batch
@@ -193,13 +194,17 @@ class LlamaCppStream:
         for that one's cache rather than decode the shared tokens beside it: the demo's 48 prompts share 26 of their
         44 tokens."""
         feeding = [x.prompt for x in self.running if x.fed < len(x.prompt)]
-        later = []
+        later, cached = [], {}  # cached: the tokens the cache holds of each prompt met (a request's samples share one)
         while self.waiting and self.free:
             smp = self.waiting.pop(0)
             ahead = max((_common(p, smp.prompt) for p in feeding), default=0)
-            if ahead >= MIN_SHARED and ahead >= self.engine.cache.shared(smp.prompt) + MIN_SHARED:
-                later.append(smp)
-                continue
+            if ahead >= MIN_SHARED:
+                key = tuple(smp.prompt)
+                if key not in cached:
+                    cached[key] = self.engine.cache.shared(smp.prompt)
+                if ahead >= cached[key] + MIN_SHARED:
+                    later.append(smp)
+                    continue
             smp.seq, smp.chain = self.free.pop(), self.engine.sampler(smp.sampling)
             smp.fed = self.engine.cache.restore(smp.prompt, smp.seq)
             feeding.append(smp.prompt)
@@ -239,9 +244,8 @@ class LlamaCppStream:
         """One batch: the last token of each sample that is generating, then prompt slices while room is left."""
         b, n = self.engine.batch, 0
         budget = PREFILL_TOKENS
-        for smp in sorted(
-            self.running, key=lambda x: x.seq
-        ):  # llama.cpp splits a batch whose sequences are out of order
+        # in sequence order: llama.cpp splits a batch whose sequences are out of order into several
+        for smp in sorted(self.running, key=lambda x: x.seq):
             smp.row = -1
             if smp.fed < len(smp.prompt):
                 take = min(len(smp.prompt) - smp.fed, budget)
@@ -306,7 +310,9 @@ class Threads:
         self.lib = lib
         cores = len(os.sched_getaffinity(0))
         self.options = [int(fixed)] if fixed else sorted({max(1, cores - 1), cores})
-        self.now = self.options[-1] if idle_cores() > cores - 0.5 else self.options[0]
+        self.now = self.options[0]
+        if len(self.options) > 1 and idle_cores() > cores - 0.5:
+            self.now = self.options[-1]
         self.wait, self.every = PROBE_FIRST, PROBE_EVERY
         self.before: deque = deque(maxlen=PROBE_STEPS)  # seconds per token of the last steps on `now`
         self.trial: list | None = None  # those of the steps on the other count, while it is tried
