@@ -2,8 +2,10 @@
 
 A scripted engine writes distinct English-like traces (sentences drawn from a large pool: a median near 12 KB, a
 tail to 60 KB) and a scripted verifier accepts one candidate of three; everything else is `factory`'s own path:
-`sampler.sample` builds the rows, the response-dedup gate (MinHash) judges what passed, `Store.commit` writes each
-batch (`--filters` also runs every CPU filter, readability and language, in the verification workers). The prompts
+the verification workers work out what passed for the gate (decontamination against the benchmark registry, the
+MinHash signature), `sampler.sample` builds the rows, the gate looks the signatures up in the response-dedup index,
+`Store.commit` writes each batch (`--filters` also runs every CPU filter, readability and language, in the
+workers on every candidate). The prompts
 are made as the sampler reads them (`Problems`), not held in a list. The load
 grows in segments up to each N of `--examples`; after each, the writer pauses and the reads run in their own
 processes: counts by source and reason, length percentiles, pass rates per prompt, `factory stats`, `factory export`
@@ -38,11 +40,12 @@ from benchmarks.common import table  # noqa: E402
 from factory import recipe as recipes  # noqa: E402
 from factory import sampler  # noqa: E402
 from factory.engines import Completion  # noqa: E402
+from factory.run import make_pool  # noqa: E402
 from factory.sampler import sample  # noqa: E402
 from factory.sources import make  # noqa: E402
 from factory.stages import Gate  # noqa: E402
 from factory.store import Store  # noqa: E402
-from filters.base import accept, reject  # noqa: E402
+from filters.base import Verdict, reject  # noqa: E402
 
 RECIPE = """name: store_scale
 model: scripted
@@ -123,17 +126,25 @@ class ScriptedEngine:
 
 
 class ScriptedVerifier:
-    """One candidate of each prompt's three passes; with `filters`, the real CPU filters also run on every one."""
+    """One candidate of each prompt's three passes. The passes go to real verification workers, which do the gate's
+    per-response work on them (decontamination, the MinHash signature) as in a run; with `filters`, every candidate
+    also goes through the real CPU filters there (their cost counts; their verdict on made-up words does not)."""
 
-    def __init__(self, pool=None):
-        self.pool = pool
+    def __init__(self, pool, filters: bool = False):
+        self.pool, self.filters = pool, filters
 
     def submit(self, jobs) -> Future:
-        real = self.pool.submit([(c, ["readability", "language"]) for c, _ in jobs]) if self.pool else None
+        sent = [i for i in range(len(jobs)) if self.filters or i % 3 == 0]
+        names = ["readability", "language"] if self.filters else []
+        real = self.pool.submit([(jobs[i][0], names) for i in sent])
         done: Future = Future()
-        if real is not None:
-            real.result()  # their cost counts; their verdict on made-up words does not
-        done.set_result([accept() if i % 3 == 0 else reject("wrong_answer") for i in range(len(jobs))])
+
+        def finish(f: Future) -> None:
+            prep = {i: v.prep for i, v in zip(sent, f.result(), strict=True)}
+            done.set_result([Verdict(True, None, {}, prep[i]) if i % 3 == 0 else reject("wrong_answer")
+                             for i in range(len(jobs))])  # fmt: skip
+
+        real.add_done_callback(finish)
         return done
 
 
@@ -218,18 +229,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        if args.filters:
-            from factory.workers import VerifyPool
-
-            with VerifyPool(2, 30.0) as pool:
-                run(sizes, work, ScriptedVerifier(pool))
-        else:
-            run(sizes, work, ScriptedVerifier())
+        run(sizes, work, args.filters)
 
 
-def run(sizes: list[int], work: Path, verifier: ScriptedVerifier) -> None:
+def run(sizes: list[int], work: Path, filters: bool) -> None:
     (work / "recipe.yaml").write_text(RECIPE)
     r = recipes.load(work / "recipe.yaml", needs_source=False)
+    with make_pool(r, Gate(r)) as pool:
+        pool.wait_ready()
+        load(sizes, work, r, ScriptedVerifier(pool, filters))
+
+
+def load(sizes: list[int], work: Path, r: recipes.Recipe, verifier: ScriptedVerifier) -> None:
     db = work / "store.duckdb"
     db.unlink(missing_ok=True)
     engine = ScriptedEngine(Traces())

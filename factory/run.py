@@ -109,7 +109,7 @@ def sample_here(job: Job, bar, update) -> Tally:
 
     r = job.recipe
     bar("starting verification workers")
-    with make_pool(r) as pool:
+    with make_pool(r, job.gate) as pool:
         bar(f"loading {r.model} on {engines.resolve_kind(r.engine.kind)}")
         engine = engines.build(r, job.model, seed=job.seed)
         try:
@@ -164,11 +164,12 @@ def _with(progress: dict, before: dict) -> dict:
     return out
 
 
-def make_pool(r: Recipe) -> VerifyPool:
-    """Verification workers for a recipe. A code answer may take the sandbox's whole wall time on top of the
-    checks, so the hard limit per candidate is never shorter than that."""
+def make_pool(r: Recipe, gate: Gate | None = None) -> VerifyPool:
+    """Verification workers for a recipe, doing the `gate`'s per-response work too. A code answer may take the
+    sandbox's whole wall time on top of the checks, so the hard limit per candidate is never shorter than that."""
     timeout = max(r.verify.timeout, r.sandbox.wall_s + 5)
-    settings = Settings(sandbox=r.sandbox, readability=r.readability, language=r.language)
+    prep = gate.prep if gate is not None else None
+    settings = Settings(sandbox=r.sandbox, readability=r.readability, language=r.language, prepare=prep)
     return VerifyPool(r.verify.workers or os.cpu_count() or 1, timeout, settings=settings)
 
 

@@ -33,11 +33,13 @@ budget of 8 is spent in 4 rounds. The prompts still open by then are mostly the 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from queue import SimpleQueue
 
 import numpy as np
 
@@ -93,6 +95,7 @@ class _Round:
     completions: list
     future: Future | None = None  # the workers' verdicts
     verdicts: list = field(default_factory=list)
+    preps: list = field(default_factory=list)  # the workers' `Prepared` for the gate, or None, per completion
     asked: int = 0  # the judge's answers still awaited
     released: bool = False  # judged with nothing passed: its prompt's next round was queued before its commit
 
@@ -222,7 +225,11 @@ class _Stream:
         self.gen = engines.stream(engine)
         self.asks = None if judge is None else self.gen if judge.engine is engine else engines.stream(judge.engine)
         self.streams = [self.gen] if self.asks in (None, self.gen) else [self.gen, self.asks]
-        self.in_engine, self.verifying, self.ready = 0, [], []  # rounds in the engine, with the workers, to commit
+        self.in_engine, self.verifying, self.ready = 0, 0, []  # rounds in the engine, with the workers, to commit
+        self.verified: SimpleQueue = SimpleQueue()  # rounds whose verdicts came in, in the order they did
+        # set as workers' verdicts or a commit come in: scanning and waiting on every round's future each turn held
+        # the GIL for 35% of a store-bound run (hundreds of rounds with the workers), slowing the commit thread
+        self.wake = threading.Event()
         self.capacity = capacity = getattr(self.gen, "capacity", None)
         # as many waiting as running, so the place of each sample that finishes is taken at the next step
         self.most_seqs = 2 * capacity + recipe.rejection.round_size if capacity else None
@@ -242,6 +249,7 @@ class _Stream:
         later = ThreadPoolExecutor(1, thread_name_prefix="factory-commit")
         try:
             while fresh or begun or self.in_engine or self.verifying or self.asked or self.ready or self.committing:
+                self.wake.clear()  # what finishes from here on sets it: the wait below cannot miss it
                 while (fresh or begun) and self._room() and self._launch_next(fresh, begun):
                     pass
                 moved = self._collect()
@@ -253,9 +261,9 @@ class _Stream:
                     self.last_commit = time.monotonic()
                     args = (self.recipe, self.store, self.run_id, self._take_ready(), self.tally, self.gate)
                     self.committing = later.submit(_commit, *args)
+                    self.committing.add_done_callback(lambda _: self.wake.set())
                 if not moved and not any(s.unfinished for s in self.streams):
-                    busy = [r.future for r in self.verifying] + [f for f in [self.committing] if f is not None]
-                    wait(busy, timeout=0.05, return_when=FIRST_COMPLETED)
+                    self.wake.wait(0.05)
         finally:
             for s in self.streams:
                 s.close()
@@ -359,27 +367,38 @@ class _Stream:
         think = self.recipe.prompt.think
         p = s.prompt
         jobs = [(Candidate(c.text, p.task, p.reference, c.finish_reason, think), self.names) for c in completions]
-        self.verifying.append(_Round(s, first, completions, self.pool.submit(jobs)))
+        rnd = _Round(s, first, completions, self.pool.submit(jobs))
+        self.verifying += 1
+        rnd.future.add_done_callback(lambda _: self._arrived(rnd))
+
+    def _arrived(self, rnd: _Round) -> None:
+        """(In the thread that resolved its future.)"""
+        self.verified.put(rnd)
+        self.wake.set()
 
     def _verified(self) -> bool:
         """Rounds the workers finished go to the judge (the ones they accepted), or straight to the commit."""
-        done = [r for r in self.verifying if r.future.done()]
-        for rnd in done:
-            self.verifying.remove(rnd)
-            rnd.verdicts = rnd.future.result()
-            if flag := self.flags.get(rnd.state.prompt.prompt_id):
-                rnd.verdicts = [merge(v, Verdict(v.accepted, v.reason, flag)) for v in rnd.verdicts]
-            todo = [i for i, v in enumerate(rnd.verdicts) if v.accepted] if self.judge is not None else []
-            p = rnd.state.prompt
-            for i in todo:
-                ask = self.judge.request(p.prompt, p.reference.get("answer"), rnd.completions[i].text)
-                self.asks.add((rnd, i), ask, self.judge.sampling)
-            rnd.asked = len(todo)
-            if todo:
-                self.asked += 1
-            else:
-                self._judged_all(rnd)
-        return bool(done)
+        moved = not self.verified.empty()
+        while not self.verified.empty():  # this thread alone takes from it
+            self._verdicts_in(self.verified.get())
+        return moved
+
+    def _verdicts_in(self, rnd: _Round) -> None:
+        self.verifying -= 1
+        rnd.verdicts, rnd.future = rnd.future.result(), None  # its callback refers to the round: no cycle to keep
+        rnd.preps = [v.prep for v in rnd.verdicts]
+        if flag := self.flags.get(rnd.state.prompt.prompt_id):
+            rnd.verdicts = [merge(v, Verdict(v.accepted, v.reason, flag)) for v in rnd.verdicts]
+        todo = [i for i, v in enumerate(rnd.verdicts) if v.accepted] if self.judge is not None else []
+        p = rnd.state.prompt
+        for i in todo:
+            ask = self.judge.request(p.prompt, p.reference.get("answer"), rnd.completions[i].text)
+            self.asks.add((rnd, i), ask, self.judge.sampling)
+        rnd.asked = len(todo)
+        if todo:
+            self.asked += 1
+        else:
+            self._judged_all(rnd)
 
     def _committed(self, rounds: list[_Round]) -> None:
         for rnd in rounds:  # once they are in the store, these prompts are done or may have another round
@@ -422,8 +441,8 @@ def _commit(recipe: Recipe, store: Store, run_id: str, rounds: list[_Round], tal
     """Deduplicate (the gate) and store judged rounds in one transaction; then count them as drawn."""
     if gate is not None and gate.active:
         flat = [(r, i) for r in rounds for i in range(len(r.completions))]
-        items = [(candidate_id(run_id, r.state.prompt.prompt_id, r.first + i), r.completions[i].text)
-                 for r, i in flat]  # fmt: skip
+        items = [(candidate_id(run_id, r.state.prompt.prompt_id, r.first + i), r.completions[i].text,
+                  r.preps[i] if r.preps else None) for r, i in flat]  # fmt: skip
         for (r, i), v in zip(flat, narrow([r.verdicts[i] for r, i in flat], items, gate), strict=True):
             r.verdicts[i] = v
     rows = Batch([], [], [])

@@ -44,6 +44,8 @@ def _serve(conn, warm: bool, settings: Settings) -> None:
     if warm:  # already done where the forkserver preloaded them (the usual case); else before the first real job
         for name in PRELOAD:
             importlib.import_module(name)
+    if settings.prepare is not None:  # it builds its indexes on first use: here, not in the first timed job
+        settings.prepare("")
     conn.send("ready")
     while (job := conn.recv()) is not None:
         cand, names = job

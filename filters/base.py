@@ -21,6 +21,9 @@ class Verdict:
     accepted: bool
     reason: str | None = None  # short snake_case code when rejected
     scores: dict = field(default_factory=dict)
+    # Work done in a verification worker for the main process's stages on a candidate that passed every worker
+    # stage (`Settings.prepare`: decontamination's verdict, dedup's signature); never stored
+    prep: object = field(default=None, repr=False, compare=False)
 
 
 def merge(first: Verdict, later: Verdict) -> Verdict:

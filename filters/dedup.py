@@ -136,25 +136,15 @@ class Bands:
         return _fmix64(h ^ _fmix64(np.arange(1, self.b + 1, dtype=np.uint64)))
 
 
-class Deduper:
-    """A MinHash LSH index over kept texts; `check` says whether a text nearly repeats one and keeps it if not.
-    `folder`: where the index writes what it does not keep in memory (default: the system's temporary folder)."""
+class MinHasher:
+    """Texts' MinHash signatures under a config: what a verification worker computes for the Deduper (it holds no
+    state but the permutations, so any process makes the same signatures)."""
 
-    def __init__(self, cfg: DedupConfig | None = None, folder: Path | None = None):
+    def __init__(self, cfg: DedupConfig):
         from datasketch import MinHash  # with scipy, a third of a second: not for every command that reads a recipe
 
-        self.cfg = cfg = cfg or DedupConfig()
+        self.cfg = cfg
         self.a, self.b = MinHash(cfg.num_perm, seed=cfg.seed, scheme=SCHEME).permutations
-        self.bands = Bands(*lsh_params(cfg.threshold, cfg.num_perm))
-        self.width = self.bands.b * self.bands.r  # the values compared when estimating Jaccard
-        self.index = Index(self.width, folder)
-        self._new: list[tuple[str, bytes]] = []
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def __contains__(self, key: str) -> bool:
-        return self.index.find([key])[0] is not None
 
     def signatures(self, texts: list[str]) -> np.ndarray:
         """MinHash values, one row per text: the permutations applied to every n-gram at once, min per text."""
@@ -181,22 +171,46 @@ class Deduper:
         offsets = np.concatenate([[0], np.cumsum(lens)[:-1]])[full]
         out[full] = np.minimum.reduceat(values, offsets, axis=1).T
 
+
+class Deduper:
+    """A MinHash LSH index over kept texts; `check` says whether a text nearly repeats one and keeps it if not.
+    `folder`: where the index writes what it does not keep in memory (default: the system's temporary folder)."""
+
+    def __init__(self, cfg: DedupConfig | None = None, folder: Path | None = None):
+        self.cfg = cfg = cfg or DedupConfig()
+        self.hasher = MinHasher(cfg)
+        self.bands = Bands(*lsh_params(cfg.threshold, cfg.num_perm))
+        self.width = self.bands.b * self.bands.r  # the values compared when estimating Jaccard
+        self.index = Index(self.width, folder)
+        self._new: list[tuple[str, bytes]] = []
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, key: str) -> bool:
+        return self.index.find([key])[0] is not None
+
+    def signatures(self, texts: list[str]) -> np.ndarray:
+        return self.hasher.signatures(texts)
+
     def check(self, key: str, text: str, insert: bool = True) -> Verdict:
         return self.check_many([(key, text)], insert)[0]
 
-    def check_many(self, items: Iterable[tuple[str, str]], insert: bool = True) -> list[Verdict]:
+    def check_many(self, items: Iterable[tuple[str, str]], insert: bool = True,
+                   sigs: list[np.ndarray | None] | None = None) -> list[Verdict]:  # fmt: skip
         """Verdicts in order; each kept text is indexed before the next is checked, so the first of a batch wins.
 
         A key already in the index is the kept text itself (a resumed run, another candidate of the same prompt)
         and is accepted; a text with no words has nothing to compare and is accepted, not indexed; `insert=False`
         only asks. The index is asked about the whole batch at once; the texts kept in it are compared among
-        themselves here and indexed together at the end.
+        themselves here and indexed together at the end. `sigs`: the items' signatures where already computed (by
+        a `MinHasher` of the same config, in a verification worker), None where not.
         """
         items = list(items)
         worded = [i for i, (_, text) in enumerate(items) if TOKEN.search(text)]
         known = self.index.find([items[i][0] for i in worded])
         todo = [i for i, row in zip(worded, known, strict=True) if row is None]
-        sigs = self.signatures([items[i][1] for i in todo])
+        sigs = self._signatures(items, todo, sigs)
         bands = self.bands.hashes(sigs)
         near = self.index.near(bands)
         at = {i: n for n, i in enumerate(todo)}
@@ -219,6 +233,17 @@ class Deduper:
         new = list(kept.values())
         self.index.add(list(kept), sigs[new], bands[new])
         self._new += [(key, sigs[n].tobytes()) for key, n in kept.items()]
+        return out
+
+    def _signatures(self, items: list, todo: list[int], given: list | None) -> np.ndarray:
+        """The signatures of items `todo`: those `given`, the rest computed here."""
+        out = np.empty((len(todo), self.cfg.num_perm), np.uint32)
+        missing = [n for n, i in enumerate(todo) if given is None or given[i] is None]
+        for n, i in enumerate(todo):
+            if given is not None and given[i] is not None:
+                out[n] = given[i]
+        if missing:
+            out[missing] = self.signatures([items[todo[n]][1] for n in missing])
         return out
 
     def _verdict(self, sig: np.ndarray, rows: list[int], mine: list[int], sigs: np.ndarray, keys: list[str]) -> Verdict:

@@ -39,6 +39,8 @@ class Settings:
     sandbox: Limits = field(default_factory=Limits)
     readability: ReadabilityConfig = field(default_factory=ReadabilityConfig)
     language: LanguageConfig = field(default_factory=LanguageConfig)
+    # the per-response work of the main process's stages (`factory.stages.Prep`), run on what passed every stage
+    prepare: Callable[[str], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -93,4 +95,4 @@ def run_chain(c: Candidate, names: list[str], settings: Settings | None = None) 
         scores.update(v.scores)
         if not v.accepted:
             return Verdict(False, v.reason, scores)
-    return Verdict(True, None, scores)
+    return Verdict(True, None, scores, settings.prepare(c.text) if settings.prepare else None)

@@ -91,3 +91,92 @@ def test_near_duplicate_responses_are_rejected_and_remembered(store):
     with VerifyPool(1, timeout=20) as pool:
         sample(r2, more, SameAnswerEngine(), pool, store, run2, gate=Gate(r2, store))
     assert store.query(f"SELECT count(*) FROM candidates WHERE run_id = '{run2}' AND accepted")[1] == [(0,)]
+
+
+def _sampled(store, r, prompts, engine, pool_gate):
+    """Sample with workers that do the gate's per-response work (`pool_gate` is the gate) or not (None); count the
+    signatures and decontamination verdicts the main process worked out itself."""
+    from factory.run import make_pool
+
+    gate = Gate(r, store)
+    done_here = {"signatures": 0, "decontam": 0}
+    sign, respond = gate.dedup.hasher.signatures, gate.decontam.response
+
+    def signatures(texts):
+        done_here["signatures"] += len(texts)
+        return sign(texts)
+
+    def response(text):
+        done_here["decontam"] += 1
+        return respond(text)
+
+    gate.dedup.hasher.signatures, gate.decontam.response = signatures, response
+    run_id = store.start_run(r.name, r.hash(), r.text, r.model, "scripted", {}, {})
+    with make_pool(r, gate if pool_gate else None) as pool:
+        sample(r, prompts, engine, pool, store, run_id, gate=gate)
+    rows = store.query(f"SELECT candidate_id, accepted, reason, scores FROM candidates WHERE run_id = '{run_id}' "
+                       "ORDER BY prompt_id, sample_index")[1]  # fmt: skip
+    kept = {cid for cid, a, _, _ in rows if a}
+    out = []
+    for _, a, reason, sc in rows:  # which of two equal answers commits first depends on the workers' timing
+        scores = json.loads(sc)
+        assert scores.pop("response_duplicate_of", None) in kept | {None}
+        out.append((a, reason or "", sorted(scores.items())))
+    return sorted(out), done_here
+
+
+class LeakingEngine:
+    """Per prompt: a benchmark's reference solution reproduced, a near-copy of a story, and distinct answers."""
+
+    def __init__(self, solution: str):
+        self.solution = solution
+
+    def texts(self, r) -> list[str]:
+        mine = [f"<think>Reply {i} to {r.prompt}</think>\nThe answer is {i} for {r.prompt}" for i in range(2)]
+        return [f"<think>ok</think>\nLet me think. {self.solution}", f"<think>{STORY}</think>\n{STORY}", *mine]
+
+    def generate(self, requests, sampling=None):
+        return [[Completion(self.texts(r)[(r.first + i) % 4], 40, "stop") for i in range(r.n)] for r in requests]
+
+
+def test_the_workers_do_the_gates_response_work_with_the_same_verdicts(tmp_path):
+    """Decontamination's verdict and the MinHash signature of every response that passed the workers are worked
+    out in the workers; the commit thread only looks them up, and every verdict is what it works out alone."""
+    from factory import benchmarks
+
+    item = next(i for i in benchmarks.items("champ") if len((i.solution or "").split()) > 30)
+    prompts = [sources.make("jsonl:x", "general", f"Explain topic number {i} in detail.", {}) for i in range(4)]
+    r = _recipe(filters=["format", "dedup"], dedup={"field": "response"},
+                rejection={"accept_per_prompt": 4, "max_samples": 4, "round_size": 4})  # fmt: skip
+    out = {}
+    for workers_prep in (False, True):
+        with Store(tmp_path / f"{workers_prep}.duckdb") as store:
+            out[workers_prep] = _sampled(store, r, prompts, LeakingEngine(item.solution), workers_prep)
+    (alone, here_alone), (prepped, here_prepped) = out[False], out[True]
+    assert prepped == alone
+    reasons = [reason for _, reason, _ in alone]
+    # the checks ran and bit: the solution in every prompt, and of the three other answers (the last two differ
+    # only in the prompt's number) one kept, three near-duplicates
+    assert reasons.count("contaminated") == 4 and reasons.count("near_duplicate") == 9 and reasons.count("") == 3
+    assert here_alone["signatures"] > 0 and here_alone["decontam"] > 0
+    assert here_prepped == {"signatures": 0, "decontam": 0}
+
+
+def test_a_prep_travels_as_its_settings_and_gives_the_gates_verdicts(store):
+    import pickle
+
+    from factory import benchmarks
+    from filters.dedup import MinHasher
+
+    item = next(i for i in benchmarks.items("champ") if len((i.solution or "").split()) > 30)
+    r = _recipe(filters=["format", "dedup"], dedup={"field": "response"})
+    gate = Gate(r, store)
+    prep = gate.prep
+    assert len(pickle.dumps(prep)) < 2_000  # its configs, not the 13 MB of benchmark index it builds
+    got = pickle.loads(pickle.dumps(prep))("Let me think. " + item.solution)
+    assert got.decontam == gate.decontam.response("Let me think. " + item.solution)
+    assert got.decontam.reason == "contaminated"
+    assert (got.signature == MinHasher(r.dedup).signatures(["Let me think. " + item.solution])[0]).all()
+    assert Gate(_recipe(filters=["format"], decontam={"enabled": False})).prep is None
+    only_prompts = Gate(_recipe(filters=["format", "dedup"], decontam={"enabled": False}))
+    assert only_prompts.prep is None  # dedup of prompts: done before sampling, nothing for the workers
