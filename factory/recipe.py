@@ -23,6 +23,7 @@ import yaml
 
 from factory import textfile
 from factory.errors import FactoryError
+from filters import registry
 from filters.decontam import DecontamConfig
 from filters.dedup import DedupConfig
 from filters.judge import JudgeConfig
@@ -334,7 +335,11 @@ def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
         bad(not isinstance(value, bool) and value <= 0, f"sandbox.{f.name}: {value} must be > 0")
     problems += r.dedup.problems("dedup") + r.decontam.problems("decontam")
     for i, name in enumerate(r.filters):
-        bad(name not in FILTERS, f"filters[{i}]: {name!r} is not a filter; allowed: {', '.join(FILTERS)}")
+        problem = registry.user_problem(name) if registry.is_user(name) else None
+        bad(problem is not None, f"filters[{i}]: {problem}")
+        bad(not registry.is_user(name) and name not in FILTERS,
+            f"filters[{i}]: {name!r} is not a filter; allowed: {', '.join(FILTERS)}, or module:function for your"
+            " own (see filters/registry.py)")  # fmt: skip
         bad(name in r.filters[:i], f"filters[{i}]: {name!r} is listed twice")
     order = order_problem(r.filters)
     bad(order is not None, f"filters: {order}")

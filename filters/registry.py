@@ -11,15 +11,28 @@ A recipe lists its stages in the order they run: worker stages first, then the j
 which index only what passed everything else (`order_problem` says what is wrong with another order). `reward`
 names the GRPO reward built on a stage's check (`trainers.rewards`). Within a chain the first rejection gives the
 candidate's reason; scores from every stage that ran are kept.
+
+A user's own stage is named `module:function` (`mylab.checks:units_match`), imported as Python imports it with the
+current directory on the path. The function takes a `Candidate` and returns a `Verdict`, a bool (False rejects
+with the function's name as the reason) or a number (a score kept under the function's name: the candidate goes on;
+a GRPO reward of that name is the number). It runs in the verification workers under their time limit; one that
+raises or returns anything else rejects the candidate as `stage_error`, naming the stage and what went wrong.
 """
 
 from __future__ import annotations
 
+import importlib
+import json
+import math
+import os
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import pairwise
 
-from filters.base import Candidate, Verdict
+from filters.base import Candidate, FilterError, Verdict, reject
 from filters.format import check_format
 from filters.language import LanguageConfig, language
 from filters.readability import ReadabilityConfig, readability
@@ -72,13 +85,85 @@ FILTERS: dict[str, Callable[[Candidate, Settings], Verdict]] = {
 }
 
 
+def is_user(name: str) -> bool:
+    return ":" in name
+
+
+@cache
+def user_function(name: str) -> Callable:
+    """The function a `module:function` stage names; FilterError, saying what to fix, when there is none."""
+    module, _, attr = name.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.append(os.getcwd())
+    try:
+        fn = getattr(importlib.import_module(module), attr, None)
+    except Exception as e:  # the user's module: any error it raises on import is theirs to see
+        raise FilterError(f"{name}: importing {module} failed ({type(e).__name__}: {e}); a stage's module is "
+                          "imported from the current directory or PYTHONPATH") from e  # fmt: skip
+    if not callable(fn):
+        raise FilterError(f"{name}: {module} has no function {attr!r}")
+    return fn
+
+
+def user_problem(name: str) -> str | None:
+    """What is wrong with a `module:function` stage name (None: it names a function)."""
+    if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", name):
+        return f"{name!r} is not module:function (e.g. mylab.checks:units_match)"
+    try:
+        user_function(name)
+    except FilterError as e:
+        return str(e)
+    return None
+
+
+def user_check(name: str) -> Callable[[Candidate, Settings], Verdict]:
+    def check(c: Candidate, settings: Settings) -> Verdict:
+        try:
+            out = user_function(name)(c)
+        except Exception as e:  # the user's code: whatever it raises is the candidate's reason, not the run's end
+            return reject("stage_error", stage=name, error=f"{type(e).__name__}: {e}"[:500])
+        return as_verdict(name, out)
+
+    return check
+
+
+def as_verdict(name: str, out) -> Verdict:
+    """A user stage's return value as a verdict: a Verdict, a bool, or a finite number (a score; the text goes on)."""
+    short = name.partition(":")[2]
+    if isinstance(out, Verdict) and _storable(out):
+        return out if out.accepted or out.reason else Verdict(False, short, out.scores)
+    if isinstance(out, bool):
+        return Verdict(True) if out else reject(short)
+    if isinstance(out, int | float) and math.isfinite(out):
+        return Verdict(True, None, {short: out})
+    what = f"returned {type(out).__name__} {str(out)[:80]!r}; a stage returns a Verdict, a bool or a number"
+    return reject("stage_error", stage=name, error=what)
+
+
+def _storable(v: Verdict) -> bool:
+    """Whether the store can hold it: a str reason (or none) and JSON scores."""
+    try:
+        json.dumps(v.scores, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return isinstance(v.scores, dict) and (v.reason is None or isinstance(v.reason, str))
+
+
+def check_of(name: str) -> Callable[[Candidate, Settings], Verdict]:
+    return user_check(name) if is_user(name) else FILTERS[name]
+
+
+def where(name: str) -> str:
+    return "worker" if is_user(name) else STAGES[name].where
+
+
 def worker_stages(names: list[str]) -> list[str]:
-    return [n for n in names if STAGES[n].where == "worker"]
+    return [n for n in names if where(n) == "worker"]
 
 
 def order_problem(names: list[str]) -> str | None:
     """What is wrong with running `names` in this order, or None: worker stages, then judge, then the stateful ones."""
-    rank = {n: 0 if STAGES[n].where == "worker" else 1 if n == "judge" else 2 for n in names if n in STAGES}
+    rank = {n: 0 if where(n) == "worker" else 1 if n == "judge" else 2 for n in names if n in STAGES or is_user(n)}
     for a, b in pairwise(names):
         if a in rank and b in rank and rank[a] > rank[b]:
             why = "they index only what passed every other stage" if a in ("decontam", "dedup") else (
@@ -91,7 +176,7 @@ def run_chain(c: Candidate, names: list[str], settings: Settings | None = None) 
     settings = settings or Settings()
     scores: dict = {}
     for name in names:
-        v = FILTERS[name](c, settings)
+        v = check_of(name)(c, settings)
         scores.update(v.scores)
         if not v.accepted:
             return Verdict(False, v.reason, scores)

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from factory.workers import VerifyPool
-from filters.registry import Settings
+from filters.registry import Settings, is_user
 from trainers.common import fit, loop_args, metrics_file, model_path, out_dir, tokenizer, trl
 from trainers.data import grpo_dataset, grpo_prompts, render
 from trainers.recipe import GRPORecipe, load
@@ -85,8 +85,8 @@ def build(recipe: GRPORecipe, db: Path | None, out: Path, pool: VerifyPool | Non
 def train(recipe: GRPORecipe, db: Path | None, out: Path | None = None):
     """Build and run the trainer; return it (its `state.log_history` holds the rewards and losses per step)."""
     out = out_dir(recipe, out)
-    pool = contextlib.nullcontext()  # only the accuracy reward needs verification workers
-    if "accuracy" in recipe.rewards:
+    pool = contextlib.nullcontext()  # only the accuracy reward and a user's own need verification workers
+    if "accuracy" in recipe.rewards or any(is_user(n) for n in recipe.rewards):
         settings = Settings(sandbox=recipe.sandbox, language=recipe.language)
         workers = recipe.verify.workers or os.cpu_count() or 1
         pool = VerifyPool(workers=workers, timeout=recipe.verify.timeout, settings=settings)

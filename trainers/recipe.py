@@ -13,6 +13,7 @@ from factory.models import DEFAULT_MODEL
 from factory.recipe import PromptConfig, SourceConfig, VerifyConfig, _check_families, build, read
 from filters.language import LanguageConfig
 from filters.registry import REWARDS as STAGE_REWARDS
+from filters.registry import is_user, user_problem
 from filters.sandbox import Limits
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -134,8 +135,10 @@ class GRPORecipe:
         if pr.kind == "source" and self.source.kind == "reasoning_gym":
             _check_families(self.source, p)
         for i, name in enumerate(self.rewards):
-            if name not in REWARDS:
-                p.append(f"rewards[{i}]: {name!r} is not a reward; allowed: {', '.join(REWARDS)}")
+            if is_user(name) and (problem := user_problem(name)):
+                p.append(f"rewards[{i}]: {problem}")
+            elif not is_user(name) and name not in REWARDS:
+                p.append(f"rewards[{i}]: {name!r} is not a reward; allowed: {', '.join(REWARDS)}, or module:function")
         if not self.rewards:
             p.append(f"rewards: name at least one of {', '.join(REWARDS)}")
         if self.reward_weights is not None and len(self.reward_weights) != len(self.rewards):

@@ -25,7 +25,12 @@ from trainers.recipe import GRPORecipe, load
 from trainers.rewards import accuracy_reward, format_reward, language_reward
 
 RECIPE = ROOT / "recipes" / "grpo_tiny.yaml"
-REWARDS = ("accuracy_reward", "format_reward", "language_reward")
+REWARDS = ("accuracy_reward", "format_reward", "language_reward", "brevity_reward")
+
+
+def brevity(c) -> float:
+    """A user's own reward (`test_grpo:brevity` in the recipe), run in the verification workers."""
+    return 1.0 if len(c.text) < 40 else 0.5
 
 
 def reply(text: str) -> list[dict]:
@@ -97,6 +102,8 @@ def trained(demo_store, tmp_path_factory):
     # 2 prompts x 4 completions a step; completions this short are often cut off, so the format reward varies.
     # sgd keeps no state, where AdamW's would add 1 GB to the checkpoint
     recipe = load(GRPORecipe, RECIPE, ["train.max_steps=2", "prompts.pass_rate=null", "prompts.limit=8",
+                                       "rewards=[accuracy,format,language,test_grpo:brevity]",
+                                       "reward_weights=[1.0,0.5,0.5,0.1]",
                                        "grpo.max_completion_length=16", "train.learning_rate=1.0e-5",
                                        "train.optim=sgd"])  # fmt: skip
     return out, grpo.train(recipe, demo_store, out)
@@ -111,6 +118,7 @@ def test_rewards_are_called_and_logged(trained):
         assert math.isfinite(h["loss"])
         for name in REWARDS:
             assert 0.0 <= h[f"rewards/{name}/mean"] <= 1.0
+        assert h["rewards/brevity_reward/mean"] >= 0.5  # the user's numbers, not a verdict's 0 or 1
     on_disk = [m for m in read_metrics(out) if "loss" in m]
     assert [m["step"] for m in on_disk] == [1, 2] and "rewards/accuracy_reward/mean" in on_disk[0]
 
