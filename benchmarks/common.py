@@ -12,7 +12,7 @@ from pathlib import Path
 from factory import engines, models, sources
 from factory import recipe as recipes
 from factory.sampler import Tally, sample
-from factory.store import Store
+from factory.store import StoreWriter
 from factory.workers import VerifyPool
 
 DEMO = Path(__file__).resolve().parents[1] / "recipes" / "arithmetic_demo.yaml"
@@ -31,7 +31,7 @@ def factory_run(r, prompts, engine, pool: VerifyPool, samples: list | None = Non
     """`factory generate`'s loop (generation, verification workers, store commits) on a throwaway store. With
     `samples`, (prompt_id, sample_index, n_tokens, accepted) of every candidate are added to it."""
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "bench.duckdb")
+        store = StoreWriter(Path(tmp) / "bench.duckdb")
         run_id = store.start_run(r.name, r.hash(), r.text, r.model, r.engine.kind, {}, {})
         tally = sample(r, prompts, engine, pool, store, run_id)
         if samples is not None:

@@ -26,7 +26,7 @@ from factory.engines import Completion
 from factory.run import make_pool
 from factory.sampler import sample
 from factory.stages import Gate
-from factory.store import Store
+from factory.store import StoreWriter
 from filters.registry import Settings, run_chain
 
 FILTERS = ["format", "verify", "readability", "language", "dedup"]
@@ -63,7 +63,7 @@ class Inline:
 
 def run(recipe, prompts, texts, tokens, pool) -> tuple[int, float]:
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store(Path(tmp) / "bench.duckdb")
+        store = StoreWriter(Path(tmp) / "bench.duckdb")
         run_id = store.start_run("bench", recipe.hash(), recipe.text, recipe.model, "replay", {}, {})
         start = time.perf_counter()
         tally = sample(recipe, prompts, Replay(texts, tokens), pool, store, run_id, gate=Gate(recipe, store))

@@ -4,7 +4,7 @@ A scripted engine writes distinct English-like traces (sentences drawn from a la
 tail to 60 KB) and a scripted verifier accepts one candidate of three; everything else is `factory`'s own path:
 the verification workers work out what passed for the gate (decontamination against the benchmark registry, the
 MinHash signature), `sampler.sample` builds the rows, the gate looks the signatures up in the response-dedup index,
-`Store.commit` writes each batch (`--filters` also runs every CPU filter, readability and language, in the
+`StoreWriter.commit` writes each batch (`--filters` also runs every CPU filter, readability and language, in the
 workers on every candidate). The prompts
 are made as the sampler reads them (`Problems`), not held in a list. The load
 grows in segments up to each N of `--examples`; after each, the writer pauses and the reads run in their own
@@ -44,7 +44,7 @@ from factory.run import make_pool  # noqa: E402
 from factory.sampler import sample  # noqa: E402
 from factory.sources import make  # noqa: E402
 from factory.stages import Gate  # noqa: E402
-from factory.store import Store  # noqa: E402
+from factory.store import StoreWriter  # noqa: E402
 from filters.base import Verdict, reject  # noqa: E402
 
 RECIPE = """name: store_scale
@@ -247,12 +247,12 @@ def load(sizes: list[int], work: Path, r: recipes.Recipe, verifier: ScriptedVeri
     rows, reads = [], {}
     made, seconds, wall = 0, 0.0, 0.0
     busy = Busy()
-    store = Store(db)
+    store = StoreWriter(db)
     run_id = store.start_run(r.name, r.hash(), r.text, r.model, "scripted", {}, {})
     store.close()
     for n in sizes:
         prompts = Problems(made, n)
-        store = Store(db)
+        store = StoreWriter(db)
         gate = Gate(r, store)
         live = Live(db, len(prompts) // 2) if n == sizes[-1] else None
         t, b0 = time.perf_counter(), busy.seconds

@@ -41,7 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import table  # noqa: E402
-from factory.store import Store  # noqa: E402
+from factory.store import StoreReader  # noqa: E402
 from filters.base import Candidate  # noqa: E402
 from filters.verify import verify  # noqa: E402
 
@@ -67,7 +67,7 @@ def factory(*args: str, capture: bool = False) -> str:
 
 
 def count(db: Path, sql: str) -> int:
-    store = Store(db, read_only=True)
+    store = StoreReader(db)
     try:
         return int(store.query(sql)[1][0][0])
     finally:
@@ -76,7 +76,7 @@ def count(db: Path, sql: str) -> int:
 
 def right(db: Path, k: int) -> int:
     """How many of the store's first k examples (the order SFT reads them in) the verifier would have passed."""
-    store = Store(db, read_only=True)
+    store = StoreReader(db)
     try:
         rows = store.query(
             f"""SELECT c.text, p.task, p.reference, c.finish_reason

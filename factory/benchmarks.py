@@ -255,7 +255,7 @@ def leak_line(names: list[str], leaks: list[dict]) -> str:
 
 
 def checked_by_runs(runs: list[dict]) -> list[str]:
-    """The benchmarks that any of a store's runs (`Store.runs()`) was checked against, in order of first use. Only
+    """The benchmarks that any of a store's runs (`StoreReader.runs()`) was checked against, in order of first use. Only
     a recipe's `filters` and `decontam` are read, leniently: a store's report never fails on a run's recipe."""
     from filters.decontam import DecontamConfig
 

@@ -19,7 +19,7 @@ from itertools import islice
 
 from factory.recipe import Recipe
 from factory.sources import Prompt
-from factory.store import Batch, Store, now
+from factory.store import Batch, StoreWriter, now
 from filters.base import Verdict, reject
 from filters.code import has_tests
 from filters.weak_tests import BATTERY, check
@@ -32,7 +32,7 @@ def wanted(r: Recipe, p: Prompt) -> bool:
     return "verify" in r.filters and p.task == "code" and has_tests(p.reference or {})
 
 
-def run_checks(store: Store, r: Recipe, prompts: list[Prompt], bar: Callable = lambda *a, **k: None) -> dict:
+def run_checks(store: StoreWriter, r: Recipe, prompts: list[Prompt], bar: Callable = lambda *a, **k: None) -> dict:
     """The `prompt_checks` row of every prompt to check, by prompt_id: stored ones read, the others checked now (in
     `verify.workers` threads, each waiting on its sandboxes) and committed a chunk at a time."""
     todo = [p for p in prompts if wanted(r, p)]
@@ -67,7 +67,7 @@ def verdict(row: dict | None, allow_weak: bool) -> Verdict:
     return Verdict(True, None, {"weak_tests": row["weak_tests"]} if row["weak_tests"] else {})
 
 
-def split(store: Store, r: Recipe, prompts: list[Prompt], bar: Callable = lambda *a, **k: None):
+def split(store: StoreWriter, r: Recipe, prompts: list[Prompt], bar: Callable = lambda *a, **k: None):
     """(prompts to sample, (prompt, verdict) of those set aside, {prompt_id: scores every candidate carries})."""
     rows = run_checks(store, r, prompts, bar)
     kept, dropped, flags = [], [], {}

@@ -186,12 +186,12 @@ def _bench_table(out: Console, sc: dict) -> None:
 def _leaks(r, db: Path) -> str:
     """Decontamination's line for a run summary: each benchmark checked, with what the store holds of its hits."""
     from factory import benchmarks
-    from factory.store import Store
+    from factory.store import StoreReader
 
     names = benchmarks.checked(r.decontam, r.filters)
     if not names:
         return benchmarks.leak_line([], [])
-    store = Store(db, read_only=True)
+    store = StoreReader(db)
     try:
         return benchmarks.leak_line(names, store.leaks())
     finally:
@@ -423,13 +423,13 @@ def filter_(
     from factory.recipe import Recipe, load
     from factory.run import make_pool
     from factory.stages import Gate
-    from factory.store import Store
+    from factory.store import StoreWriter
 
     r = load(recipe, needs_source=False) if recipe else Recipe()
     mapping = tablefile.Fields.parse(fields, task)
     tablefile.check_out(src, out)
     n = curate.check(src, mapping)
-    store = Store(db) if db else None
+    store = StoreWriter(db) if db else None
     with _progress() as (bar, _), make_pool(r) as pool:
         if judging.STAGE in r.filters:
             bar(f"loading the judge {r.judge.model or r.model}")
@@ -507,11 +507,11 @@ def query(
     fmt: Annotated[str, typer.Option("--format", help="table | csv | json")] = "table",
 ) -> None:
     """Run SQL on the store (read-only) and print the result."""
-    from factory.store import Store
+    from factory.store import StoreReader
 
     if fmt not in ("table", "csv", "json"):
         raise FactoryError(f"--format {fmt!r}: use table, csv or json")
-    store = Store(db, read_only=True)
+    store = StoreReader(db)
     cols, rows = store.query(sql)
     store.close()
     if fmt == "json":

@@ -112,10 +112,10 @@ def trained_on(paths: list[Path]) -> set[str]:
         if path.suffix in (".yaml", ".yml"):
             seen.update(same_text(p.prompt) for p in _recipe_prompts(path))
             continue
-        from factory.store import Store
+        from factory.store import StoreReader
 
         try:
-            store = Store(path, read_only=True)
+            store = StoreReader(path)
         except FactoryError as e:
             raise FactoryError(f"--training {path}: not a recipe (.yaml), and as a store: {e}") from None
         try:

@@ -1,10 +1,10 @@
 """Reading a store while `factory generate` writes it.
 
 A reader opens the store itself, read-only, with nothing copied: it leaves a request beside the store, and the
-writer (`Store`) checkpoints and lets go of the file at once when idle, or after the commit it is in. The reader then
-sees every batch committed before it opened; the writer spools what it commits while the reader holds the file and
-commits it afterwards. So a read costs the same whether a run is writing or not. The writer's progress snapshot
-(`Store.publish`) says how far the running job is.
+writer (`StoreWriter`) checkpoints and lets go of the file at once when idle, or after the commit it is in. The reader
+then sees every batch committed before it opened; the writer spools what it commits while the reader holds the file
+and commits it afterwards. So a read costs the same whether a run is writing or not. The writer's progress snapshot
+(`StoreWriter.publish`) says how far the running job is.
 """
 
 from __future__ import annotations
@@ -15,17 +15,16 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from factory.store import Store
-from factory.storefiles import writer
+from factory.store import StoreReader, snapshot_for, writer_pid
 
 
 @contextmanager
-def reading(path: str | Path) -> Iterator[tuple[Store, str | None]]:
+def reading(path: str | Path) -> Iterator[tuple[StoreReader, str | None]]:
     """The store read-only, and a note saying how far the run writing it is (None when no run writes it)."""
     path = Path(path)
-    store = Store(path, read_only=True)
+    store = StoreReader(path)
     try:
-        yield store, note(path) if writer(path) else None
+        yield store, note(path) if writer_pid(path) else None
     finally:
         store.close()
 
@@ -33,7 +32,7 @@ def reading(path: str | Path) -> Iterator[tuple[Store, str | None]]:
 def snapshot(path: Path) -> dict | None:
     """The running job's last published counters, if it published any."""
     try:
-        return json.loads(Store.snapshot_for(path).read_text())
+        return json.loads(snapshot_for(path).read_text())
     except (OSError, ValueError):
         return None
 

@@ -23,7 +23,7 @@ import yaml
 from factory import benchmarks, export
 from factory.errors import FactoryError
 from factory.recipe import parse
-from factory.store import Store
+from factory.store import StoreReader
 
 COLUMNS = ["messages", "task", "source", "n_tokens", "prompt_id", "example_id", "run_id"]
 _REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
@@ -37,7 +37,7 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def build(store: Store, folder: Path, repo_id: str, license_: str, where: str | None = None,
+def build(store: StoreReader, folder: Path, repo_id: str, license_: str, where: str | None = None,
           shard_bytes: int = export.parse_size(export.DEFAULT_SHARD)) -> dict[str, int]:  # fmt: skip
     """Write the dataset folder (card and shards); return examples per task."""
     if folder.exists() and any(folder.iterdir()):
@@ -56,7 +56,7 @@ def build(store: Store, folder: Path, repo_id: str, license_: str, where: str | 
     return counts
 
 
-def card(store: Store, repo_id: str, license_: str, counts: dict[str, int], where: str | None) -> str:
+def card(store: StoreReader, repo_id: str, license_: str, counts: dict[str, int], where: str | None) -> str:
     from huggingface_hub import DatasetCardData
 
     total = sum(counts.values())
@@ -90,7 +90,7 @@ def _loading(repo_id: str, counts: dict[str, int]) -> list[str]:
             f'{t} = load_dataset("{repo_id}", "{t}", split="train")', "```", ""]  # fmt: skip
 
 
-def _generation(store: Store) -> list[str]:
+def _generation(store: StoreReader) -> list[str]:
     out = ["## How it was made", "", "| run | recipe | model | engine | status | started | ended |",
            "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
     runs = store.runs()
@@ -109,7 +109,7 @@ def _time(t) -> str:
     return f"{t:%Y-%m-%d %H:%M}" if t else "-"
 
 
-def _counts(store: Store) -> list[str]:
+def _counts(store: StoreReader) -> list[str]:
     s = store.stats()
     out = ["## Counts", "", "| source | task | candidates | passed | acceptance | examples |",
            "| --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
@@ -141,7 +141,7 @@ def _checks(c: dict) -> list[str]:
     return ["### Code prompts' tests", "", text, ""]
 
 
-def _filters(store: Store) -> list[str]:
+def _filters(store: StoreReader) -> list[str]:
     out = ["## Dedup and decontamination", ""]
     for r in store.runs():
         recipe = parse(yaml.safe_load(r["recipe"]) or {})

@@ -15,7 +15,7 @@ from datetime import datetime
 from html import escape
 
 from factory import plots
-from factory.store import Store
+from factory.store import StoreReader
 
 # (id, title, what it shows): every report has all of them, with a note where the store has no data for one
 PLOTS = [
@@ -38,7 +38,7 @@ p.note{color:#555;font-size:13px;margin:4px 0 8px}table{border-collapse:collapse
 td,th{border-bottom:1px solid #eee;padding:3px 8px;text-align:left}.live{background:#fff6d6;padding:8px}"""
 
 
-def render(store: Store, live: str | None = None) -> str:
+def render(store: StoreReader, live: str | None = None) -> str:
     s, f = store.stats(), store.facts()
     charts = _charts(s, f)
     figures = [
@@ -96,7 +96,7 @@ def _checks(s: dict) -> str:
     return f"<table id='test-checks'><tr>{head}</tr><tr>{row}</tr></table>"
 
 
-def _leaks(store: Store, s: dict) -> str:
+def _leaks(store: StoreReader, s: dict) -> str:
     """Decontamination: the benchmarks the runs were checked against, and the hits per benchmark and method."""
     from factory import benchmarks
 
@@ -104,7 +104,7 @@ def _leaks(store: Store, s: dict) -> str:
     return f"<p id='decontam'><b>Decontamination</b>, checked against: {line}.</p>"
 
 
-def _runs(store: Store) -> str:
+def _runs(store: StoreReader) -> str:
     rows = []
     for r in store.runs():
         sampling = ", ".join(f"{k}={v}" for k, v in json.loads(r["sampling"] or "{}").items())

@@ -20,7 +20,7 @@ from factory.recipe import Recipe
 from factory.sampler import Tally, pending, sample
 from factory.sources import Prompt
 from factory.stages import Gate, set_aside
-from factory.store import Store
+from factory.store import StoreWriter
 from factory.workers import VerifyPool
 from filters.registry import Settings
 
@@ -39,7 +39,7 @@ class Job:
 
     recipe: Recipe
     prompts: list[Prompt]
-    store: Store
+    store: StoreWriter
     run_id: str | None  # None: a new run, started by `begin`
     gate: Gate
     dropped: list  # (prompt, verdict) that `Gate.split` set aside
@@ -74,7 +74,7 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
         raise FactoryError(f"--retry {retry}: no store at {db}")
     bar("preparing the model")
     model = r.model if r.engine.kind in ("openai", "replay") else models.resolve(r.model)
-    store = Store(db)
+    store = StoreWriter(db)
     try:
         before: dict[str, tuple[int, int]] = {}
         if retry:
@@ -123,7 +123,7 @@ def sample_here(job: Job, bar, update) -> Tally:
             engine.close()
 
 
-def retry_plan(store: Store, r: Recipe, prompts: list[Prompt], old: str,
+def retry_plan(store: StoreWriter, r: Recipe, prompts: list[Prompt], old: str,
                say=lambda msg: None) -> tuple[list[Prompt], dict[str, tuple[int, int]]]:  # fmt: skip
     """The prompts a retry of run `old` samples: those of `prompts` (matched by prompt_id) that `old` sampled and
     left with fewer than accept_per_prompt kept, and whose max_samples is not spent; and, for each, (samples drawn,
@@ -156,7 +156,7 @@ def retry_plan(store: Store, r: Recipe, prompts: list[Prompt], old: str,
 
 
 def _with(progress: dict, before: dict) -> dict:
-    """`Store.progress` with what earlier runs drew and kept of each prompt added: what `pending` reads."""
+    """`StoreReader.progress` with what earlier runs drew and kept of each prompt added: what `pending` reads."""
     out = dict(progress)
     for pid, (drawn, kept) in before.items():
         d, p, k, t = out.get(pid, (0, 0, 0, 0))

@@ -47,7 +47,7 @@ from factory import engines
 from factory.engines import Request
 from factory.recipe import Recipe
 from factory.sources import Prompt
-from factory.store import Batch, Store, candidate_id, now
+from factory.store import Batch, StoreWriter, candidate_id, now
 from factory.workers import VerifyPool
 from filters.base import Candidate, Verdict, merge, narrow
 from filters.registry import worker_stages
@@ -119,7 +119,7 @@ def finished(recipe: Recipe, drawn: int, kept: int) -> bool:
 
 
 def pending(recipe: Recipe, prompts: list[Prompt], progress: dict) -> int:
-    """How many prompts still need samples, given `Store.progress` of the run."""
+    """How many prompts still need samples, given `StoreReader.progress` of the run."""
     return sum(not finished(recipe, *progress.get(p.prompt_id, (0, 0, 0, 0))[::2]) for p in prompts)
 
 
@@ -128,7 +128,7 @@ def sample(
     prompts: Sequence[Prompt],
     engine,
     pool: VerifyPool,
-    store: Store,
+    store: StoreWriter,
     run_id: str,
     on_progress: Callable[[Tally], None] | None = None,
     judge: Callable | None = None,
@@ -437,7 +437,9 @@ def example(recipe: Recipe, p: Prompt, run_id: str, cid: str, text: str, n_token
     }
 
 
-def _commit(recipe: Recipe, store: Store, run_id: str, rounds: list[_Round], tally: Tally, gate=None) -> list[_Round]:
+def _commit(
+    recipe: Recipe, store: StoreWriter, run_id: str, rounds: list[_Round], tally: Tally, gate=None
+) -> list[_Round]:
     """Deduplicate (the gate) and store judged rounds in one transaction; then count them as drawn."""
     if gate is not None and gate.active:
         flat = [(r, i) for r in rounds for i in range(len(r.completions))]

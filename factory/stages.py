@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from factory.recipe import Recipe
 from factory.sources import Prompt
-from factory.store import Store
+from factory.store import StoreWriter
 from filters.base import Verdict, narrow
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ class Prep:
 class Gate:
     """Decontamination and dedup for one recipe, on prompts (`split`) and on responses (`__call__`)."""
 
-    def __init__(self, recipe: Recipe, store: Store | None = None):
+    def __init__(self, recipe: Recipe, store: StoreWriter | None = None):
         from filters.decontam import Decontaminator
         from filters.dedup import Deduper
 
@@ -142,7 +142,7 @@ class Gate:
         return self.dedup.export_new() if self.dedup is not None else []
 
 
-def set_aside(store: Store, run_id: str, gate: Gate, dropped: list[tuple[Prompt, Verdict]]) -> None:
+def set_aside(store: StoreWriter, run_id: str, gate: Gate, dropped: list[tuple[Prompt, Verdict]]) -> None:
     """Store the prompts `Gate.split` set aside, and the prompt signatures it added, in one transaction."""
     from factory.store import Batch
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from factory.errors import FactoryError
 from factory.recipe import PromptConfig
 from factory.sources import Prompt, make
-from factory.store import Store
+from factory.store import StoreReader
 from trainers.recipe import GRPORecipe, SFTData
 
 
 def sft_rows(db: Path, data: SFTData) -> list[dict]:
     """The examples `data.where` picks, in store order, as {prompt, completion} message lists."""
-    with Store(db, read_only=True) as store:
+    with StoreReader(db) as store:
         chats = store.messages(data.where, data.limit, order="committed")
     rows = []
     for messages in chats:
@@ -44,7 +44,7 @@ def sft_dataset(db: Path, data: SFTData):
 def store_prompts(db: Path, recipe: GRPORecipe) -> list[tuple[Prompt, float | None]]:
     """(prompt, pass rate or None when never sampled) for the store's prompts the recipe picks."""
     p = recipe.prompts
-    with Store(db, read_only=True) as store:
+    with StoreReader(db) as store:
         rows = store.prompts_by_pass_rate(p.where, p.pass_rate, p.limit)
     out = []
     for source, task, text, reference, metadata, rate in rows:

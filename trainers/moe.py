@@ -111,9 +111,9 @@ def load_tokens(db: Path, cfg: DataConfig, tokenizer):
     """All selected examples rendered with the chat template, as one 1-D token tensor."""
     import torch
 
-    from factory.store import Store
+    from factory.store import StoreReader
 
-    with Store(db, read_only=True) as store:
+    with StoreReader(db) as store:
         rows = store.messages(cfg.where, cfg.limit, order="id")
     if not rows:
         picked = f" matching data.where {cfg.where!r}" if cfg.where else ""

@@ -15,7 +15,7 @@ from factory import checks, publish, report
 from factory.errors import FactoryError
 from factory.recipe import load
 from factory.run import prepare, run_recipe
-from factory.store import Store
+from factory.store import StoreReader, StoreWriter
 from filters import sandbox
 
 
@@ -85,7 +85,7 @@ def test_weak_and_broken_prompts_are_set_aside_and_checked_once(job, tmp_path, s
 def test_a_new_battery_checks_again(job, tmp_path, sandbox_runs, monkeypatch):
     db = tmp_path / "f.duckdb"
     r, prompts = prepare(job, None, [])
-    with Store(db) as store:
+    with StoreWriter(db) as store:
         checks.run_checks(store, r, prompts)
         first = len(sandbox_runs)
         assert checks.run_checks(store, r, prompts).keys() == {p.prompt_id for p in prompts}
@@ -107,7 +107,7 @@ def test_allow_weak_tests_samples_them_and_flags_their_candidates(job, tmp_path)
 def test_stats_report_and_card_count_the_checks(job, tmp_path):
     db = tmp_path / "f.duckdb"
     _generate(job, db)
-    with Store(db, read_only=True) as store:
+    with StoreReader(db) as store:
         s = store.stats()
         assert s["test_checks"] == {"checked": 3, "weak_tests": 1, "bad_reference": 1, "by_program": {"constant": 1}}
         assert s["reasons"]["prompt_weak_tests"] == 1 and s["reasons"]["prompt_bad_reference"] == 1
@@ -125,14 +125,14 @@ def test_stats_report_and_card_count_the_checks(job, tmp_path):
 
 def test_a_store_made_before_the_checks_table_opens(tmp_path):
     path = tmp_path / "old.duckdb"
-    Store(path).close()
+    StoreWriter(path).close()
     con = duckdb.connect(str(path))
     con.execute("DROP TABLE prompt_checks")
     con.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
     con.close()
-    with Store(path, read_only=True) as reader:
+    with StoreReader(path) as reader:
         assert reader.stats()["test_checks"] == {"checked": 0, "weak_tests": 0, "bad_reference": 0, "by_program": {}}
-    with Store(path) as store:  # its next writer adds the table
+    with StoreWriter(path) as store:  # its next writer adds the table
         assert store.checks(["p"], "1") == {}
         assert store.query("SELECT value FROM meta WHERE key = 'schema'")[1] == [("4",)]
 

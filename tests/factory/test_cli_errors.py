@@ -13,7 +13,7 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from factory.store import Batch, Store
+from factory.store import Batch, StoreReader, StoreWriter
 
 SAFE = {"model": "no-such-model", "engine": {"kind": "openai", "base_url": "http://127.0.0.1:9/v1", "retries": 1}}
 
@@ -34,7 +34,7 @@ def _fails(*args: str) -> str:
 def _runs(db: Path) -> int:
     if not db.exists():
         return 0
-    store = Store(db, read_only=True)
+    store = StoreReader(db)
     try:
         return store.query("SELECT count(*) FROM runs")[1][0][0]
     finally:
@@ -79,7 +79,7 @@ def test_a_broken_jsonl_line_names_file_and_line(tmp_path):
     data.write_text('{"prompt": "1+1?", "answer": "2"}\n{"prompt": "2+2?", "answer": "4"}\n{"prompt": "3+3?",\n')
     recipe = _recipe(tmp_path, source={"kind": "jsonl", "path": str(data)})
     db = tmp_path / "f.duckdb"
-    Store(db).close()  # an existing store: it must get no run
+    StoreWriter(db).close()  # an existing store: it must get no run
     err = _fails("generate", str(recipe), "--db", str(db))
     assert f"{data}:3: not valid JSON" in err  # whole, not wrapped at 80 columns
     assert _runs(db) == 0
@@ -106,7 +106,7 @@ def test_a_missing_benchmark_file(tmp_path):
 
 def test_query_errors(tmp_path):
     db = tmp_path / "f.duckdb"
-    store = Store(db)
+    store = StoreWriter(db)
     store.commit(Batch([{"prompt_id": "p", "source": "s", "task": "math", "prompt": "[/INST] q", "reference": "{}",
                          "metadata": "{}"}], [], []))  # fmt: skip
     store.close()
@@ -164,7 +164,7 @@ def test_a_prompt_file_that_is_not_utf8_names_file_and_line(tmp_path, encode, sa
     data.write_bytes(encode("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)))
     recipe = _recipe(tmp_path, source={"kind": "jsonl", "path": str(data)})
     db = tmp_path / "f.duckdb"
-    Store(db).close()
+    StoreWriter(db).close()
     err = _fails("generate", str(recipe), "--db", str(db))
     assert f"{data}{says}" in err and "must be UTF-8" in err and "re-save it as UTF-8" in err
     assert _runs(db) == 0

@@ -78,10 +78,10 @@ def _jsonl_recipe(tmp_path, name: str, items: list[tuple[str, str]], grpo: bool 
 def _store_with(tmp_path, texts: list[str]):
     import duckdb
 
-    from factory.store import Store
+    from factory.store import StoreWriter
 
     db = tmp_path / "train.duckdb"
-    Store(db).close()
+    StoreWriter(db).close()
     con = duckdb.connect(str(db))
     for i, t in enumerate(texts):
         con.execute("INSERT INTO prompts VALUES (?, 'jsonl', 'math', ?, '{}', '{}')", [f"p{i}", t])

@@ -20,13 +20,13 @@ import pytest
 from conftest import DEMO_SETTINGS, FACTORY, REPLAY, ROOT, run_cli
 
 from factory.live import reading
-from factory.store import Batch, Store, candidate_id, now
+from factory.store import Batch, StoreReader, StoreWriter, candidate_id, now
 
 WRITER = """
 import json, random, sys, time
 from pathlib import Path
-from factory.store import Batch, Store, candidate_id, now
-s = Store(sys.argv[1])
+from factory.store import Batch, StoreWriter, candidate_id, now
+s = StoreWriter(sys.argv[1])
 run = s.start_run("stress", "h", "x", "m", "vllm", {}, {})
 stop, i, spooled = Path(sys.argv[2]), 0, 0
 while not stop.exists() and i < 5000:
@@ -108,8 +108,8 @@ ssize_t pread(int fd, void *buf, size_t n, off_t at) { return pread64(fd, buf, n
 """
 READ = """
 import sys
-from factory.store import Store
-s = Store(sys.argv[1], read_only=True, wait=60)
+from factory.store import StoreReader
+s = StoreReader(sys.argv[1], wait=60)
 print(s.query("SELECT count(*) FROM candidates")[1][0][0])
 s.close()
 """
@@ -131,7 +131,7 @@ def test_a_reader_stopped_inside_duckdbs_open_reads_the_file_it_opened(tmp_path)
                    text=True, check=True)  # fmt: skip
     db, paused, go = tmp_path / "f.duckdb", tmp_path / "paused", tmp_path / "go"
     env = os.environ | {"LD_PRELOAD": str(tmp_path / "pause.so"), "PAUSED": str(paused), "GO": str(go)}
-    writer = Store(db)
+    writer = StoreWriter(db)
     try:
         run = writer.start_run("pause", "h", "x", "m", "vllm", {}, {})
         writer.commit(_batch(run, "p0"))
@@ -153,7 +153,7 @@ def test_a_reader_stopped_inside_duckdbs_open_reads_the_file_it_opened(tmp_path)
         writer.close()
     assert reader.returncode == 0, [line for line in err.splitlines() if "Error" in line]  # not DuckDB's stack
     assert out.split() == ["4"] and spooled  # p0 as the file held it; p1 was not written under the reader
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         assert s.query("SELECT count(*) FROM candidates")[1] == [(8,)]  # and it landed afterwards
 
 

@@ -26,7 +26,7 @@ from conftest import DEMO_RECORDING, DEMO_SETTINGS, FACTORY, REPLAY, ROOT, rows,
 
 from factory.distributed import HOLD, ShardWorker, drive
 from factory.run import prepare, run_recipe
-from factory.store import Store
+from factory.store import StoreWriter
 
 CANDIDATES = "SELECT prompt_id, sample_index, text, accepted, reason FROM candidates ORDER BY ALL"
 EXAMPLES = "SELECT c.prompt_id, c.sample_index FROM examples JOIN candidates c USING (candidate_id) ORDER BY ALL"
@@ -84,7 +84,7 @@ def test_shards_store_what_a_local_run_stores(tmp_path, demo_recipe, demo_store)
     assert rows(db, CANDIDATES) == rows(demo_store, CANDIDATES)
     assert rows(db, EXAMPLES) == rows(demo_store, EXAMPLES)
     assert {r for *_, r in rows(db, CANDIDATES)} == {None, "wrong_answer", "near_duplicate"}
-    with Store(db) as store:
+    with StoreWriter(db) as store:
         assert json.loads(store.snapshot_path.read_text())["shards_done"] == 3
     [(status,)] = rows(db, "SELECT status FROM runs")
     assert status == "complete"

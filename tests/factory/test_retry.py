@@ -14,7 +14,7 @@ from factory.engines import Completion
 from factory.errors import FactoryError
 from factory.recipe import SourceConfig
 from factory.run import retry_plan, run_recipe
-from factory.store import Batch, Store, candidate_id, now
+from factory.store import Batch, StoreReader, StoreWriter, candidate_id, now
 
 TEMPLATE = "Q: {prompt}"
 
@@ -71,7 +71,7 @@ def _asked(engine: Engine, p) -> int:
 
 
 def _runs(db) -> list[tuple]:
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         return s.query("SELECT run_id, retry_of, status FROM runs ORDER BY started_at")[1]
 
 
@@ -98,7 +98,7 @@ def test_a_retry_samples_only_what_the_old_run_left_and_counts_its_samples(tmp_p
     assert again == new and resumed and len(_runs(db)) == 2 and _runs(db)[1][2] == "complete"
     assert _asked(second, a) + _asked(third, a) == 0  # a was solved: never sampled again
     assert _asked(third, c) == 1  # right on its first round
-    with Store(db, read_only=True) as s:
+    with StoreReader(db) as s:
         drawn = {pid: (d, k) for pid, (d, _, k, _) in s.progress(new).items()}
     assert drawn == {b.prompt_id: (2, 0), c.prompt_id: (2, 1)}  # b: 4 old + 2 new = max_samples 6
     assert (tally.prompts, tally.prompts_done, tally.candidates, tally.examples) == (2, 2, 4, 1)  # this run's only
@@ -111,7 +111,7 @@ def test_a_retry_samples_only_what_the_old_run_left_and_counts_its_samples(tmp_p
 
 def test_retry_plan_counts_every_earlier_run_and_says_what_it_cannot_sample(tmp_path, prompts):
     a, b, c, d = prompts
-    with Store(tmp_path / "f.duckdb") as store:
+    with StoreWriter(tmp_path / "f.duckdb") as store:
         old = store.start_run("t", "h1", "x", "m", "scripted", {}, {})
         _store(store, old, [(a, 2), (b, 4), (c, 2), (d, 1)], kept=a)
         retry = store.start_run("t", "h2", "x", "m", "scripted", {}, {}, retry_of=old)
@@ -130,7 +130,7 @@ def test_retry_plan_counts_every_earlier_run_and_says_what_it_cannot_sample(tmp_
             retry_plan(store, _recipe(), [a], "no-such-run")
 
 
-def _store(store: Store, run: str, drawn: list[tuple], kept=None) -> None:
+def _store(store: StoreWriter, run: str, drawn: list[tuple], kept=None) -> None:
     """n wrong samples of each (prompt, n), but the first of `kept`'s, accepted and kept."""
     cands, examples = [], []
     for p, n in drawn:
@@ -150,15 +150,15 @@ def _store(store: Store, run: str, drawn: list[tuple], kept=None) -> None:
 
 def test_a_store_made_before_retry_of_is_read_as_it_is_and_gets_the_column_from_its_writer(tmp_path):
     path = tmp_path / "old.duckdb"
-    with Store(path) as store:
+    with StoreWriter(path) as store:
         old = store.start_run("t", "h1", "x", "m", "vllm", {}, {})
     con = duckdb.connect(str(path))
     con.execute("ALTER TABLE runs DROP COLUMN retry_of")
     con.execute("UPDATE meta SET value = '2' WHERE key = 'schema'")
     con.close()
-    with Store(path, read_only=True) as reader:
+    with StoreReader(path) as reader:
         assert [r["run_id"] for r in reader.runs()] == [old] and reader.stats()["runs"][0]["run_id"] == old
-    with Store(path) as store:
+    with StoreWriter(path) as store:
         assert store.find_run("h1") == old and store.lineage(old) == [old]
         new = store.start_run("t", "h2", "x", "m", "vllm", {}, {}, retry_of=old)
         assert store.find_run("h2") is None and store.find_run("h2", old) == new
@@ -175,7 +175,7 @@ def test_cli_retry_of_an_unknown_run_is_a_clean_error(tmp_path):
     res = run_cli("generate", str(recipe), "--db", str(db), "--retry", "20990101-000000-abcdef", timeout=60)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"--retry 20990101-000000-abcdef: no store at {db}" in res.stderr and not db.exists()
-    Store(db).close()
+    StoreWriter(db).close()
     res = run_cli("generate", str(recipe), "--db", str(db), "--retry", "20990101-000000-abcdef", timeout=60)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert "--retry 20990101-000000-abcdef: no such run" in res.stderr

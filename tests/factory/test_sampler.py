@@ -12,7 +12,7 @@ from factory import sources
 from factory.engines import Completion
 from factory.recipe import SourceConfig
 from factory.sampler import assistant_text, sample
-from factory.store import Store
+from factory.store import StoreWriter
 from factory.workers import VerifyPool
 
 
@@ -56,7 +56,7 @@ def prompts():
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "f.duckdb")
+    s = StoreWriter(tmp_path / "f.duckdb")
     yield s
     s.close()
 
@@ -71,11 +71,11 @@ def _recipe(**rejection) -> recipes.Recipe:
     return recipes.parse(raw)
 
 
-def _run(store: Store, r: recipes.Recipe) -> str:
+def _run(store: StoreWriter, r: recipes.Recipe) -> str:
     return store.start_run("t", r.hash(), r.text, r.model, "scripted", {}, {})
 
 
-def _per_prompt(store: Store, run: str) -> dict[str, tuple]:
+def _per_prompt(store: StoreWriter, run: str) -> dict[str, tuple]:
     _, rows = store.query(
         f"""SELECT prompt_id, list(sample_index ORDER BY sample_index), count(*) FILTER (WHERE accepted),
                    (SELECT count(*) FROM examples e WHERE e.prompt_id = c.prompt_id AND e.run_id = c.run_id)

@@ -13,7 +13,7 @@ from factory import sources
 from factory.engines import Completion
 from factory.sampler import sample
 from factory.stages import Gate, set_aside
-from factory.store import Store
+from factory.store import StoreWriter
 from factory.workers import VerifyPool
 
 STORY = (
@@ -38,7 +38,7 @@ def _recipe(**raw):
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "f.duckdb")
+    s = StoreWriter(tmp_path / "f.duckdb")
     yield s
     s.close()
 
@@ -150,7 +150,7 @@ def test_the_workers_do_the_gates_response_work_with_the_same_verdicts(tmp_path)
                 rejection={"accept_per_prompt": 4, "max_samples": 4, "round_size": 4})  # fmt: skip
     out = {}
     for workers_prep in (False, True):
-        with Store(tmp_path / f"{workers_prep}.duckdb") as store:
+        with StoreWriter(tmp_path / f"{workers_prep}.duckdb") as store:
             out[workers_prep] = _sampled(store, r, prompts, LeakingEngine(item.solution), workers_prep)
     (alone, here_alone), (prepped, here_prepped) = out[False], out[True]
     assert prepped == alone

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from factory.errors import FactoryError
-from factory.store import Batch, Store, StoreBusy, candidate_id, now
+from factory.store import Batch, StoreBusy, StoreReader, StoreWriter, candidate_id, now
 
 
 def _prompt(pid: str, source: str = "reasoning_gym/basic_arithmetic", task: str = "math") -> dict:
@@ -33,17 +33,17 @@ def _example(c: dict, task: str = "math", source: str = "reasoning_gym/basic_ari
             "created_at": now()}  # fmt: skip
 
 
-def _start(store: Store, recipe_hash: str = "h1", name: str = "job") -> str:
+def _start(store: StoreWriter, recipe_hash: str = "h1", name: str = "job") -> str:
     return store.start_run(name, recipe_hash, "source: {}\n", "m", "vllm", {"temperature": 0.6}, {"factory": "0"})
 
 
-def _count(store: Store, table: str) -> int:
+def _count(store: StoreWriter, table: str) -> int:
     return store.query(f"SELECT count(*) FROM {table}")[1][0][0]
 
 
 @pytest.fixture
 def store(tmp_path):
-    s = Store(tmp_path / "sub" / "f.duckdb")  # the folder is made
+    s = StoreWriter(tmp_path / "sub" / "f.duckdb")  # the folder is made
     yield s
     s.close()
 
@@ -185,13 +185,13 @@ def test_publish_writes_a_snapshot(store):
 def test_reading_a_missing_store(tmp_path):
     missing = tmp_path / "none.duckdb"
     with pytest.raises(FactoryError, match="no store at") as e:
-        Store(missing, read_only=True)
+        StoreReader(missing)
     assert str(missing) in str(e.value) and not missing.exists()
 
 
 def test_a_store_another_process_holds_is_refused_clearly(tmp_path):
     path = tmp_path / "held.duckdb"
-    Store(path).close()
+    StoreWriter(path).close()
     holder = subprocess.Popen(
         [sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1]); print('held', flush=True); "
          "time.sleep(60)", str(path)],
@@ -199,29 +199,29 @@ def test_a_store_another_process_holds_is_refused_clearly(tmp_path):
     )  # fmt: skip
     try:
         assert holder.stdout.readline().strip() == "held"
-        for read_only in (False, True):
+        for opener in (StoreWriter, StoreReader):
             t = time.monotonic()
             with pytest.raises(StoreBusy) as e:
-                Store(path, read_only=read_only, wait=1.0)
+                opener(path, wait=1.0)
             assert 1.0 <= time.monotonic() - t < 10  # it waited for a free moment, then gave up
             msg = str(e.value)
             assert "another process" in msg and str(path) in msg and "progress.json" in msg
     finally:
         holder.kill()
         holder.wait()
-    Store(path, read_only=True).close()  # free again once the holder is gone
+    StoreReader(path).close()  # free again once the holder is gone
 
 
 def test_a_second_writer_is_refused_at_once_and_a_reader_is_let_in_when_it_asks(tmp_path):
     path = tmp_path / "w.duckdb"
-    writer = Store(path)
+    writer = StoreWriter(path)
     try:
         with pytest.raises(StoreBusy, match="being written by another process"):
-            Store(path, wait=30)  # the writer's own lock: no wait, not even for the DuckDB file
+            StoreWriter(path, wait=30)  # the writer's own lock: no wait, not even for the DuckDB file
         run = _start(writer)
         writer.commit(Batch([_prompt("a")], [_cand(run, "a", 0, True)], []))
         reader = subprocess.Popen(  # another process: the idle writer lets go of the file when it asks
-            [sys.executable, "-c", "import sys; from factory.store import Store; s = Store(sys.argv[1], read_only=True,"
+            [sys.executable, "-c", "import sys; from factory.store import StoreReader; s = StoreReader(sys.argv[1],"
              " wait=10); print(s.query('SELECT count(*) FROM candidates')[1][0][0], flush=True); sys.stdin.readline()",
              str(path)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
@@ -239,10 +239,10 @@ def test_a_second_writer_is_refused_at_once_and_a_reader_is_let_in_when_it_asks(
 
 
 def test_a_request_left_by_a_dead_reader_is_cleared(tmp_path):
-    from factory.storefiles import asked
+    from factory.store.handoff import asked
 
     path = tmp_path / "d.duckdb"
-    writer = Store(path)
+    writer = StoreWriter(path)
     try:
         dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
         ask = tmp_path / "d.duckdb.readers" / f"{dead.stdout.strip()}-abcd1234"
@@ -260,7 +260,7 @@ def test_a_request_left_by_a_dead_reader_is_cleared(tmp_path):
 def test_keys_seen_before_are_looked_up_and_only_they():
     import numpy as np
 
-    from factory.storefiles import Seen
+    from factory.store.writer import Seen
 
     seen = Seen(np.array([5, 1, 9], np.uint64))
     assert seen.maybe(np.array([1, 2, 9, 10, 0], np.uint64)).tolist() == [True, False, True, False, False]

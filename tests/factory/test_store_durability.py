@@ -19,7 +19,7 @@ import pytest
 from conftest import FACTORY, ROOT
 
 from factory.sampler import assistant_text
-from factory.store import Batch, Store, candidate_id, now
+from factory.store import Batch, StoreReader, StoreWriter, candidate_id, now
 
 DATA = Path(__file__).parent / "data"
 # raw model texts: stripped, or given back their <think>, when they become an example's reply
@@ -67,11 +67,11 @@ def test_a_schema_1_store_is_read_as_it_is_and_migrated_whole(tmp_path):
     path = tmp_path / "old.duckdb"
     _v1_store(path)
     before = _content(path)
-    reader = Store(path, read_only=True)  # read-only: no change, the old tables read as they are
+    reader = StoreReader(path)  # read-only: no change, the old tables read as they are
     assert reader.stats()["examples"] == len(TEXTS) * 3 and len(reader.facts()["lengths"]["true"]) == 2 * 3 * 7
     reader.close()
     assert _content(path) == before
-    Store(path).close()  # a writer migrates it
+    StoreWriter(path).close()  # a writer migrates it
     after = _content(path)
     assert after == before  # every column users query, every row, every text as it was
     con = duckdb.connect(str(path), read_only=True)
@@ -87,7 +87,7 @@ def test_a_schema_1_store_is_read_as_it_is_and_migrated_whole(tmp_path):
     assert held == 2 * len(TEXTS) + 1
     assert version == "4" and kinds["candidates"] == "VIEW" and kinds["candidate_rows"] == "BASE TABLE"
     assert set(indexes) <= {("meta",), ("runs",)}  # nothing indexed that grows with the store
-    store = Store(path)  # opened again: nothing left to migrate, and it takes new batches
+    store = StoreWriter(path)  # opened again: nothing left to migrate, and it takes new batches
     c = {"candidate_id": candidate_id("r2", "p0", 0), "run_id": "r2", "prompt_id": "p0", "sample_index": 0,
          "text": " new ", "n_tokens": 1, "n_prompt_tokens": 1, "finish_reason": "stop", "accepted": True,
          "reason": None, "scores": "{}", "created_at": now()}  # fmt: skip
@@ -103,17 +103,17 @@ def test_a_schema_1_store_is_read_as_it_is_and_migrated_whole(tmp_path):
 
 WRITER = """
 import os, sys
-import factory.store as fs
-from factory.store import Batch, Store, candidate_id, now
+import factory.store.writer as fs
+from factory.store import Batch, StoreWriter, candidate_id, now
 
 fs.CHECKPOINT_BYTES = 0  # a checkpoint after every commit
-checkpoint = fs.Store._checkpoint
-def checkpointing(self):
+checkpoint = fs.StoreWriter._checkpoint
+def checkpointing(self, con):
     print("checkpoint", flush=True)  # it folds the WAL into the file next
-    checkpoint(self)
-fs.Store._checkpoint = checkpointing
+    checkpoint(self, con)
+fs.StoreWriter._checkpoint = checkpointing
 
-s = Store(sys.argv[1])
+s = StoreWriter(sys.argv[1])
 run = s.find_run("h") or s.start_run("kill", "h", "x", "m", "vllm", {}, {})
 done = s.progress(run)
 for b in range(int(sys.argv[2])):
@@ -137,7 +137,7 @@ print("done", flush=True)
 
 def _check(path: Path, committed: set[str]) -> int:
     """Every batch reported committed is there whole, nothing twice; the number of batches stored."""
-    store = Store(path, read_only=True)
+    store = StoreReader(path)
     try:
         _, rows = store.query("SELECT prompt_id, count(*), count(DISTINCT sample_index), count(*) FILTER "
                               "(WHERE length(text) > 300000) FROM candidates GROUP BY 1")  # fmt: skip
@@ -182,8 +182,8 @@ def test_a_spooled_batch_survives_a_crash_and_lands_once(tmp_path):
     path = tmp_path / "s.duckdb"
     child = """
 import os, signal, sys
-from factory.store import Batch, Store, candidate_id, now
-s = Store(sys.argv[1])
+from factory.store import Batch, StoreWriter, candidate_id, now
+s = StoreWriter(sys.argv[1])
 run = s.start_run("spool", "h", "x", "m", "vllm", {}, {})
 def batch(pid):
     c = {"candidate_id": candidate_id(run, pid, 0), "run_id": run, "prompt_id": pid, "sample_index": 0, "text": pid,
@@ -201,7 +201,7 @@ os.kill(os.getpid(), signal.SIGKILL)
     w = subprocess.Popen([sys.executable, "-c", child, str(path)], cwd=ROOT, stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, text=True)  # fmt: skip
     assert w.stdout.readline().strip() == "a"
-    reader = Store(path, read_only=True, wait=5)
+    reader = StoreReader(path, wait=5)
     w.stdin.write("\n")
     w.stdin.flush()
     assert w.stdout.readline().strip() == "spooled"
@@ -211,19 +211,19 @@ os.kill(os.getpid(), signal.SIGKILL)
     spool = tmp_path / "s.duckdb.spool"
     kept = tmp_path / "spool-copy"
     shutil.copytree(spool, kept)
-    Store(path).close()  # the next writer commits the spool first
+    StoreWriter(path).close()  # the next writer commits the spool first
     assert not spool.exists()
-    assert [r[0] for r in Store(path, read_only=True).query("SELECT text FROM candidates ORDER BY 1")[1]] == ["a", "b"]
+    assert [r[0] for r in StoreReader(path).query("SELECT text FROM candidates ORDER BY 1")[1]] == ["a", "b"]
     shutil.copytree(kept, spool)  # as if a crash came after the spooled batch's commit, before its folder went
-    Store(path).close()
-    store = Store(path, read_only=True)
+    StoreWriter(path).close()
+    store = StoreReader(path)
     assert store.query("SELECT count(*) FROM candidates")[1] == [(2,)] and not spool.exists()  # not twice
     store.close()
 
 
 def test_an_export_killed_midway_leaves_nothing_and_runs_again(tmp_path):
     path = tmp_path / "e.duckdb"
-    store = Store(path)
+    store = StoreWriter(path)
     run = store.start_run("export", "h", "x", "m", "vllm", {}, {})
     body = "".join(random.Random(1).choices("abcdefghij klmnopqrst", k=400_000))
     for b in range(40):  # ~16 MB of text in 400 examples
@@ -266,7 +266,7 @@ def test_an_export_killed_midway_leaves_nothing_and_runs_again(tmp_path):
 
 @pytest.mark.parametrize("reply", ["answer", " answer ", "<think>\nanswer"])
 def test_a_text_is_held_by_its_example_only_when_it_can_be_rebuilt_exactly(reply):
-    from factory.storefiles import held_by_example
+    from factory.store.schema import held_by_example
 
     for text in ["answer", "  answer\n", "answer</think>", "other", ""]:
         edit = held_by_example(text, reply)
@@ -285,9 +285,9 @@ def test_a_migration_cut_off_leaves_the_old_store_and_is_done_again(tmp_path, mo
     def crash(*a):
         raise KeyboardInterrupt  # killed after the new file is written, before it takes the old one's place
 
-    monkeypatch.setattr("factory.store.os.replace", crash)
+    monkeypatch.setattr("factory.store.handoff.os.replace", crash)
     with pytest.raises(KeyboardInterrupt):
-        Store(path)
+        StoreWriter(path)
     monkeypatch.undo()
     assert (tmp_path / "old.duckdb.migrating").exists()  # the half-done work is left beside, the store untouched
     con = duckdb.connect(str(path), read_only=True)
@@ -296,5 +296,5 @@ def test_a_migration_cut_off_leaves_the_old_store_and_is_done_again(tmp_path, mo
     ] == 0  # fmt: skip
     con.close()
     assert _content(path) == before
-    Store(path).close()  # the next writer migrates it from the start
+    StoreWriter(path).close()  # the next writer migrates it from the start
     assert _content(path) == before and not (tmp_path / "old.duckdb.migrating").exists()

@@ -15,7 +15,7 @@ from factory import recipe as recipes
 from factory import sources
 from factory.engines import Completion
 from factory.sampler import sample
-from factory.store import Store
+from factory.store import StoreReader, StoreWriter
 from factory.workers import VerifyPool
 from filters.base import Candidate, Verdict, reject
 from filters.registry import Settings, run_chain, worker_stages
@@ -110,7 +110,7 @@ def test_a_run_with_user_stages_stores_their_reasons_and_goes_on_past_the_broken
     r = recipes.parse({"source": {"kind": "jsonl", "path": "x.jsonl"}, "prompt": {"think": False},
                        "filters": ["format", f"{HERE}:lab", f"{HERE}:length_score"],
                        "rejection": {"accept_per_prompt": 5, "max_samples": 5, "round_size": 5}})  # fmt: skip
-    with Store(tmp_path / "s.duckdb") as store:
+    with StoreWriter(tmp_path / "s.duckdb") as store:
         run_id = store.start_run("t", r.hash(), r.text, r.model, "scripted", {}, {})
         with VerifyPool(2, timeout=3) as pool:
             tally = sample(r, prompts, Answers(), pool, store, run_id)
@@ -147,7 +147,7 @@ def test_a_user_stage_module_is_found_in_the_current_directory(tmp_path):
     res = subprocess.run([FACTORY, "generate", "r.yaml", "--db", "s.duckdb"], cwd=tmp_path, capture_output=True,
                          text=True, timeout=300)  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]
-    with Store(tmp_path / "s.duckdb", read_only=True) as store:
+    with StoreReader(tmp_path / "s.duckdb") as store:
         rows = store.query("SELECT text, accepted, reason FROM candidates ORDER BY sample_index")[1]
     assert rows == [("It is 2 mol.", True, None), ("It is 2.", False, "no_unit")]
 
