@@ -305,11 +305,11 @@ def _read(value, row) -> str:
 
 
 class Busy:
-    """Seconds spent judging-merging, deduplicating and committing batches (`sampler._commit`), wherever it runs."""
+    """Seconds spent judging-merging, deduplicating and committing batches (`sampler.commit`), wherever it runs."""
 
     def __init__(self):
         self.seconds = 0.0
-        inner = sampler._commit
+        inner = sampler.commit
 
         def timed(*a, **k):
             t = time.perf_counter()
@@ -318,7 +318,7 @@ class Busy:
             finally:
                 self.seconds += time.perf_counter() - t
 
-        sampler._commit = timed
+        sampler.commit = timed
 
 
 class Live(threading.Thread):

@@ -14,7 +14,7 @@ mid-shard has the shard retried by Ray (nothing of it was stored); a shard that 
 driver killed and started again resumes the run and cuts shards of what is still pending only.
 
 Without --address the command starts a local Ray cluster and stops it at the end. With --address it joins a cluster
-started with `ray start` (the README says how the token reaches each node and the command); where no head answers,
+started with `ray start` (docs/cluster.md says how the token reaches each node and the command); where no head answers,
 or the head refuses the token, it stops in seconds with the fix.
 """
 
@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from factory.errors import FactoryError
 from factory.recipe import Recipe
 from factory.run import Job, make_pool
-from factory.sampler import DEFAULT_PROMPTS, Tally, example, finished, sample
+from factory.sampler import Tally, example, finished, sample
+from factory.schedule import DEFAULT_PROMPTS
 from factory.sources import Prompt
 from factory.stages import DEDUP, Gate
 from factory.store import Batch, now
@@ -45,7 +46,7 @@ LOCAL_OBJECT_STORE = 2**30  # bytes of shared memory for shard results on a loca
 REACH_S = 10  # seconds to open a connection to --address (ray.init retries one that nothing answers for minutes)
 TOKEN_HELP = (
     "the head's token in ~/.ray/auth_token (copy the head's file; `ray get-auth-token` there prints it) or in a file"
-    " named by RAY_AUTH_TOKEN_PATH; see the README's Ray section"
+    " named by RAY_AUTH_TOKEN_PATH; see docs/cluster.md"
 )
 
 
@@ -368,7 +369,7 @@ def _reach(address: str) -> None:
         raise FactoryError(f"--address {address}: the Ray head there wants a token and this command sends none: {fix}")
     if wants is False and mine:
         why = "runs without token authentication (whoever reaches it can run code on the cluster)"
-        fix = "start the cluster with the README's token, or on a private network set RAY_AUTH_MODE=disabled here too"
+        fix = "start it with a token (docs/cluster.md), or on a private network set RAY_AUTH_MODE=disabled here too"
         raise FactoryError(f"--address {address}: the Ray head there {why}, and RAY_AUTH_MODE=token here: {fix}")
     # ray.init's own checks without its retries (Ray 2.60's private API): a token here, then the head's answer to it
     from ray._private.authentication.authentication_token_setup import ensure_token_if_auth_enabled

@@ -35,15 +35,16 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from queue import SimpleQueue
 
 import numpy as np
 
-from factory import engines
+from factory import engines, schedule
 from factory.engines import Request
 from factory.recipe import Recipe
 from factory.sources import Prompt
@@ -51,10 +52,6 @@ from factory.store import Batch, StoreWriter, candidate_id, now
 from factory.workers import VerifyPool
 from filters.base import Candidate, Verdict, merge, narrow
 from filters.registry import worker_stages
-
-DEFAULT_PROMPTS = 64  # prompts in an engine that says nothing of its capacity (one that generates lists)
-COMMIT_EVERY = 1.0  # seconds between commits while the engine is full (a crash loses at most this much more)
-COMMIT_CHARS = 8 << 20  # text in one commit at most (the rest waits for the next): ~220 rounds of 3 12-KB traces
 
 
 @dataclass
@@ -86,18 +83,64 @@ class _State:
     kept: int = 0
     spent: bool = False  # the engine had fewer samples than asked for (a replay that ran out)
     next: int = 0  # the sample index its next round starts at: `drawn` and the rounds not yet committed
+    drawing: _Round | None = None  # its round between the engine and its verdicts: one at a time
+
+
+class Phase(Enum):
+    """Where a round is. It moves only forward, by `_Stream._move`, along MOVES."""
+
+    ENGINE = "engine"  # its samples are being generated
+    VERIFYING = "verifying"  # with the verification workers
+    JUDGING = "judging"  # the judge's answers to its passed samples are awaited
+    READY = "ready"  # judged: waits for the commit thread
+    COMMITTING = "committing"  # in the commit thread's transaction
+    DONE = "done"  # committed (or the engine had nothing for it)
+
+
+MOVES = {
+    None: {Phase.ENGINE},
+    Phase.ENGINE: {Phase.VERIFYING, Phase.DONE},
+    Phase.VERIFYING: {Phase.JUDGING, Phase.READY},
+    Phase.JUDGING: {Phase.READY},
+    Phase.READY: {Phase.COMMITTING},
+    Phase.COMMITTING: {Phase.DONE},
+    Phase.DONE: set(),
+}
 
 
 @dataclass(eq=False)
 class _Round:
     state: _State
     first: int  # the sample index of its first completion
-    completions: list
+    n: int  # samples asked for
+    phase: Phase | None = None
+    completions: list = field(default_factory=list)
     future: Future | None = None  # the workers' verdicts
     verdicts: list = field(default_factory=list)
     preps: list = field(default_factory=list)  # the workers' `Prepared` for the gate, or None, per completion
     asked: int = 0  # the judge's answers still awaited
     released: bool = False  # judged with nothing passed: its prompt's next round was queued before its commit
+
+
+@dataclass(frozen=True)
+class _Ask:
+    """The key of a judge's question in an engine stream (a round's own key is the round)."""
+
+    rnd: _Round
+    i: int  # which of its completions
+
+
+@dataclass
+class _Committed:
+    """What a commit changed, for the main loop to apply (the commit thread writes nothing the loop reads)."""
+
+    rounds: list[_Round]
+    kept: list[int]  # each round's prompt's examples kept once it is in
+    reasons: dict[str, int]
+    candidates: int = 0
+    tokens: int = 0
+    passed: int = 0
+    examples: int = 0
 
 
 def messages(recipe: Recipe, p: Prompt) -> list[dict]:
@@ -225,22 +268,29 @@ class _Stream:
         self.gen = engines.stream(engine)
         self.asks = None if judge is None else self.gen if judge.engine is engine else engines.stream(judge.engine)
         self.streams = [self.gen] if self.asks in (None, self.gen) else [self.gen, self.asks]
-        self.in_engine, self.verifying, self.ready = 0, 0, []  # rounds in the engine, with the workers, to commit
+        self.count: Counter = Counter()  # rounds in each phase
+        self.ready: list[_Round] = []  # in the order they were judged
         self.verified: SimpleQueue = SimpleQueue()  # rounds whose verdicts came in, in the order they did
         # set as workers' verdicts or a commit come in: scanning and waiting on every round's future each turn held
         # the GIL for 35% of a store-bound run (hundreds of rounds with the workers), slowing the commit thread
         self.wake = threading.Event()
-        self.capacity = capacity = getattr(self.gen, "capacity", None)
-        # as many waiting as running, so the place of each sample that finishes is taken at the next step
-        self.most_seqs = 2 * capacity + recipe.rejection.round_size if capacity else None
-        self.most_prompts = recipe.rejection.batch_prompts or (None if capacity else DEFAULT_PROMPTS)
-        rounds = self.most_seqs and -(-self.most_seqs // recipe.rejection.round_size)
-        held = min(m for m in (self.most_prompts, rounds) if m)  # prompts the engine holds at once, at most
-        self.window, self.open = 2 * held, 0  # prompts begun and not finished: the window, and how many now
+        self.capacity = getattr(self.gen, "capacity", None)
+        self.limits = schedule.limits(self.capacity, recipe.rejection.round_size, recipe.rejection.batch_prompts)
+        self.open = 0  # prompts begun and not finished
         self.committing: Future | None = None
-        self.asked = 0  # rounds waiting for the judge
         self.published = 0.0
         self.last_commit = 0.0
+
+    def _move(self, rnd: _Round, to: Phase) -> None:
+        """The one way a round changes phase."""
+        assert to in MOVES[rnd.phase], f"a round cannot go from {rnd.phase} to {to}"
+        if rnd.phase is not None:
+            self.count[rnd.phase] -= 1
+        self.count[to] += 1
+        rnd.phase = to
+
+    def _busy(self) -> bool:
+        return any(self.count[p] for p in (Phase.ENGINE, Phase.VERIFYING, Phase.JUDGING, Phase.READY, Phase.COMMITTING))
 
     def run(self, fresh: _Fresh, begun: deque) -> None:
         """Sample `fresh` prompts (not begun by this run) and `begun` ones (part-sampled before a resume)."""
@@ -248,7 +298,7 @@ class _Stream:
         self.open, self.begun = len(begun), begun
         later = ThreadPoolExecutor(1, thread_name_prefix="factory-commit")
         try:
-            while fresh or begun or self.in_engine or self.verifying or self.asked or self.ready or self.committing:
+            while fresh or begun or self._busy():
                 self.wake.clear()  # what finishes from here on sets it: the wait below cannot miss it
                 while (fresh or begun) and self._room() and self._launch_next(fresh, begun):
                     pass
@@ -258,10 +308,7 @@ class _Stream:
                     self._committed(self.committing.result())
                     self.committing, moved = None, True
                 if self.ready and self.committing is None and self._commit_due():
-                    self.last_commit = time.monotonic()
-                    args = (self.recipe, self.store, self.run_id, self._take_ready(), self.tally, self.gate)
-                    self.committing = later.submit(_commit, *args)
-                    self.committing.add_done_callback(lambda _: self.wake.set())
+                    self._send(later)
                 if not moved and not any(s.unfinished for s in self.streams):
                     self.wake.wait(0.05)
         finally:
@@ -271,35 +318,35 @@ class _Stream:
         self._publish(force=True)
 
     def _launch_next(self, fresh: _Fresh, begun: deque) -> bool:
-        """Put the next prompt's round in the engine: a new prompt while the window has room, else a begun one. A
-        new prompt is begun beyond the window when no begun one is ready (the engine does not wait for the window),
-        but not beyond twice the window: then the rounds wait for the store, and the engine waits with them, so that
-        an engine faster than the store cannot pile its finished rounds up in memory. Returns whether one went."""
-        if fresh and (self.open < self.window or not begun and self.open < 2 * self.window):
+        """Put the next prompt's round in the engine (`schedule.next_prompt`: a new prompt while the window has room,
+        else a begun one; beyond the window when no begun one is ready, so the engine does not wait for the window,
+        but not beyond twice it: then the rounds wait for the store, and the engine with them, so that an engine
+        faster than the store cannot pile its finished rounds up in memory). Returns whether one went."""
+        which = schedule.next_prompt(self.limits, self.open, bool(fresh), bool(begun))
+        if which == "fresh":
             self.open += 1
             self._launch(fresh.popleft())
-        elif begun:
+        elif which == "begun":
             self._launch(begun.popleft(), tail=not fresh)
-        else:
-            return False
-        return True
-
-    def _take_ready(self) -> list[_Round]:
-        """The ready rounds that go in one commit: the oldest, up to COMMIT_CHARS of text (one at least). DuckDB holds
-        a transaction's rows whole while it commits, so a commit's memory follows its text: ~10x it, measured."""
-        chars = n = 0
-        while n < len(self.ready) and (n == 0 or chars < COMMIT_CHARS):
-            chars += sum(len(c.text) for c in self.ready[n].completions)
-            n += 1
-        taken, self.ready = self.ready[:n], self.ready[n:]
-        return taken
+        return which is not None
 
     def _commit_due(self) -> bool:
         """Whether the rounds ready go to the commit thread now. Its work holds the GIL in parts, which slows the
         engine's steps where they run in this process (4% a sequence-step with a commit of 2 rounds at every chance,
         here), so while the engine is full, rounds gather for COMMIT_EVERY seconds; once it has room (the end of a
         job), a prompt held for its commit may be what would fill it, so they go at once."""
-        return time.monotonic() - self.last_commit >= COMMIT_EVERY or self.capacity is None or self._free() > 0
+        return schedule.commit_due(time.monotonic() - self.last_commit, self.capacity, self._free())
+
+    def _send(self, later: ThreadPoolExecutor) -> None:
+        """The oldest ready rounds, up to COMMIT_CHARS of text, to the commit thread. DuckDB holds a transaction's
+        rows whole while it commits, so a commit's memory follows its text: ~10x it, measured."""
+        n = schedule.commit_take([sum(len(c.text) for c in r.completions) for r in self.ready], schedule.COMMIT_CHARS)
+        taken, self.ready = self.ready[:n], self.ready[n:]
+        for rnd in taken:
+            self._move(rnd, Phase.COMMITTING)
+        self.last_commit = time.monotonic()
+        self.committing = later.submit(commit, self.recipe, self.store, self.run_id, taken, self.gate)
+        self.committing.add_done_callback(lambda _: self.wake.set())
 
     def _free(self) -> int:
         """Places of the engine's running batch that no sample holds (0 where it says nothing of its capacity)."""
@@ -308,21 +355,18 @@ class _Stream:
     def _room(self) -> bool:
         # the stream counts samples still generating (the judge's questions in the same engine too), each freeing
         # its place as it finishes where the engine shows that (vLLM, OpenAI), else with its whole request
-        return (self.most_prompts is None or self.in_engine < self.most_prompts) and (
-            self.most_seqs is None or self.gen.samples < self.most_seqs
-        )
+        return schedule.room(self.limits, self.count[Phase.ENGINE], self.gen.samples)
 
     def _launch(self, s: _State, tail: bool = False) -> None:
-        first, n = s.next, self.recipe.rejection.round_size
-        if tail and self.recipe.rejection.fill_engine:
-            # every prompt is begun, so the places the engine would leave empty can only go to those still open: a
-            # prompt may draw as many more as it has drawn (at most doubling), where that many places are free
-            n = max(n, min(first, self._free()))
-        n = min(n, self.recipe.rejection.max_samples - first)
-        request = Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, first)
-        self.gen.add((s, first, n), request, self.recipe.sampling)  # the recipe's, whatever the engine was built with
+        assert s.drawing is None, f"prompt {s.prompt.prompt_id} has a round out already"
+        rj = self.recipe.rejection
+        # `tail`: every prompt is begun, so the places the engine would leave empty can only go to those still open
+        n = schedule.round_size(s.next, rj.round_size, rj.max_samples, self._free(), tail and rj.fill_engine)
+        rnd = s.drawing = _Round(s, s.next, n)
+        self._move(rnd, Phase.ENGINE)
+        request = Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, s.next)
+        self.gen.add(rnd, request, self.recipe.sampling)  # the recipe's sampling, whatever the engine was built with
         s.next += n
-        self.in_engine += 1
 
     def _collect(self) -> bool:
         """Take what the engine finished: rounds to the workers, judge answers into their round's verdicts."""
@@ -330,19 +374,17 @@ class _Stream:
         for stream in self.streams:
             for key, completions in stream.poll():
                 moved = True
-                if isinstance(key[0], _State):
-                    self.in_engine -= 1
-                    self._verify(*key, completions)
-                    continue
-                rnd, i = key
-                self._judged(rnd, i, self.judge.verdict(completions))
+                if isinstance(key, _Ask):
+                    self._judged(key, self.judge.verdict(completions))
+                else:
+                    self._verify(key, completions)
         return moved
 
-    def _judged(self, rnd: _Round, i: int, v) -> None:
-        rnd.verdicts[i] = merge(rnd.verdicts[i], v)
+    def _judged(self, ask: _Ask, v) -> None:
+        rnd = ask.rnd
+        rnd.verdicts[ask.i] = merge(rnd.verdicts[ask.i], v)
         rnd.asked -= 1
         if not rnd.asked:
-            self.asked -= 1
             self._judged_all(rnd)
 
     def _judged_all(self, rnd: _Round) -> None:
@@ -351,24 +393,28 @@ class _Stream:
         needs another round whatever the commit finds, and its rounds still commit in the order they were drawn (this
         one is ahead of the next in the commit queue). The rounds that must wait for the commit are those with an
         answer that passed: whether their prompt is done is known only once dedup has had its say."""
+        self._move(rnd, Phase.READY)
         self.ready.append(rnd)
         s = rnd.state
         if not any(v.accepted for v in rnd.verdicts) and not s.spent and not finished(self.recipe, s.next, s.kept):
-            rnd.released = True
+            rnd.released, s.drawing = True, None
             self.begun.append(s)
 
-    def _verify(self, s: _State, first: int, n: int, completions: list) -> None:
-        if len(completions) < n:
+    def _verify(self, rnd: _Round, completions: list) -> None:
+        s = rnd.state
+        if len(completions) < rnd.n:
             s.spent = True  # the engine has no more for this prompt; what it gave is still judged and kept
         if not completions:
+            self._move(rnd, Phase.DONE)
+            s.drawing = None
             self.tally.prompts_done += 1
             self.open -= 1
             return
-        think = self.recipe.prompt.think
-        p = s.prompt
+        self._move(rnd, Phase.VERIFYING)
+        think, p = self.recipe.prompt.think, s.prompt
+        rnd.completions = completions
         jobs = [(Candidate(c.text, p.task, p.reference, c.finish_reason, think), self.names) for c in completions]
-        rnd = _Round(s, first, completions, self.pool.submit(jobs))
-        self.verifying += 1
+        rnd.future = self.pool.submit(jobs)
         rnd.future.add_done_callback(lambda _: self._arrived(rnd))
 
     def _arrived(self, rnd: _Round) -> None:
@@ -384,31 +430,43 @@ class _Stream:
         return moved
 
     def _verdicts_in(self, rnd: _Round) -> None:
-        self.verifying -= 1
         rnd.verdicts, rnd.future = rnd.future.result(), None  # its callback refers to the round: no cycle to keep
         rnd.preps = [v.prep for v in rnd.verdicts]
         if flag := self.flags.get(rnd.state.prompt.prompt_id):
             rnd.verdicts = [merge(v, Verdict(v.accepted, v.reason, flag)) for v in rnd.verdicts]
         todo = [i for i, v in enumerate(rnd.verdicts) if v.accepted] if self.judge is not None else []
-        p = rnd.state.prompt
+        if not todo:
+            self._judged_all(rnd)
+            return
+        self._move(rnd, Phase.JUDGING)
+        rnd.asked, p = len(todo), rnd.state.prompt
         for i in todo:
             ask = self.judge.request(p.prompt, p.reference.get("answer"), rnd.completions[i].text)
-            self.asks.add((rnd, i), ask, self.judge.sampling)
-        rnd.asked = len(todo)
-        if todo:
-            self.asked += 1
-        else:
-            self._judged_all(rnd)
+            self.asks.add(_Ask(rnd, i), ask, self.judge.sampling)
 
-    def _committed(self, rounds: list[_Round]) -> None:
-        for rnd in rounds:  # once they are in the store, these prompts are done or may have another round
-            if rnd.released:  # it has it already
+    def _committed(self, done: _Committed) -> None:
+        """Apply what a commit changed: the tally, and each prompt's samples drawn and examples kept; then each
+        prompt is done or queued for its next round (behind the window's others)."""
+        t = self.tally
+        for rnd, kept in zip(done.rounds, done.kept, strict=True):
+            s = rnd.state
+            assert rnd.first == s.drawn, f"prompt {s.prompt.prompt_id}: rounds commit in the order they were drawn"
+            t.prompts_solved += s.kept == 0 and kept > 0
+            s.drawn, s.kept = s.drawn + len(rnd.completions), kept
+            self._move(rnd, Phase.DONE)
+            if rnd.released:  # its next round is out already
                 continue
-            if _done(self.recipe, rnd.state):
-                self.tally.prompts_done += 1
+            s.drawing = None
+            if _done(self.recipe, s):
+                t.prompts_done += 1
                 self.open -= 1
-            else:  # behind the window's other prompts
-                self.begun.append(rnd.state)
+            else:
+                self.begun.append(s)
+        for reason, n in done.reasons.items():
+            t.reasons[reason] = t.reasons.get(reason, 0) + n
+        t.tokens, t.new_tokens = t.tokens + done.tokens, t.new_tokens + done.tokens
+        t.candidates, t.new_candidates = t.candidates + done.candidates, t.new_candidates + done.candidates
+        t.passed, t.examples = t.passed + done.passed, t.examples + done.examples
         self._publish()
 
     def _publish(self, force: bool = False) -> None:
@@ -437,10 +495,9 @@ def example(recipe: Recipe, p: Prompt, run_id: str, cid: str, text: str, n_token
     }
 
 
-def _commit(
-    recipe: Recipe, store: StoreWriter, run_id: str, rounds: list[_Round], tally: Tally, gate=None
-) -> list[_Round]:
-    """Deduplicate (the gate) and store judged rounds in one transaction; then count them as drawn."""
+def commit(recipe: Recipe, store: StoreWriter, run_id: str, rounds: list[_Round], gate=None) -> _Committed:
+    """Deduplicate (the gate) and store judged rounds in one transaction; what changed, for the main loop to apply.
+    (In the commit thread: it reads the rounds' prompts' state, which the main loop changes only once this is done.)"""
     if gate is not None and gate.active:
         flat = [(r, i) for r in rounds for i in range(len(r.completions))]
         items = [(candidate_id(run_id, r.state.prompt.prompt_id, r.first + i), r.completions[i].text,
@@ -448,49 +505,47 @@ def _commit(
         for (r, i), v in zip(flat, narrow([r.verdicts[i] for r, i in flat], items, gate), strict=True):
             r.verdicts[i] = v
     rows = Batch([], [], [])
-    new_kept, kept_now = [], {}  # a prompt may have two rounds here: the one queued before the other committed
+    done = _Committed(rounds, [], {})
+    kept_now = {}  # a prompt may have two rounds here: the one queued before the other committed
     for rnd in rounds:
-        s, comps = rnd.state, rnd.completions
-        p, kept = s.prompt, kept_now.get(s, s.kept)
-        if rnd.first == 0:
-            rows.prompts.append(p.row())
-        for j, (c, v) in enumerate(zip(comps, rnd.verdicts, strict=True)):
-            cid = candidate_id(run_id, p.prompt_id, rnd.first + j)
-            rows.candidates.append(
-                {
-                    "candidate_id": cid,
-                    "run_id": run_id,
-                    "prompt_id": p.prompt_id,
-                    "sample_index": rnd.first + j,
-                    "text": c.text,
-                    "n_tokens": c.n_tokens,
-                    "n_prompt_tokens": c.n_prompt_tokens,
-                    "finish_reason": c.finish_reason,
-                    "accepted": v.accepted,
-                    "reason": v.reason,
-                    "scores": json.dumps(v.scores),
-                    "created_at": now(),
-                }  # fmt: skip
-            )
-            if not v.accepted:
-                tally.reasons[v.reason] = tally.reasons.get(v.reason, 0) + 1
-            elif kept < recipe.rejection.accept_per_prompt:  # passed beyond k are kept as candidates only
-                kept += 1
-                rows.examples.append(example(recipe, p, run_id, cid, c.text, c.n_tokens))
-        new_kept.append(kept)
-        kept_now[s] = kept
+        s = rnd.state
+        kept = kept_now[s] = _rows(recipe, run_id, rnd, kept_now.get(s, s.kept), rows, done.reasons)
+        done.kept.append(kept)
     if gate is not None:
         rows.dedup = gate.new_signatures()
     store.commit(rows)
-    for rnd, kept in zip(rounds, new_kept, strict=True):  # only now, once it is in the store
-        s = rnd.state
-        tally.prompts_solved += s.kept == 0 and kept > 0
-        s.drawn, s.kept = s.drawn + len(rnd.completions), kept
-    tokens = sum(c["n_tokens"] for c in rows.candidates)
-    tally.tokens += tokens
-    tally.new_tokens += tokens
-    tally.candidates += len(rows.candidates)
-    tally.new_candidates += len(rows.candidates)
-    tally.passed += sum(c["accepted"] for c in rows.candidates)
-    tally.examples += len(rows.examples)
-    return rounds
+    done.tokens = sum(c["n_tokens"] for c in rows.candidates)
+    done.candidates, done.examples = len(rows.candidates), len(rows.examples)
+    done.passed = sum(c["accepted"] for c in rows.candidates)
+    return done
+
+
+def _rows(recipe: Recipe, run_id: str, rnd: _Round, kept: int, rows: Batch, reasons: dict) -> int:
+    """Add a round's rows to `rows` (its prompt's with its first round); returns its prompt's examples kept then."""
+    p = rnd.state.prompt
+    if rnd.first == 0:
+        rows.prompts.append(p.row())
+    for j, (c, v) in enumerate(zip(rnd.completions, rnd.verdicts, strict=True)):
+        cid = candidate_id(run_id, p.prompt_id, rnd.first + j)
+        rows.candidates.append(
+            {
+                "candidate_id": cid,
+                "run_id": run_id,
+                "prompt_id": p.prompt_id,
+                "sample_index": rnd.first + j,
+                "text": c.text,
+                "n_tokens": c.n_tokens,
+                "n_prompt_tokens": c.n_prompt_tokens,
+                "finish_reason": c.finish_reason,
+                "accepted": v.accepted,
+                "reason": v.reason,
+                "scores": json.dumps(v.scores),
+                "created_at": now(),
+            }  # fmt: skip
+        )
+        if not v.accepted:
+            reasons[v.reason] = reasons.get(v.reason, 0) + 1
+        elif kept < recipe.rejection.accept_per_prompt:  # passed beyond k are kept as candidates only
+            kept += 1
+            rows.examples.append(example(recipe, p, run_id, cid, c.text, c.n_tokens))
+    return kept

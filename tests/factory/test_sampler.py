@@ -443,13 +443,13 @@ def test_a_crash_while_a_failed_round_is_being_committed_loses_nothing_committed
 def test_while_the_engine_is_full_rounds_gather_between_commits(pool, store, monkeypatch):
     """A commit slows the steps of an engine in this process, so while the engine is full ready rounds wait for the
     next COMMIT_EVERY; once it has room they go at once. Every sample still lands, each index once."""
-    from factory import sampler as sampler_module
+    from factory import schedule
 
     ps = sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=12, seed=0))
     r = _recipe(round_size=1, max_samples=2, accept_per_prompt=1, batch_prompts=0)
     commits = {}
     for every in (0.0, 60.0):
-        monkeypatch.setattr(sampler_module, "COMMIT_EVERY", every)
+        monkeypatch.setattr(schedule, "COMMIT_EVERY", every)
         steps = {p.prompt: 10 + 8 * i for i, p in enumerate(ps)}  # rounds end one at a time, 8 steps apart
         engine = SteppedEngine(ps, [set()] * len(ps), r.prompt.template, steps, capacity=4)
         calls = []
@@ -531,11 +531,11 @@ def test_a_commit_takes_at_most_commit_chars_of_text(pool, store, monkeypatch):
     """Rounds pile up while a slow commit runs; the next commit takes the oldest of them up to COMMIT_CHARS of text
     (DuckDB holds a transaction whole: its memory follows its text), the rest wait for the one after. Every sample
     lands, each prompt's at 0, 1, 2, ... (the rounds left behind are the newest)."""
-    from factory import sampler as sampler_module
+    from factory import schedule
 
     ps = sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=24, seed=0))
     r = _recipe(round_size=1, max_samples=2, accept_per_prompt=1, batch_prompts=4)
-    monkeypatch.setattr(sampler_module, "COMMIT_CHARS", 200)
+    monkeypatch.setattr(schedule, "COMMIT_CHARS", 200)
     sizes, commit = [], store.commit
 
     def slow_commit(rows):

@@ -118,9 +118,10 @@ def _sampled(store, r, prompts, engine, pool_gate):
                        "ORDER BY prompt_id, sample_index")[1]  # fmt: skip
     kept = {cid for cid, a, _, _ in rows if a}
     out = []
-    for _, a, reason, sc in rows:  # which of two equal answers commits first depends on the workers' timing
-        scores = json.loads(sc)
+    for _, a, reason, sc in rows:  # which of two like answers commits first depends on the workers' timing, and
+        scores = json.loads(sc)  # with it which is the original and how like it the copy is
         assert scores.pop("response_duplicate_of", None) in kept | {None}
+        assert scores.pop("response_jaccard", 1.0) >= 0.6
         out.append((a, reason or "", sorted(scores.items())))
     return sorted(out), done_here
 
