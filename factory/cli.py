@@ -73,7 +73,7 @@ def generate(
     address: Annotated[
         str | None,
         typer.Option(
-            help="--executor ray: HOST:PORT of the cluster to join (ray start --head; the README's Ray section says"
+            help="--executor ray: HOST:PORT of the cluster to join (ray start --head; docs/cluster.md says"
             " how its token reaches the command); default: a local one."
         ),
     ] = None,
@@ -92,7 +92,7 @@ def generate(
     With --executor ray the prompts are cut into shards, each sampled completely by one actor of a Ray cluster (one
     engine per actor); the store, its rows and the rules are a local run's, and a rerun resumes either.
     """
-    from factory.run import prepare, run_recipe
+    from factory import api
 
     run = None
     if executor == "ray":
@@ -105,11 +105,11 @@ def generate(
         raise FactoryError("--workers, --address and --shard-prompts go with --executor ray")
     if workers < 0 or shard_prompts < 0:
         raise FactoryError("--workers and --shard-prompts: a positive number (0: the default)")
-    r, prompts = prepare(recipe, limit, set_ or [])
     with _progress() as (bar, update):
         say = lambda msg: console.print(escape(msg), highlight=False, soft_wrap=True)  # noqa: E731
-        tally, run_id, resumed = run_recipe(r, prompts, db, new_run, bar, update, retry, say, run)
-    _summary(tally, run_id, resumed, db, retry, _leaks(r, db))
+        done = api.generate(recipe, db=db, limit=limit, overrides=set_ or [], progress=update, phase=bar, say=say,
+                            new_run=new_run, retry=retry, executor=run)  # fmt: skip
+    _summary(done.tally, done.run_id, done.resumed, db, retry, _leaks(done.recipe, db))
 
 
 def _progress():
@@ -147,19 +147,10 @@ def _progress():
 def _eval_benchmarks(model: str, recipe: Path | None, names: list[str], samples: int, limit: int | None,
                      overrides: list[str], as_json: bool) -> None:  # fmt: skip
     """`factory eval --benchmark`: each set's score, a table per set (and per subject and level where it has them)."""
-    from factory import bencheval
-    from factory.recipe import load
-    from factory.run import make_pool
+    from factory import api
 
-    if samples < 1:
-        raise FactoryError(f"--samples {samples}: at least 1")
-    r = load(recipe or bencheval.DEFAULT_RECIPE, overrides, needs_source=False)
-    r.model = model
-    scores = []
-    with _progress() as (bar, _), make_pool(r) as pool:
-        for name in names:
-            step = lambda d, total=None, done=0, n=name: bar(f"{n}: {d}", total, done, "problems")  # noqa: E731
-            scores.append(bencheval.evaluate(name, r, pool, samples, limit, step, standard=recipe is None))
+    with _progress() as (bar, _):
+        scores = api.eval_benchmarks(model, names, recipe, samples=samples, limit=limit, overrides=overrides, phase=bar)
     if as_json:
         print(json.dumps({"model": model, "benchmarks": scores}))
         return
@@ -321,21 +312,14 @@ def eval_(
     temperature and pass@k for k = 1, 2, 4 ... N by the unbiased estimator; MATH-style sets also per subject and
     level. Each set ends with a line `NAME pass@1 = P%`.
     """
-    from factory import evaluate
-    from factory.run import make_pool
+    from factory import api, evaluate
 
     if benchmark:
         return _eval_benchmarks(model, recipe, benchmark, samples, limit, set_ or [], as_json)
     if recipe is None:
         raise FactoryError("factory eval: name a RECIPE, or a registered test set with --benchmark NAME")
-    seen = evaluate.trained_on(training or [])
-    r, prompts = evaluate.prepare(model, recipe, set_ or [], limit)
-    if not prompts:
-        raise FactoryError(f"{recipe}: the source has no prompts to evaluate on")
-    with _progress() as (bar, _), make_pool(r) as pool:
-        score = evaluate.evaluate(
-            r, prompts, pool, lambda d, total=None, done=0: bar(d, total, done, "prompts"), seen=seen
-        )
+    with _progress() as (bar, _):
+        score = api.eval_model(model, recipe, limit=limit, overrides=set_ or [], training=training or [], phase=bar)
     if as_json:
         print(json.dumps(score.as_dict()))
         return
