@@ -99,7 +99,7 @@ def run(r: Recipe, prompts: list[Prompt], pool, samples: int, bar=lambda *a, **k
 def _judge(r: Recipe, chunk: list[Prompt], comps, pool) -> list[Result]:
     jobs = [(Candidate(c.text, p.task, p.reference, c.finish_reason, r.prompt.think), ["verify"])
             for p, cs in zip(chunk, comps, strict=True) for c in cs]  # fmt: skip
-    verdicts = iter(pool.judge(jobs))
+    verdicts = iter(pool.verdicts(jobs))
     results = []
     for p, cs in zip(chunk, comps, strict=True):
         res = Result(p, len(cs), 0)

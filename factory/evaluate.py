@@ -166,7 +166,7 @@ def evaluate(r: Recipe, prompts: list[Prompt], pool, bar=lambda *a, **k: None, s
             outs = engine.generate([Request(messages(r, p), 1, p.prompt) for p in chunk])
             jobs = [(Candidate(c[0].text, p.task, p.reference, c[0].finish_reason, r.prompt.think), checks)
                     for p, c in zip(chunk, outs, strict=True)]  # fmt: skip
-            for p, (cand, _), verdict, comps in zip(chunk, jobs, pool.judge(jobs), outs, strict=True):
+            for p, (cand, _), verdict, comps in zip(chunk, jobs, pool.verdicts(jobs), outs, strict=True):
                 score.n += 1
                 score.correct += verdict.accepted
                 if same_text(p.prompt) not in seen:

@@ -107,7 +107,8 @@ class VerifyPool:
             self._lock.notify()
         return fut
 
-    def judge(self, items: list[tuple[Candidate, list[str]]]) -> list[Verdict]:
+    def verdicts(self, items: list[tuple[Candidate, list[str]]]) -> list[Verdict]:
+        """Judge a batch and wait: its verdicts in order (`submit` without waiting)."""
         return self.submit(items).result()
 
     def _dispatch(self) -> None:

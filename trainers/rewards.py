@@ -38,7 +38,7 @@ def accuracy_reward(completions, task, reference, *, pool, think: bool, **kwargs
         for c, t, r in zip(completions, task, reference, strict=True)
     ]
     # no verifier, or tests that are broken themselves (bad_reference): nothing said about the completion
-    return [None if v.reason in ("no_verifier", "bad_reference") else float(v.accepted) for v in pool.judge(jobs)]
+    return [None if v.reason in ("no_verifier", "bad_reference") else float(v.accepted) for v in pool.verdicts(jobs)]
 
 
 def format_reward(completions, completion_ids, *, think: bool, stop_ids: set[int], **kwargs) -> list[float]:
@@ -60,7 +60,7 @@ def user_reward(completions, task, reference, *, name: str, pool, think: bool, *
         for c, t, r in zip(completions, task, reference, strict=True)
     ]
     short = name.partition(":")[2]
-    return [None if v.reason == "stage_error" else _score(v.scores.get(short), v.accepted) for v in pool.judge(jobs)]
+    return [None if v.reason == "stage_error" else _score(v.scores.get(short), v.accepted) for v in pool.verdicts(jobs)]
 
 
 def _score(value, accepted: bool) -> float:

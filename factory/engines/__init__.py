@@ -10,11 +10,13 @@ is built and says which extra to install if missing.
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
+from typing import Protocol
 
 from factory.errors import FactoryError
-from factory.recipe import Recipe
+from factory.recipe import Recipe, SamplingConfig
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,42 @@ class Completion:
     n_prompt_tokens: int = 0
 
 
-def build(recipe: Recipe, model: str, seed: int):
+class Engine(Protocol):
+    """What the sampler and `factory eval` need of an engine: every engine here, and any object a program brings.
+    One that can also `stream()` (a `Stream`) is kept full; one that cannot is called a batch at a time."""
+
+    def generate(self, requests: list[Request], sampling: SamplingConfig | None = None) -> list[list[Completion]]:
+        """For each request, its n completions (fewer where it has no more: a replay that ran out)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Stream(Protocol):
+    """Requests added one at a time and collected as each finishes (`engine.stream()`, or `Batched`)."""
+
+    capacity: int | None  # samples the engine runs at once (None: it does not say)
+
+    @property
+    def unfinished(self) -> int:
+        """Requests added and not yet returned by `poll`."""
+        ...
+
+    @property
+    def samples(self) -> int:
+        """Samples of those requests still generating."""
+        ...
+
+    def add(self, key: Hashable, request: Request, sampling: SamplingConfig | None = None) -> None: ...
+
+    def poll(self) -> list[tuple[Hashable, list[Completion]]]:
+        """(key, completions) of the requests that finished, waiting a moment when some are unfinished."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def build(recipe: Recipe, model: str, seed: int) -> Engine:
     """The recipe's engine, loaded and ready; `model` is a resolved path or name, `seed` seeds the engine."""
     kind = resolve_kind(recipe.engine.kind)
     if kind == "vllm":
@@ -79,7 +116,7 @@ def chat_ids(tokenizer, messages: list[dict]) -> list[int]:
     return list(ids)
 
 
-def stream(engine):
+def stream(engine: Engine) -> Stream:
     """A stream of requests on `engine`: its own when it has one (kept full), else one `generate` per poll."""
     return engine.stream() if hasattr(engine, "stream") else Batched(engine)
 
@@ -93,7 +130,9 @@ class Batched:
     `samples` the samples they asked for that are not (here a request's all come back at once); `close()` drops
     what has not started and waits for what has."""
 
-    def __init__(self, engine):
+    capacity = None  # it says nothing of the engine's
+
+    def __init__(self, engine: Engine):
         self.engine, self.added, self.running = engine, [], None
         self.thread = ThreadPoolExecutor(1, thread_name_prefix="factory-engine")
         self.unfinished = self.samples = 0

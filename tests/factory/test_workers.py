@@ -37,11 +37,11 @@ def pool():  # shared: starting workers costs a second or two each
 def test_judges_a_batch_in_order(pool):
     items = [_math("4", "4"), _math("4", "5"), _math("4", "4", "length"), _math("1/2", "0.5"), _math("3", "-3")]
     items.append((Candidate("def f(): pass", "code", {"test": "", "entry_point": "f"}, think=False), CHAIN))
-    verdicts = pool.judge(items * 3)
+    verdicts = pool.verdicts(items * 3)
     reasons = [v.reason for v in verdicts]
     assert reasons == [None, "wrong_answer", "truncated", None, "wrong_answer", "no_verifier"] * 3
     assert [v.accepted for v in verdicts[:2]] == [True, False]
-    assert pool.judge([]) == []
+    assert pool.verdicts([]) == []
 
 
 def test_batches_in_flight_together(pool):
@@ -55,9 +55,9 @@ def test_a_check_past_the_timeout_is_killed_and_the_pool_goes_on():
     # one as a wrong_answer: verify_timeout says the pool killed it first
     with VerifyPool(1, timeout=3) as pool:
         pool.wait_ready()
-        verdicts = pool.judge([_math("4", "4"), _math("4", "5"), _slow()])
+        verdicts = pool.verdicts([_math("4", "4"), _math("4", "5"), _slow()])
         assert [v.reason for v in verdicts] == [None, "wrong_answer", "verify_timeout"]
-        assert [v.reason for v in pool.judge([_math("2", "2"), _math("2", "3")])] == [None, "wrong_answer"]
+        assert [v.reason for v in pool.verdicts([_math("2", "2"), _math("2", "3")])] == [None, "wrong_answer"]
         assert pool.broken is None
 
 
@@ -65,7 +65,7 @@ def test_math_verify_gives_up_on_its_own_within_the_pool_timeout(pool):
     # math-verify's signal alarm (5 s) fires first in a worker's main thread: a plain wrong_answer, no kill
     pids = {w.proc.pid for w in pool._workers}
     t = time.monotonic()
-    assert [v.reason for v in pool.judge([_slow(), _math("4", "4")])] == ["wrong_answer", None]
+    assert [v.reason for v in pool.verdicts([_slow(), _math("4", "4")])] == ["wrong_answer", None]
     assert time.monotonic() - t > 4  # it worked until the alarm (a kill at the pool's 20 s would be verify_timeout)
     assert {w.proc.pid for w in pool._workers} == pids  # nothing was killed
 
@@ -78,7 +78,7 @@ def test_a_worker_killed_while_busy_gives_verify_crash(pool):
         time.sleep(0.01)
     os.kill(busy[0].proc.pid, signal.SIGKILL)
     assert [v.reason for v in fut.result(timeout=30)] == ["verify_crash", None]
-    assert [v.reason for v in pool.judge([_math("7", "8"), _math("7", "7")])] == ["wrong_answer", None]
+    assert [v.reason for v in pool.verdicts([_math("7", "8"), _math("7", "7")])] == ["wrong_answer", None]
 
 
 def test_a_worker_dead_while_idle_is_replaced(pool):
@@ -109,6 +109,6 @@ def test_workers_are_forked_from_a_server_that_imported_the_verifiers_once(pool)
     victim = pool._workers[0].proc
     os.kill(victim.pid, signal.SIGKILL)
     victim.join(timeout=10)
-    assert [v.reason for v in pool.judge([_math("3", "3")] * 4)] == [None] * 4
+    assert [v.reason for v in pool.verdicts([_math("3", "3")] * 4)] == [None] * 4
     pool.wait_ready()
     assert victim not in [w.proc for w in pool._workers] and {_parent(w.proc.pid) for w in pool._workers} == {server}

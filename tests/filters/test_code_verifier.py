@@ -210,5 +210,5 @@ def test_verification_workers_run_code_and_go_on_after_an_attack():
     ]
     lim = dataclasses.replace(LIM, wall_s=5)  # the fork bomb ends only at the wall clock
     with VerifyPool(2, timeout=30, warm=False, settings=Settings(sandbox=lim)) as pool:
-        verdicts = pool.judge([(c, chain) for c in items])
+        verdicts = pool.verdicts([(c, chain) for c in items])
     assert [v.reason for v in verdicts] == [None, "timeout", "wrong_answer", None]
