@@ -353,7 +353,7 @@ def _check_source(s: SourceConfig, problems: list[str]) -> None:
     if s.size is not None and s.size < 0:
         problems.append(f"source.size: {s.size} must be >= 0")
     if s.kind == "reasoning_gym":
-        _check_families(s, problems)
+        check_families(s, problems)
     if s.kind == "benchmark":
         _check_benchmark(s, problems)
     if s.kind in ("jsonl", "parquet", "hf") and not s.path:
@@ -370,7 +370,7 @@ def _check_benchmark(s: SourceConfig, problems: list[str]) -> None:
         problems.append(f"source.split: {s.name} has no split {s.split!r}; it has {', '.join(reg[s.name].splits)}")
 
 
-def _check_families(s: SourceConfig, problems: list[str]) -> None:
+def check_families(s: SourceConfig, problems: list[str]) -> None:
     import reasoning_gym.factory as rg
 
     names = s.name if isinstance(s.name, list) else [s.name] if s.name else []

@@ -1,4 +1,4 @@
-"""Records for `factory filter`: one JSON object per line, as DESIGN.md defines them, checked and turned into
+"""Records for `factory filter`: one JSON object per line, as below (and in docs/commands.md), checked and turned into
 candidates.
 
     {"id": ..., "task": "math"|"code"|"general", "prompt": str, "reference": ..., "completion": str,

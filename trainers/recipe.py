@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory.models import DEFAULT_MODEL
-from factory.recipe import PromptConfig, SourceConfig, VerifyConfig, _check_families, build, read
+from factory.recipe import PromptConfig, SourceConfig, VerifyConfig, build, check_families, read
 from filters.language import LanguageConfig
 from filters.registry import REWARDS as STAGE_REWARDS
 from filters.registry import is_user, user_problem
@@ -133,7 +133,7 @@ class GRPORecipe:
         if pr.pass_rate is not None and not (len(pr.pass_rate) == 2 and 0 <= pr.pass_rate[0] <= pr.pass_rate[1] <= 1):
             p.append(f"prompts.pass_rate: {pr.pass_rate} must be [low, high] with 0 <= low <= high <= 1")
         if pr.kind == "source" and self.source.kind == "reasoning_gym":
-            _check_families(self.source, p)
+            check_families(self.source, p)
         for i, name in enumerate(self.rewards):
             if is_user(name) and (problem := user_problem(name)):
                 p.append(f"rewards[{i}]: {problem}")

