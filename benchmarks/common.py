@@ -11,7 +11,7 @@ from pathlib import Path
 
 from factory import engines, models, sources
 from factory import recipe as recipes
-from factory.sampler import Tally, sample
+from factory.sampler import Job, Tally, sample
 from factory.store import StoreWriter
 from factory.workers import VerifyPool
 
@@ -32,8 +32,9 @@ def factory_run(r, prompts, engine, pool: VerifyPool, samples: list | None = Non
     `samples`, (prompt_id, sample_index, n_tokens, accepted) of every candidate are added to it."""
     with tempfile.TemporaryDirectory() as tmp:
         store = StoreWriter(Path(tmp) / "bench.duckdb")
-        run_id = store.start_run(r.name, r.hash(), r.text, r.model, r.engine.kind, {}, {})
-        tally = sample(r, prompts, engine, pool, store, run_id)
+        job = Job(r, prompts, store, None)
+        job.begin()
+        tally = sample(job, engine, pool)
         if samples is not None:
             samples += store.query("SELECT prompt_id, sample_index, n_tokens, accepted FROM candidates")[1]
         store.close()

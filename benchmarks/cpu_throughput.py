@@ -24,7 +24,7 @@ from factory import recipe as recipes
 from factory import sources
 from factory.engines import Completion
 from factory.run import make_pool
-from factory.sampler import sample
+from factory.sampler import Job, sample
 from factory.stages import Gate
 from factory.store import StoreWriter
 from filters.registry import Settings, run_chain
@@ -64,9 +64,10 @@ class Inline:
 def run(recipe, prompts, texts, tokens, pool) -> tuple[int, float]:
     with tempfile.TemporaryDirectory() as tmp:
         store = StoreWriter(Path(tmp) / "bench.duckdb")
-        run_id = store.start_run("bench", recipe.hash(), recipe.text, recipe.model, "replay", {}, {})
+        job = Job(recipe, prompts, store, None, gate=Gate(recipe, store))
+        job.begin(engine="replay")
         start = time.perf_counter()
-        tally = sample(recipe, prompts, Replay(texts, tokens), pool, store, run_id, gate=Gate(recipe, store))
+        tally = sample(job, Replay(texts, tokens), pool)
         secs = time.perf_counter() - start
         store.close()
     return tally.new_candidates, secs

@@ -41,7 +41,7 @@ from factory import recipe as recipes  # noqa: E402
 from factory import sampler  # noqa: E402
 from factory.engines import Completion  # noqa: E402
 from factory.run import make_pool  # noqa: E402
-from factory.sampler import sample  # noqa: E402
+from factory.sampler import Job, sample  # noqa: E402
 from factory.sources import make  # noqa: E402
 from factory.stages import Gate  # noqa: E402
 from factory.store import StoreWriter  # noqa: E402
@@ -248,7 +248,7 @@ def load(sizes: list[int], work: Path, r: recipes.Recipe, verifier: ScriptedVeri
     made, seconds, wall = 0, 0.0, 0.0
     busy = Busy()
     store = StoreWriter(db)
-    run_id = store.start_run(r.name, r.hash(), r.text, r.model, "scripted", {}, {})
+    run_id = Job(r, [], store, None).begin(engine="scripted")
     store.close()
     for n in sizes:
         prompts = Problems(made, n)
@@ -256,7 +256,7 @@ def load(sizes: list[int], work: Path, r: recipes.Recipe, verifier: ScriptedVeri
         gate = Gate(r, store)
         live = Live(db, len(prompts) // 2) if n == sizes[-1] else None
         t, b0 = time.perf_counter(), busy.seconds
-        sample(r, prompts, engine, verifier, store, run_id, on_progress=live, gate=gate)
+        sample(Job(r, prompts, store, run_id, gate=gate), engine, verifier, progress=live)
         store.close()
         took = time.perf_counter() - t
         wall += took

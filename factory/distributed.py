@@ -29,6 +29,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 
+from factory import sampler
 from factory.errors import FactoryError
 from factory.recipe import Recipe
 from factory.run import Job, make_pool
@@ -60,7 +61,8 @@ class ShardTally(Tally):
 
 
 class _Sink:
-    """The store a worker's sampler writes to: the shard's candidates, kept in memory for the driver."""
+    """The store a worker's sampler writes to (a `sampler.Sink`): the shard's candidates, kept in memory for the
+    driver."""
 
     def __init__(self):
         self.candidates: list[dict] = []
@@ -109,9 +111,8 @@ class ShardWorker:
         prompts = [Prompt(**p) for p in shard["prompts"]]
         before = {pid: tuple(v) for pid, v in shard["before"].items()}
         gate = Gate(self.dedup) if self.dedup is not None else None
-        t = sample(
-            r, prompts, self.engine, self.pool, sink, shard["run_id"], judge=self.judge, gate=gate, before=before
-        )
+        job = sampler.Job(r, prompts, sink, shard["run_id"], gate, before=before)
+        t = sample(job, self.engine, self.pool, judge=self.judge)
         drawn: dict[str, int] = {}
         for c in sink.candidates:
             drawn[c["prompt_id"]] = drawn.get(c["prompt_id"], 0) + 1

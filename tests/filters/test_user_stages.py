@@ -14,7 +14,7 @@ from conftest import FACTORY
 from factory import recipe as recipes
 from factory import sources
 from factory.engines import Completion
-from factory.sampler import sample
+from factory.sampler import Job, sample
 from factory.store import StoreReader, StoreWriter
 from factory.workers import VerifyPool
 from filters.base import Candidate, Verdict, reject
@@ -113,7 +113,7 @@ def test_a_run_with_user_stages_stores_their_reasons_and_goes_on_past_the_broken
     with StoreWriter(tmp_path / "s.duckdb") as store:
         run_id = store.start_run("t", r.hash(), r.text, r.model, "scripted", {}, {})
         with VerifyPool(2, timeout=3) as pool:
-            tally = sample(r, prompts, Answers(), pool, store, run_id)
+            tally = sample(Job(r, prompts, store, run_id), Answers(), pool)
         rows = store.query("SELECT text, accepted, reason, scores FROM candidates ORDER BY prompt_id, sample_index")[1]
     assert tally.candidates == 15 and len(rows) == 15  # every candidate judged and stored: the run went on
     by_text = {}
