@@ -76,7 +76,7 @@ class _Sink:
         for e in batch.examples:
             self.kept[e["prompt_id"]] = self.kept.get(e["prompt_id"], 0) + 1
 
-    def publish(self, snapshot: dict) -> None:
+    def post_progress(self, snapshot: dict) -> None:
         pass
 
 
@@ -230,11 +230,11 @@ class Landing:
         w["candidates"] += len(res["candidates"])
         w["tokens"] += sum(c["n_tokens"] for c in res["candidates"])
         w["seconds"] += res["seconds"]
-        self.publish()
+        self.post_progress()
 
-    def publish(self) -> None:
+    def post_progress(self) -> None:
         self.tally.seconds = time.monotonic() - self.started
-        self.job.store.publish({"run_id": self.job.run_id, "at": now(), **asdict(self.tally)})
+        self.job.store.post_progress({"run_id": self.job.run_id, "at": now(), **asdict(self.tally)})
         if self.update:
             self.update(self.tally)
 
@@ -278,14 +278,14 @@ def drive(job: Job, update, pipeline, workers: int, shard_prompts: int = 0, vers
 
     kind = resolve_kind(r.engine.kind)  # `auto` as this machine resolves it (workers alike are assumed)
     job.begin({"factory": version("factory"), "engine": f"{kind} on {workers} workers", **(versions or {})}, kind)
-    land.publish()
+    land.post_progress()
     while todo := land.pending():
         shards = land.cut(todo, shard_size(r, len(todo), workers, shard_prompts))
         for res in pipeline(shards):
             land.land(res)
         if land.sent:
             raise FactoryError(f"no result came back for shards {sorted(land.sent)}; run the command again to resume")
-    land.publish()
+    land.post_progress()
     return tally
 
 

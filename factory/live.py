@@ -4,7 +4,7 @@ A reader opens the store itself, read-only, with nothing copied: it leaves a req
 writer (`StoreWriter`) checkpoints and lets go of the file at once when idle, or after the commit it is in. The reader
 then sees every batch committed before it opened; the writer spools what it commits while the reader holds the file
 and commits it afterwards. So a read costs the same whether a run is writing or not. The writer's progress snapshot
-(`StoreWriter.publish`) says how far the running job is.
+(`StoreWriter.post_progress`) says how far the running job is.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def reading(path: str | Path) -> Iterator[tuple[StoreReader, str | None]]:
 
 
 def snapshot(path: Path) -> dict | None:
-    """The running job's last published counters, if it published any."""
+    """The running job's last posted counters, if it posted any."""
     try:
         return json.loads(snapshot_for(path).read_text())
     except (OSError, ValueError):
@@ -42,7 +42,7 @@ def note(path: Path) -> str:
     s = snapshot(path)
     head = f"{path} is open in a running `factory generate`: read as of its last commit, at {datetime.now():%H:%M:%S}"
     if not s:
-        return head + " (no progress published yet)"
+        return head + " (no progress posted yet)"
     rate = s.get("new_tokens", 0) / s["seconds"] if s.get("seconds") else 0
     return (
         f"{head}; run {s.get('run_id')}: {s.get('prompts_done')}/{s.get('prompts')} prompts done, "

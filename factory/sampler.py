@@ -181,7 +181,7 @@ class Sink(Protocol):
         """Keep the batch whole, or not at all."""
         ...
 
-    def publish(self, snapshot: dict) -> None:
+    def post_progress(self, snapshot: dict) -> None:
         """The run's live counters, for readers during the run (`factory stats`)."""
         ...
 
@@ -318,7 +318,7 @@ class _Stream:
         self.limits = schedule.limits(self.capacity, recipe.rejection.round_size, recipe.rejection.batch_prompts)
         self.open = 0  # prompts begun and not finished
         self.committing: Future | None = None
-        self.published = 0.0
+        self.posted = 0.0
         self.last_commit = 0.0
 
     def _move(self, rnd: _Round, to: Phase) -> None:
@@ -355,7 +355,7 @@ class _Stream:
             for s in self.streams:
                 s.close()
             later.shutdown(wait=True)  # a batch being committed lands whole before an error or ^C goes on
-        self._publish(force=True)
+        self._post_progress(force=True)
 
     def _launch_next(self, fresh: _Fresh, begun: deque) -> bool:
         """Put the next prompt's round in the engine (`schedule.next_prompt`: a new prompt while the window has room,
@@ -507,14 +507,14 @@ class _Stream:
         t.tokens, t.new_tokens = t.tokens + done.tokens, t.new_tokens + done.tokens
         t.candidates, t.new_candidates = t.candidates + done.candidates, t.new_candidates + done.candidates
         t.passed, t.examples = t.passed + done.passed, t.examples + done.examples
-        self._publish()
+        self._post_progress()
 
-    def _publish(self, force: bool = False) -> None:
+    def _post_progress(self, force: bool = False) -> None:
         t = time.monotonic()
         self.tally.seconds = t - self.started
-        if force or t - self.published >= 0.5:
-            self.published = t
-            self.store.publish({"run_id": self.run_id, "at": now(), **asdict(self.tally)})
+        if force or t - self.posted >= 0.5:
+            self.posted = t
+            self.store.post_progress({"run_id": self.run_id, "at": now(), **asdict(self.tally)})
             if self.on_progress:
                 self.on_progress(self.tally)
 

@@ -77,6 +77,16 @@ def rows(db: Path, sql: str) -> list[tuple]:
         con.close()
 
 
+@pytest.fixture
+def store(tmp_path):
+    """A fresh store, written by this test (in a folder the store makes)."""
+    from factory.store import StoreWriter
+
+    s = StoreWriter(tmp_path / "sub" / "f.duckdb")
+    yield s
+    s.close()
+
+
 @pytest.fixture(scope="session")
 def demo_recipe() -> Path:
     return ROOT / "recipes" / "arithmetic_demo.yaml"

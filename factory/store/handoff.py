@@ -49,7 +49,7 @@ def beside(path: Path, suffix: str) -> Path:
 
 
 def snapshot_for(path: Path) -> Path:
-    """Where the writer publishes the running job's counters, for readers."""
+    """Where the writer posts the running job's counters, for readers."""
     return beside(Path(path), ".progress.json")
 
 

@@ -147,7 +147,7 @@ class StoreWriter(StoreReader):
         with self._use() as con:
             con.execute("UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ?", [status, ended, run_id])
 
-    def publish(self, snapshot: dict) -> None:
+    def post_progress(self, snapshot: dict) -> None:
         """Progress for readers that cannot open the file while this process writes it."""
         tmp = self.snapshot_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(snapshot, default=str))

@@ -42,7 +42,8 @@ while not stop.exists() and i < 5000:
     s.commit(Batch([prompt], cands, [ex]))
     spooled += s.spool.exists()  # a reader held the file: the batch waits in the spool
     i += 1
-    s.publish({"run_id": run, "at": now(), "prompts": 5000, "prompts_done": i, "candidates": 4 * i, "examples": i})
+    snap = {"run_id": run, "at": now(), "prompts": 5000, "prompts_done": i, "candidates": 4 * i, "examples": i}
+    s.post_progress(snap)
     time.sleep(random.random() * 0.05)
 s.close()
 print(i, spooled)

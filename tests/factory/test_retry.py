@@ -7,10 +7,10 @@ import duckdb
 import pytest
 import yaml
 from conftest import run_cli
+from fakes import ScriptedEngine
 
 from factory import engines, sources
 from factory import recipe as recipes
-from factory.engines import Completion
 from factory.errors import FactoryError
 from factory.recipe import SourceConfig
 from factory.run import retry_plan, run_recipe
@@ -19,30 +19,12 @@ from factory.store import Batch, StoreReader, StoreWriter, candidate_id, now
 TEMPLATE = "Q: {prompt}"
 
 
-class Engine:
-    """Answers the prompts in `right` correctly, every other one wrongly; `fail_at` raises on that call (a ^C)."""
-
-    name = version = "scripted"
-
-    def __init__(self, prompts, right=(), fail_at: int | None = None):
-        self.answers = {TEMPLATE.replace("{prompt}", p.prompt): p.reference["answer"] for p in prompts}
-        self.right = {TEMPLATE.replace("{prompt}", p.prompt) for p in right}
-        self.fail_at, self.asked = fail_at, []  # the prompts of each request, in order
-
-    def generate(self, requests, sampling=None):
-        if len(self.asked) == self.fail_at:
-            raise KeyboardInterrupt
-        out = []
-        for r in requests:
-            user = r.messages[-1]["content"]
-            self.asked.append(user)
-            answer = self.answers[user] if user in self.right else "x"
-            text = f"Adding up.\n</think>\nThe answer is {answer}."
-            out.append([Completion(text, n_tokens=4, finish_reason="stop") for _ in range(r.n)])
-        return out
-
-    def close(self):
-        pass
+def Engine(prompts, right=(), fail_at: int | None = None) -> ScriptedEngine:
+    """Answers the prompts in `right` correctly, every other one wrongly; `fail_at` raises on that request (a ^C)."""
+    answers = {TEMPLATE.replace("{prompt}", p.prompt): p.reference["answer"] for p in prompts}
+    good = {TEMPLATE.replace("{prompt}", p.prompt) for p in right}
+    say = lambda user, k: f"Adding up.\n</think>\nThe answer is {answers[user] if user in good else 'x'}."  # noqa: E731
+    return ScriptedEngine(say, tokens=4, fail_at=fail_at)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import fakes
 import pytest
 
 from factory import recipe as recipes
@@ -16,30 +17,11 @@ from factory.store import StoreWriter
 from factory.workers import VerifyPool
 
 
-class ScriptedEngine:
+class ScriptedEngine(fakes.ScriptedEngine):
     """Answers prompt i right exactly at the sample indices `right[i]` (counted per prompt), wrong otherwise."""
 
     def __init__(self, prompts, right: list[set[int]], template: str = "{prompt}"):
-        self.script = {
-            template.replace("{prompt}", p.prompt): (p.reference["answer"], r)
-            for p, r in zip(prompts, right, strict=True)
-        }
-        self.drawn = dict.fromkeys(self.script, 0)
-        self.calls: list[list[int]] = []  # n per request, per call
-
-    def generate(self, requests, sampling=None):
-        self.calls.append([r.n for r in requests])
-        out = []
-        for r in requests:
-            user = r.messages[-1]["content"]
-            answer, right = self.script[user]
-            first, self.drawn[user] = self.drawn[user], self.drawn[user] + r.n
-            texts = [
-                f"Adding up.\n</think>\nThe answer is {answer if i in right else 'x'}."
-                for i in range(first, first + r.n)
-            ]
-            out.append([Completion(t, n_tokens=len(t.split()), finish_reason="stop") for t in texts])
-        return out
+        super().__init__(fakes.right_at(prompts, right, template))
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +34,6 @@ def pool():
 @pytest.fixture(scope="module")
 def prompts():
     return sources.load(SourceConfig(kind="reasoning_gym", name="basic_arithmetic", size=4, seed=0))
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = StoreWriter(tmp_path / "f.duckdb")
-    yield s
-    s.close()
 
 
 def _recipe(**rejection) -> recipes.Recipe:

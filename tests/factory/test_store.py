@@ -42,13 +42,6 @@ def _count(store: StoreWriter, table: str) -> int:
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = StoreWriter(tmp_path / "sub" / "f.duckdb")  # the folder is made
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def filled(store):
     """A run with prompt a (2 drawn, 1 passed, kept) and prompt b (3 drawn, none passed)."""
     run = _start(store)
@@ -176,8 +169,8 @@ def test_query_errors_are_factory_errors(store):
     assert store.query("SELECT 1 AS one, 'x' AS two") == (["one", "two"], [(1, "x")])
 
 
-def test_publish_writes_a_snapshot(store):
-    store.publish({"run_id": "r", "at": now(), "candidates": 3})
+def test_post_progress_writes_a_snapshot(store):
+    store.post_progress({"run_id": "r", "at": now(), "candidates": 3})
     assert json.loads(store.snapshot_path.read_text())["candidates"] == 3
     assert store.snapshot_path.name == "f.duckdb.progress.json"
 

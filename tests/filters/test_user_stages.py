@@ -10,10 +10,10 @@ import time
 
 import pytest
 from conftest import FACTORY
+from fakes import ScriptedEngine
 
 from factory import recipe as recipes
 from factory import sources
-from factory.engines import Completion
 from factory.sampler import Job, sample
 from factory.store import StoreReader, StoreWriter
 from factory.workers import VerifyPool
@@ -86,12 +86,9 @@ def test_a_recipe_names_user_stages_and_a_wrong_one_is_explained():
         recipes.parse({"source": {"kind": "jsonl", "path": "x.jsonl"}, "filters": ["dedup", f"{HERE}:units_match"]})
 
 
-class Answers:
-    """Per prompt: an answer with a unit, one without, and one each stage that misbehaves sees first."""
-
-    def generate(self, requests, sampling=None):
-        texts = ["It is 2 mol.", "It is 2.", "It is 3 mol, boom.", "It is 4 mol, wait.", "It is 5 mol, junk."]
-        return [[Completion(texts[(r.first + i) % 5], 5, "stop") for i in range(r.n)] for r in requests]
+def answers(user: str, k: int) -> str:
+    """Per prompt: an answer with a unit, one without, and one each way a stage misbehaves."""
+    return ["It is 2 mol.", "It is 2.", "It is 3 mol, boom.", "It is 4 mol, wait.", "It is 5 mol, junk."][k % 5]
 
 
 def lab(c: Candidate):
@@ -113,7 +110,7 @@ def test_a_run_with_user_stages_stores_their_reasons_and_goes_on_past_the_broken
     with StoreWriter(tmp_path / "s.duckdb") as store:
         run_id = store.start_run("t", r.hash(), r.text, r.model, "scripted", {}, {})
         with VerifyPool(2, timeout=3) as pool:
-            tally = sample(Job(r, prompts, store, run_id), Answers(), pool)
+            tally = sample(Job(r, prompts, store, run_id), ScriptedEngine(answers), pool)
         rows = store.query("SELECT text, accepted, reason, scores FROM candidates ORDER BY prompt_id, sample_index")[1]
     assert tally.candidates == 15 and len(rows) == 15  # every candidate judged and stored: the run went on
     by_text = {}
