@@ -35,8 +35,8 @@ import time
 
 from common import build_engine, factory_run, load, table, timed
 
+from factory.chat import messages
 from factory.engines import chat_ids
-from factory.sampler import messages
 from factory.workers import VerifyPool
 
 LONG_COT = (

@@ -28,9 +28,9 @@ from itertools import groupby
 from common import build_engine, factory_run, load, table, timed
 from generate_overhead import raw
 
+from factory.chat import messages
 from factory.engines import chat_ids
 from factory.recipe import RejectionConfig
-from factory.sampler import messages
 from factory.workers import VerifyPool
 
 

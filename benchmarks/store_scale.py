@@ -37,8 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import table  # noqa: E402
+from factory import batches  # noqa: E402
 from factory import recipe as recipes  # noqa: E402
-from factory import sampler  # noqa: E402
 from factory.engines import Completion  # noqa: E402
 from factory.run import make_pool  # noqa: E402
 from factory.sampler import Job, sample  # noqa: E402
@@ -305,11 +305,11 @@ def _read(value, row) -> str:
 
 
 class Busy:
-    """Seconds spent judging-merging, deduplicating and committing batches (`sampler.commit`), wherever it runs."""
+    """Seconds spent judging-merging, deduplicating and committing batches (`batches.commit`), wherever it runs."""
 
     def __init__(self):
         self.seconds = 0.0
-        inner = sampler.commit
+        inner = batches.commit
 
         def timed(*a, **k):
             t = time.perf_counter()
@@ -318,7 +318,7 @@ class Busy:
             finally:
                 self.seconds += time.perf_counter() - t
 
-        sampler.commit = timed
+        batches.commit = timed
 
 
 class Live(threading.Thread):

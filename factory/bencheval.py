@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory import models
+from factory.chat import messages
 from factory.engines import Request
 from factory.evaluate import wilson
 from factory.recipe import Recipe, SourceConfig
-from factory.sampler import messages
 from factory.sources import Prompt
 from filters.base import Candidate
 

@@ -30,10 +30,12 @@ import zlib
 from dataclasses import asdict, dataclass, field
 
 from factory import sampler
+from factory.chat import example
 from factory.errors import FactoryError
 from factory.recipe import Recipe
+from factory.rounds import finished
 from factory.run import Job, make_pool
-from factory.sampler import Tally, example, finished, sample
+from factory.sampler import Tally, sample
 from factory.schedule import DEFAULT_PROMPTS
 from factory.sources import Prompt
 from factory.stages import DEDUP, Gate

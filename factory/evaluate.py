@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from factory import models
+from factory.chat import messages
 from factory.engines import Request
 from factory.errors import FactoryError
 from factory.recipe import Recipe
-from factory.sampler import messages
 from factory.sources import Prompt
 from filters.base import Candidate
 

@@ -169,7 +169,7 @@ KEYS = {
 
 # an accepted text stored once
 def held_by_example(text: str, reply: str) -> dict | None:
-    """How `text` is rebuilt from an example's reply (`sampler.assistant_text`: stripped, maybe `<think>` put back
+    """How `text` is rebuilt from an example's reply (`chat.assistant_text`: stripped, maybe `<think>` put back
     in front), or None when it cannot be and the candidate keeps its own copy."""
     core = text.strip()
     cut = len(reply) - len(core)

@@ -10,9 +10,10 @@ import pytest
 
 from factory import recipe as recipes
 from factory import sources
+from factory.chat import assistant_text
 from factory.engines import Completion
 from factory.recipe import SourceConfig
-from factory.sampler import Job, assistant_text, sample
+from factory.sampler import Job, sample
 from factory.store import StoreWriter
 from factory.workers import VerifyPool
 

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from factory import schedule
-from factory.sampler import MOVES, Phase, _Round, _State, _Stream
+from factory.rounds import MOVES, Phase, Round, State, Stream
 from factory.schedule import Limits
 from factory.sources import make
 
@@ -69,21 +69,21 @@ def test_every_phase_leads_to_done_and_a_round_only_moves_along_them():
                 todo.append(nxt)
     assert seen == set(Phase)
     loop = SimpleNamespace(count=Counter())
-    rnd = _Round(_State(make("x", "math", "What is 1 + 1?", {})), 0, 1)
+    rnd = Round(State(make("x", "math", "What is 1 + 1?", {})), 0, 1)
     for to in (Phase.ENGINE, Phase.VERIFYING, Phase.READY, Phase.COMMITTING, Phase.DONE):
-        _Stream._move(loop, rnd, to)
+        Stream._move(loop, rnd, to)
     assert rnd.phase is Phase.DONE and +loop.count == Counter({Phase.DONE: 1})
     for bad in (Phase.ENGINE, Phase.READY):  # nothing comes back from done, nor skips a phase
         with pytest.raises(AssertionError, match="cannot go from"):
-            _Stream._move(loop, rnd, bad)
-    fresh = _Round(rnd.state, 1, 1)
+            Stream._move(loop, rnd, bad)
+    fresh = Round(rnd.state, 1, 1)
     with pytest.raises(AssertionError, match="cannot go from None to Phase.READY"):
-        _Stream._move(loop, fresh, Phase.READY)
+        Stream._move(loop, fresh, Phase.READY)
 
 
 def test_a_prompt_never_has_two_rounds_out():
-    s = _State(make("x", "math", "What is 1 + 1?", {}))
-    s.drawing = _Round(s, 0, 1)
+    s = State(make("x", "math", "What is 1 + 1?", {}))
+    s.drawing = Round(s, 0, 1)
     loop = SimpleNamespace()
     with pytest.raises(AssertionError, match="has a round out already"):
-        _Stream._launch(loop, s)
+        Stream._launch(loop, s)

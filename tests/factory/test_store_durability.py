@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import FACTORY, ROOT
 
-from factory.sampler import assistant_text
+from factory.chat import assistant_text
 from factory.store import Batch, StoreReader, StoreWriter, candidate_id, now
 
 DATA = Path(__file__).parent / "data"
