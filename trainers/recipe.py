@@ -83,7 +83,7 @@ class SFTRecipe:
 @dataclass
 class PromptsConfig:
     kind: str = "store"  # store: the store's prompts (where, pass_rate); source: the recipe's `source` section
-    where: str | None = None  # SQL condition on the store's `prompts` (alias p), e.g. "p.task = 'math'"
+    where: str | None = None  # SQL condition on the store's `prompts` and their pass_rate, e.g. "task = 'math'"
     # [low, high]: prompts whose pass rate over stored candidates lies in the window (inclusive); null: any prompt,
     # sampled or not. Prompts every sample solves (1.0) or none does (0.0) give GRPO no signal
     pass_rate: list[float] | None = None

@@ -251,9 +251,11 @@ class StoreReader:
         sql += f" ORDER BY {self._MESSAGE_ORDER[order]}" + (f" LIMIT {int(limit)}" if limit else "")
         return [m for (m,) in self.query(sql)[1]]
 
+    # `where` names the prompts' columns as an SFT recipe names the examples' (task = 'math'); `p.task`, the old
+    # spelling, still works
     _BY_PASS_RATE = (
-        "SELECT p.source, p.task, p.prompt, p.reference, p.metadata, r.pass_rate"
-        f" FROM prompts p LEFT JOIN ({PASS_RATES}) r USING (prompt_id)"
+        "SELECT source, task, prompt, reference, metadata, pass_rate FROM (SELECT p.*, r.pass_rate"
+        f" FROM prompts p LEFT JOIN ({PASS_RATES}) r USING (prompt_id)) p"
     )
 
     def prompts_by_pass_rate(
@@ -263,8 +265,8 @@ class StoreReader:
         and the pass-rate window pick, by prompt_id."""
         cond = [f"({where})"] if where else []
         if pass_rate is not None:
-            cond.append(f"r.pass_rate BETWEEN {float(pass_rate[0])} AND {float(pass_rate[1])}")
-        sql = self._BY_PASS_RATE + (" WHERE " + " AND ".join(cond) if cond else "") + " ORDER BY p.prompt_id"
+            cond.append(f"pass_rate BETWEEN {float(pass_rate[0])} AND {float(pass_rate[1])}")
+        sql = self._BY_PASS_RATE + (" WHERE " + " AND ".join(cond) if cond else "") + " ORDER BY prompt_id"
         return self.query(sql + (f" LIMIT {int(limit)}" if limit else ""))[1]
 
     def prompt_texts(self) -> list[str]:

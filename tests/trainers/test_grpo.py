@@ -89,6 +89,11 @@ def test_prompts_by_pass_rate(demo_store):
     recipe.prompts.pass_rate = None
     every = store_prompts(demo_store, recipe)
     assert never and all(rate == 0.0 for _, rate in never) and len(every) > len(never)
+    for where, n in (("task = 'math'", len(every)), ("p.task = 'math'", len(every)), ("task = 'code'", 0)):
+        recipe.prompts.where = where  # the columns by name, as an SFT recipe's `where`; `p.` as before still works
+        assert len(store_prompts(demo_store, recipe)) == n
+    recipe.prompts.where, recipe.prompts.pass_rate = "pass_rate = 0", None
+    assert len(store_prompts(demo_store, recipe)) == len(never)
     row = grpo_rows([never[0][0]], recipe.prompt, chat=True)[0]
     assert row["prompt"][-1]["content"].endswith("Give only the final answer.")  # the recipe's template
     assert "reasoning_gym" in json.loads(row["reference"])
