@@ -408,6 +408,7 @@ def filter_(
     from factory.run import make_pool
     from factory.stages import Gate
     from factory.store import StoreWriter
+    from filters.registry import JUDGE
 
     r = load(recipe, needs_source=False) if recipe else Recipe()
     mapping = tablefile.Fields.parse(fields, task)
@@ -415,7 +416,7 @@ def filter_(
     n = curate.check(src, mapping)
     store = StoreWriter(db) if db else None
     with _progress() as (bar, _), make_pool(r) as pool:
-        if judging.STAGE in r.filters:
+        if JUDGE in r.filters:
             bar(f"loading the judge {r.judge.model or r.model}")
         judge = judging.build(r)
         gate = Gate(r, store)

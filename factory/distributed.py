@@ -38,9 +38,10 @@ from factory.run import Job, make_pool
 from factory.sampler import Tally, sample
 from factory.schedule import DEFAULT_PROMPTS
 from factory.sources import Prompt
-from factory.stages import DEDUP, Gate
+from factory.stages import Gate
 from factory.store import Batch, now
 from filters.base import Verdict, narrow
+from filters.registry import DEDUP
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,7 @@ from factory.engines import Request
 from factory.recipe import Recipe, SamplingConfig
 from filters.base import Verdict
 from filters.judge import judge_messages, verdict
-
-STAGE = "judge"  # its name in a recipe's `filters` (filters.registry.STAGES)
+from filters.registry import JUDGE
 
 
 class Judge:
@@ -39,7 +38,7 @@ def build(recipe: Recipe, run_engine=None):
     """The recipe's judge, or None when its filters do not name one. It shares `run_engine` when it can."""
     from factory import engines, models
 
-    if STAGE not in recipe.filters:
+    if JUDGE not in recipe.filters:
         return None
     name = recipe.judge.model or recipe.model
     if run_engine is not None and name == recipe.model and recipe.engine.kind != "replay":  # a replay cannot judge

@@ -23,14 +23,13 @@ from factory.recipe import Recipe
 from factory.sources import Prompt
 from factory.store import StoreWriter
 from filters.base import Verdict, narrow
+from filters.registry import DECONTAM, DEDUP
 
 if TYPE_CHECKING:
     import numpy as np
 
     from filters.decontam import DecontamConfig
     from filters.dedup import DedupConfig
-
-DEDUP, DECONTAM = "dedup", "decontam"
 
 
 @dataclass(frozen=True)

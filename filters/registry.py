@@ -9,7 +9,7 @@ A stage has a name, the recipe section holding its settings, where it runs, and 
 
 A recipe lists its stages in the order they run: worker stages first, then the judge, then decontam and dedup,
 which index only what passed everything else (`order_problem` says what is wrong with another order). `reward`
-names the GRPO reward built on a stage's check (`trainers.rewards`). Within a chain the first rejection gives the
+is the GRPO reward built on a stage's check (filters/rewards.py). Within a chain the first rejection gives the
 candidate's reason; scores from every stage that ran are kept.
 
 A user's own stage is named `module:function` (`mylab.checks:units_match`), imported as Python imports it with the
@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from itertools import pairwise
 
+from filters import rewards
 from filters.base import Candidate, FilterError, Verdict, reject
 from filters.format import check_format
 from filters.language import LanguageConfig, language
@@ -62,23 +63,40 @@ class Stage:
     section: str | None  # the recipe section with its settings (None: it has none)
     where: str  # worker | main
     check: Callable[[Candidate, Settings], Verdict] | None = None  # worker stages
-    reward: str | None = None  # the GRPO reward that scores by it
+    code: str | None = None  # main stages: where their code is (it needs the engine, or state every candidate sees)
+    reward: tuple[str, Callable] | None = None  # the GRPO reward that scores by its check: (name, function)
+
+
+JUDGE, DECONTAM, DEDUP = "judge", "decontam", "dedup"
 
 
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("format", None, "worker", lambda c, s: check_format(c), reward="format"),
-        Stage("verify", "sandbox", "worker", lambda c, s: verify(c, s.sandbox), reward="accuracy"),
+        Stage("format", None, "worker", lambda c, s: check_format(c), reward=("format", rewards.format_reward)),
+        Stage(
+            "verify",
+            "sandbox",
+            "worker",
+            lambda c, s: verify(c, s.sandbox),
+            reward=("accuracy", rewards.accuracy_reward),
+        ),
         Stage("readability", "readability", "worker", lambda c, s: readability(c, s.readability)),
-        Stage("language", "language", "worker", lambda c, s: language(c, s.language, c.language), reward="language"),
-        Stage("judge", "judge", "main"),
-        Stage("decontam", "decontam", "main"),
-        Stage("dedup", "dedup", "main"),
+        Stage(
+            "language",
+            "language",
+            "worker",
+            lambda c, s: language(c, s.language, c.language),
+            reward=("language", rewards.language_reward),
+        ),
+        Stage(JUDGE, "judge", "main", code="factory.judging"),
+        Stage(DECONTAM, "decontam", "main", code="factory.stages.Gate"),
+        Stage(DEDUP, "dedup", "main", code="factory.stages.Gate"),
     )
 }
 MAIN = tuple(n for n, s in STAGES.items() if s.where == "main")
-REWARDS = tuple(s.reward for s in STAGES.values() if s.reward)
+REWARD_FUNCTIONS = dict(s.reward for s in STAGES.values() if s.reward)
+REWARDS = tuple(REWARD_FUNCTIONS)
 # kept as a mapping of the worker checks: what the workers run (and tests add their own to)
 FILTERS: dict[str, Callable[[Candidate, Settings], Verdict]] = {
     n: s.check for n, s in STAGES.items() if s.where == "worker"

@@ -118,15 +118,15 @@ def test_format_reasons(text, finish, think, reason):
 def test_every_stage_is_declared_once_and_everything_else_derives_from_it():
     import inspect
 
-    from factory import judging, stages
     from factory.recipe import FILTERS as RECIPE_FILTERS
-    from filters.registry import MAIN, REWARDS, STAGES, order_problem, worker_stages
+    from filters.registry import DECONTAM, DEDUP, JUDGE, MAIN, REWARDS, STAGES, order_problem, worker_stages
     from trainers import rewards
     from trainers.recipe import REWARDS as TRAIN_REWARDS
 
     assert tuple(STAGES) == RECIPE_FILTERS and set(FILTERS) == set(STAGES) - set(MAIN)
     assert all(s.check is not None for s in STAGES.values() if s.where == "worker")
-    assert set(MAIN) == {judging.STAGE, stages.DEDUP, stages.DECONTAM}
+    assert set(MAIN) == {JUDGE, DEDUP, DECONTAM}
+    assert {STAGES[n].code for n in MAIN} == {"factory.judging", "factory.stages.Gate"}  # where each one's code is
     assert TRAIN_REWARDS == REWARDS == ("format", "accuracy", "language")
     built = rewards.reward_functions(list(REWARDS), pool=None, think=True, stop_ids=set(), language=None)
     assert [inspect.unwrap(f.func).__name__ for f in built] == ["format_reward", "accuracy_reward", "language_reward"]

@@ -78,7 +78,7 @@ def test_format_and_language_rewards():
     assert format_reward([reply(t) for t in texts], ids, think=True, stop_ids=stop) == [1.0, 0.0, 0.0]
     assert format_reward([reply(texts[2])], [[5, 2]], think=False, stop_ids=stop) == [1.0]
     mixed = "We add the numbers first. 然后我们把两个数字相加得到结果 and then the answer is seven."
-    en, zh = language_reward([reply("We add the numbers and get seven."), reply(mixed)], cfg=LanguageConfig())
+    en, zh = language_reward([reply("We add the numbers and get seven."), reply(mixed)], language=LanguageConfig())
     assert en == 1.0 and 0 < zh < 1
 
 
