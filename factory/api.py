@@ -38,10 +38,19 @@ class Generated:
     db: Path
 
 
-def generate(recipe: str | Path, *, db: str | Path = DEFAULT_DB, limit: int | None = None,
-             overrides: Sequence[str] = (), progress: Callable[[Tally], None] | None = None,
-             phase: Callable[..., None] | None = None, say: Callable[[str], None] | None = None,
-             new_run: bool = False, retry: str | None = None, executor=None) -> Generated:  # fmt: skip
+def generate(
+    recipe: str | Path,
+    *,
+    db: str | Path = DEFAULT_DB,
+    limit: int | None = None,
+    overrides: Sequence[str] = (),
+    progress: Callable[[Tally], None] | None = None,
+    phase: Callable[..., None] | None = None,
+    say: Callable[[str], None] | None = None,
+    new_run: bool = False,
+    retry: str | None = None,
+    executor=None,
+) -> Generated:
     """Run (or resume) a recipe's job into the store at `db`, as `factory generate` does.
 
     `overrides`: "key=value" settings ("sampling.temperature=0.8"); `limit`: the source's first N prompts;
@@ -52,8 +61,9 @@ def generate(recipe: str | Path, *, db: str | Path = DEFAULT_DB, limit: int | No
     from factory.run import prepare, run_recipe
 
     r, prompts = prepare(Path(recipe), limit, list(overrides))
-    tally, run_id, resumed = run_recipe(r, prompts, Path(db), new_run, phase or _quiet, progress, retry,
-                                        say or _quiet, executor)  # fmt: skip
+    tally, run_id, resumed = run_recipe(
+        r, prompts, Path(db), new_run, phase or _quiet, progress, retry, say or _quiet, executor
+    )
     return Generated(r, run_id, resumed, tally, Path(db))
 
 
@@ -65,8 +75,15 @@ def open_store(db: str | Path = DEFAULT_DB, wait: float | None = None):
     return StoreReader(Path(db)) if wait is None else StoreReader(Path(db), wait=wait)
 
 
-def eval_model(model: str, recipe: str | Path, *, limit: int | None = None, overrides: Sequence[str] = (),
-               training: Sequence[str | Path] = (), phase: Callable[..., None] | None = None) -> Score:  # fmt: skip
+def eval_model(
+    model: str,
+    recipe: str | Path,
+    *,
+    limit: int | None = None,
+    overrides: Sequence[str] = (),
+    training: Sequence[str | Path] = (),
+    phase: Callable[..., None] | None = None,
+) -> Score:
     """A model's greedy accuracy on a recipe's source, judged by the recipe's checks, as `factory eval` gives it
     (`.as_dict()` is what `--json` prints). `training`: stores and recipes the model trained on; the score also
     counts the prompts none of them holds (`unseen_*`)."""
@@ -83,9 +100,16 @@ def eval_model(model: str, recipe: str | Path, *, limit: int | None = None, over
         return evaluate.evaluate(r, prompts, pool, lambda d, total=None, done=0: step(d, total, done, "prompts"), seen)
 
 
-def eval_benchmarks(model: str, names: Sequence[str], recipe: str | Path | None = None, *, samples: int = 1,
-                    limit: int | None = None, overrides: Sequence[str] = (),
-                    phase: Callable[..., None] | None = None) -> list[dict]:  # fmt: skip
+def eval_benchmarks(
+    model: str,
+    names: Sequence[str],
+    recipe: str | Path | None = None,
+    *,
+    samples: int = 1,
+    limit: int | None = None,
+    overrides: Sequence[str] = (),
+    phase: Callable[..., None] | None = None,
+) -> list[dict]:
     """Each registered test set's score, as `factory eval --benchmark` gives it: pass@1 (greedy), or pass@k from
     `samples` answers a problem; with the recipe's engine, sampling and prompt, else the standard prompt."""
     from factory import bencheval

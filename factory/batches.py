@@ -34,8 +34,14 @@ def commit(recipe: Recipe, store: StoreWriter, run_id: str, rounds: list[Round],
     (In the commit thread: it reads the rounds' prompts' state, which the main loop changes only once this is done.)"""
     if gate is not None and gate.active:
         flat = [(r, i) for r in rounds for i in range(len(r.completions))]
-        items = [(candidate_id(run_id, r.state.prompt.prompt_id, r.first + i), r.completions[i].text,
-                  r.preps[i] if r.preps else None) for r, i in flat]  # fmt: skip
+        items = [
+            (
+                candidate_id(run_id, r.state.prompt.prompt_id, r.first + i),
+                r.completions[i].text,
+                r.preps[i] if r.preps else None,
+            )
+            for r, i in flat
+        ]
         for (r, i), v in zip(flat, narrow([r.verdicts[i] for r, i in flat], items, gate), strict=True):
             r.verdicts[i] = v
     rows = Batch([], [], [])
@@ -75,7 +81,7 @@ def _rows(recipe: Recipe, run_id: str, rnd: Round, kept: int, rows: Batch, reaso
                 "reason": v.reason,
                 "scores": json.dumps(v.scores),
                 "created_at": now(),
-            }  # fmt: skip
+            }
         )
         if not v.accepted:
             reasons[v.reason] = reasons.get(v.reason, 0) + 1

@@ -57,8 +57,9 @@ def ks(n: int) -> list[int]:
     return sorted({k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256, n) if k <= n})
 
 
-def prepare(name: str, recipe: Recipe, samples: int, limit: int | None,
-            standard: bool = True) -> tuple[Recipe, list[Prompt]]:  # fmt: skip
+def prepare(
+    name: str, recipe: Recipe, samples: int, limit: int | None, standard: bool = True
+) -> tuple[Recipe, list[Prompt]]:
     """The recipe aimed at a benchmark's test split (with the standard prompt of its task, or the recipe's own),
     greedy unless `samples` > 1; its problems."""
     import copy
@@ -97,8 +98,11 @@ def run(r: Recipe, prompts: list[Prompt], pool, samples: int, bar=lambda *a, **k
 
 
 def _judge(r: Recipe, chunk: list[Prompt], comps, pool) -> list[Result]:
-    jobs = [(Candidate(c.text, p.task, p.reference, c.finish_reason, r.prompt.think), ["verify"])
-            for p, cs in zip(chunk, comps, strict=True) for c in cs]  # fmt: skip
+    jobs = [
+        (Candidate(c.text, p.task, p.reference, c.finish_reason, r.prompt.think), ["verify"])
+        for p, cs in zip(chunk, comps, strict=True)
+        for c in cs
+    ]
     verdicts = iter(pool.verdicts(jobs))
     results = []
     for p, cs in zip(chunk, comps, strict=True):
@@ -153,8 +157,9 @@ def _score(results: list[Result], samples: int) -> dict:
     return out
 
 
-def evaluate(name: str, recipe: Recipe, pool, samples: int = 1, limit: int | None = None, bar=None,
-             standard: bool = True) -> dict:  # fmt: skip
+def evaluate(
+    name: str, recipe: Recipe, pool, samples: int = 1, limit: int | None = None, bar=None, standard: bool = True
+) -> dict:
     r, prompts = prepare(name, recipe, samples, limit, standard)
     started = time.monotonic()
     results = run(r, prompts, pool, samples, bar or (lambda *a, **k: None))

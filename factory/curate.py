@@ -169,8 +169,12 @@ class TestChecks:
 
         solution = rec.get("solution") if isinstance(rec.get("solution"), str) else None
         c = check(rec["prompt"], rec["reference"], solution, self.recipe.sandbox)
-        row = {"bad_reference": c.bad_reference, "detail": c.detail, "weak_tests": c.weak_tests,
-               "passed": json.dumps(c.passed)}  # fmt: skip
+        row = {
+            "bad_reference": c.bad_reference,
+            "detail": c.detail,
+            "weak_tests": c.weak_tests,
+            "passed": json.dumps(c.passed),
+        }
         return verdict(row, self.recipe.verify.allow_weak_tests)  # as `factory generate` judges a prompt
 
 

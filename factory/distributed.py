@@ -119,10 +119,17 @@ class ShardWorker:
         drawn: dict[str, int] = {}
         for c in sink.candidates:
             drawn[c["prompt_id"]] = drawn.get(c["prompt_id"], 0) + 1
-        spent = [pid for pid, (d, k) in before.items()
-                 if not finished(r, d + drawn.get(pid, 0), k + sink.kept.get(pid, 0))]  # fmt: skip
-        return {"shard": shard["id"], "worker": self.name, "candidates": sink.candidates, "spent": spent,
-                "tokens": t.new_tokens, "seconds": t.seconds}  # fmt: skip
+        spent = [
+            pid for pid, (d, k) in before.items() if not finished(r, d + drawn.get(pid, 0), k + sink.kept.get(pid, 0))
+        ]
+        return {
+            "shard": shard["id"],
+            "worker": self.name,
+            "candidates": sink.candidates,
+            "spent": spent,
+            "tokens": t.new_tokens,
+            "seconds": t.seconds,
+        }
 
     def close(self) -> None:
         for part in ("engine", "pool"):
@@ -175,8 +182,14 @@ class Landing:
             sid = f"{self.passes}-{i // size}"
             part = todo[i : i + size]
             self.sent[sid] = {pid: self.state[pid][0] for pid in part}
-            shards.append({"id": sid, "run_id": self.job.run_id, "prompts": [asdict(self.prompts[pid]) for pid in part],
-                           "before": {pid: self.state[pid] for pid in part}})  # fmt: skip
+            shards.append(
+                {
+                    "id": sid,
+                    "run_id": self.job.run_id,
+                    "prompts": [asdict(self.prompts[pid]) for pid in part],
+                    "before": {pid: self.state[pid] for pid in part},
+                }
+            )
         self.passes += 1
         self.tally.shards += len(shards)
         return shards
@@ -187,8 +200,10 @@ class Landing:
         if sent is None:  # it came back twice (Ray retried a task whose first result had arrived): landed already
             return []
         order = {pid: i for i, pid in enumerate(sent)}
-        rows = sorted((c for c in res["candidates"] if sent.get(c["prompt_id"]) == self.state[c["prompt_id"]][0]),
-                      key=lambda c: (order[c["prompt_id"]], c["sample_index"]))  # fmt: skip
+        rows = sorted(
+            (c for c in res["candidates"] if sent.get(c["prompt_id"]) == self.state[c["prompt_id"]][0]),
+            key=lambda c: (order[c["prompt_id"]], c["sample_index"]),
+        )
         flag = self.job.flags.get  # scores every candidate of a prompt carries (weak tests allowed)
         verdicts = [
             Verdict(c["accepted"], c["reason"], json.loads(c["scores"]) | flag(c["prompt_id"], {})) for c in rows
@@ -300,8 +315,10 @@ def _pool(ray, job: Job, workers: int):
     tp = r.engine.tensor_parallel_size
     workers = workers or (int(gpus // tp) if gpus else 1)
     if gpus and gpus < workers * tp:
-        raise FactoryError(f"--workers {workers} with engine.tensor_parallel_size={tp} needs {workers * tp} GPUs;"
-                           f" the cluster has {gpus:g}: use --workers {max(int(gpus // tp), 1)}")  # fmt: skip
+        raise FactoryError(
+            f"--workers {workers} with engine.tensor_parallel_size={tp} needs {workers * tp} GPUs;"
+            f" the cluster has {gpus:g}: use --workers {max(int(gpus // tp), 1)}"
+        )
     ray.data.DataContext.get_current().enable_progress_bars = False  # the command has its own
 
     if r.engine.replay:  # the actors' working folder is not the command's
@@ -314,8 +331,9 @@ def _pool(ray, job: Job, workers: int):
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         # a dead actor is restarted and its shard retried: Ray Data's defaults for an actor pool (max_restarts=-1,
         # max_task_retries=-1, in ActorPoolMapOperator._apply_default_remote_args), which this relies on
-        ds = ds.map_batches(ShardWorker, batch_size=1, compute=pool, num_cpus=1, num_gpus=tp if gpus else 0,
-                            fn_constructor_kwargs=made)  # fmt: skip
+        ds = ds.map_batches(
+            ShardWorker, batch_size=1, compute=pool, num_cpus=1, num_gpus=tp if gpus else 0, fn_constructor_kwargs=made
+        )
         # block by block as each lands, none held back (iter_rows prefetches: it would keep a finished shard
         # until the next one is done)
         for batch in ds.iter_batches(batch_size=None, prefetch_batches=0):
@@ -337,8 +355,12 @@ def _ray():
 def _init(ray, address: str | None, workers: int) -> None:
     """Join the cluster at `address`, or start a local one; workers get the FACTORY_ and VLLM_ settings."""
     env = {k: v for k, v in os.environ.items() if k.startswith(("FACTORY_", "VLLM_"))}
-    kw = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR,
-              runtime_env={"env_vars": env} if env else None)  # fmt: skip
+    kw = dict(
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        runtime_env={"env_vars": env} if env else None,
+    )
     if address:
         _reach(address)
         ray.init(address=address, **kw)

@@ -30,8 +30,12 @@ from factory.recipe import Recipe
 from factory.sources import Prompt
 from filters.base import Candidate
 
-GREEDY = ["sampling.temperature=0", "rejection.max_samples=1", "rejection.round_size=1",
-          "rejection.accept_per_prompt=1"]  # fmt: skip
+GREEDY = [
+    "sampling.temperature=0",
+    "rejection.max_samples=1",
+    "rejection.round_size=1",
+    "rejection.accept_per_prompt=1",
+]
 CHECKS = ("format", "verify")  # the stages that decide right or wrong
 STEP = 256  # prompts per engine call when the recipe sets no rejection.batch_prompts
 
@@ -60,12 +64,23 @@ class Score:
     def as_dict(self) -> dict:
         lo, hi = self.interval()
         return {
-            "model": self.model, "recipe": self.recipe, "n": self.n, "correct": self.correct,
-            "accuracy": self.accuracy, "ci95": [lo, hi], "mean_tokens": self.mean_tokens, "truncated": self.truncated,
-            "misses": dict(self.misses.most_common()), "seconds": self.seconds,
-            "unseen": {"n": self.unseen_n, "correct": self.unseen_correct, "accuracy": self.unseen_accuracy,
-                       "ci95": list(wilson(self.unseen_correct, self.unseen_n))},
-        }  # fmt: skip
+            "model": self.model,
+            "recipe": self.recipe,
+            "n": self.n,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "ci95": [lo, hi],
+            "mean_tokens": self.mean_tokens,
+            "truncated": self.truncated,
+            "misses": dict(self.misses.most_common()),
+            "seconds": self.seconds,
+            "unseen": {
+                "n": self.unseen_n,
+                "correct": self.unseen_correct,
+                "accuracy": self.unseen_accuracy,
+                "ci95": list(wilson(self.unseen_correct, self.unseen_n)),
+            },
+        }
 
     @property
     def unseen_accuracy(self) -> float:
@@ -164,8 +179,10 @@ def evaluate(r: Recipe, prompts: list[Prompt], pool, bar=lambda *a, **k: None, s
             bar("evaluating", len(prompts), i)
             chunk = prompts[i : i + step]
             outs = engine.generate([Request(messages(r, p), 1, p.prompt) for p in chunk])
-            jobs = [(Candidate(c[0].text, p.task, p.reference, c[0].finish_reason, r.prompt.think), checks)
-                    for p, c in zip(chunk, outs, strict=True)]  # fmt: skip
+            jobs = [
+                (Candidate(c[0].text, p.task, p.reference, c[0].finish_reason, r.prompt.think), checks)
+                for p, c in zip(chunk, outs, strict=True)
+            ]
             for p, (cand, _), verdict, comps in zip(chunk, jobs, pool.verdicts(jobs), outs, strict=True):
                 score.n += 1
                 score.correct += verdict.accepted

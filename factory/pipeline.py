@@ -115,8 +115,10 @@ def overlaps(p: Pipeline) -> list[str]:
     for s in p.stages:
         if (st := span(s.recipe, s.set)) and st[0] == ev[0] and st[1] < ev[2] and ev[1] < st[2]:
             lo, hi = max(st[1], ev[1]), min(st[2], ev[2])
-            out.append(f"{s.name} trains on the eval's problems {lo}-{hi - 1} (reasoning-gym seeds {st[1]} and"
-                       f" {ev[1]}); give the eval a seed far from every stage's")  # fmt: skip
+            out.append(
+                f"{s.name} trains on the eval's problems {lo}-{hi - 1} (reasoning-gym seeds {st[1]} and"
+                f" {ev[1]}); give the eval a seed far from every stage's"
+            )
     return out
 
 
@@ -149,8 +151,17 @@ def run(p: Pipeline, workdir: Path, say=print) -> list[dict]:
     models = {"base": p.base}
     sources = _sources(p, workdir) if p.eval is not None else []  # once: every eval leaves out the same problems
     if p.eval is not None and "base" not in done:
-        done["base"] = _record(log, {"stage": "base", "kind": "eval", "status": "done", "seconds": 0.0,
-                                     "model": p.base, "eval": _eval(p, p.base, sources)})  # fmt: skip
+        done["base"] = _record(
+            log,
+            {
+                "stage": "base",
+                "kind": "eval",
+                "status": "done",
+                "seconds": 0.0,
+                "model": p.base,
+                "eval": _eval(p, p.base, sources),
+            },
+        )
     for s in p.stages:
         folder = workdir / s.name
         if s.kind != "generate":
@@ -161,8 +172,14 @@ def run(p: Pipeline, workdir: Path, say=print) -> list[dict]:
         say(f"{s.name}: {s.kind} {s.recipe} on {s.model}")
         t = time.monotonic()
         metrics = _stage(p, s, folder, models[s.model], workdir)
-        row = {"stage": s.name, "kind": s.kind, "status": "done", "seconds": round(time.monotonic() - t, 1),
-               "model": models.get(s.name), "metrics": metrics}  # fmt: skip
+        row = {
+            "stage": s.name,
+            "kind": s.kind,
+            "status": "done",
+            "seconds": round(time.monotonic() - t, 1),
+            "model": models.get(s.name),
+            "metrics": metrics,
+        }
         if s.kind != "generate" and p.eval is not None:
             row["eval"] = _eval(p, models[s.name], sources)
         done[s.name] = _record(log, row)

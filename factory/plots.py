@@ -25,8 +25,9 @@ def _empty(label: str, why: str) -> str:
     return _svg(60, [f'<text x="{W / 2}" y="34" text-anchor="middle" fill="#777">{escape(why)}</text>'], label)
 
 
-def bars(labels: list[str], values: list[float], label: str, text: list[str] | None = None,
-         why_empty: str = "no data yet") -> str:  # fmt: skip
+def bars(
+    labels: list[str], values: list[float], label: str, text: list[str] | None = None, why_empty: str = "no data yet"
+) -> str:
     """Horizontal bars, one per label, with its value written at the bar's end."""
     if not values:
         return _empty(label, why_empty)
@@ -45,8 +46,15 @@ def bars(labels: list[str], values: list[float], label: str, text: list[str] | N
     return _svg(16 + ROW * len(values), body, label)
 
 
-def histogram(series: dict[str, list[float]], lo: float, hi: float, nbins: int, label: str, xlabel: str,
-              why_empty: str = "no data yet") -> str:  # fmt: skip
+def histogram(
+    series: dict[str, list[float]],
+    lo: float,
+    hi: float,
+    nbins: int,
+    label: str,
+    xlabel: str,
+    why_empty: str = "no data yet",
+) -> str:
     """Counts of values in `nbins` equal bins over [lo, hi], one colour per series, side by side in each bin."""
     series = {k: v for k, v in series.items() if v}
     if not series:
@@ -56,25 +64,31 @@ def histogram(series: dict[str, list[float]], lo: float, hi: float, nbins: int, 
     top = max(max(c) for c in counts.values()) or 1
     x0, x1, y0, y1 = 50, W - 20, 30, 230  # plot area
     bw = (x1 - x0) / nbins
-    body = [f'<line x1="{x0}" y1="{y1}" x2="{x1}" y2="{y1}" stroke="#333"/>',
-            f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="#333"/>',
-            f'<text x="{x0 - 6}" y="{y0 + 4}" text-anchor="end">{top}</text>',
-            f'<text x="{x0 - 6}" y="{y1}" text-anchor="end">0</text>',
-            f'<text x="{(x0 + x1) / 2}" y="{y1 + 34}" text-anchor="middle">{escape(xlabel)}</text>']  # fmt: skip
+    body = [
+        f'<line x1="{x0}" y1="{y1}" x2="{x1}" y2="{y1}" stroke="#333"/>',
+        f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}" stroke="#333"/>',
+        f'<text x="{x0 - 6}" y="{y0 + 4}" text-anchor="end">{top}</text>',
+        f'<text x="{x0 - 6}" y="{y1}" text-anchor="end">0</text>',
+        f'<text x="{(x0 + x1) / 2}" y="{y1 + 34}" text-anchor="middle">{escape(xlabel)}</text>',
+    ]
     for i in range(0, nbins + 1, max(1, nbins // 10)):
         body.append(f'<text x="{x0 + i * bw:.1f}" y="{y1 + 16}" text-anchor="middle">{_num(lo + i * width)}</text>')
     k = len(counts)
     for j, (name, c) in enumerate(counts.items()):
         color = COLORS[j % len(COLORS)]
-        body.append(f'<rect x="{x1 - 150}" y="{4 + 16 * j}" width="10" height="10" fill="{color}"/>'
-                    f'<text x="{x1 - 135}" y="{13 + 16 * j}">{escape(name)} ({len(series[name])})</text>')  # fmt: skip
+        body.append(
+            f'<rect x="{x1 - 150}" y="{4 + 16 * j}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{x1 - 135}" y="{13 + 16 * j}">{escape(name)} ({len(series[name])})</text>'
+        )
         for i, n in enumerate(c):
             if n:
                 h = (y1 - y0) * n / top
                 x = x0 + i * bw + 1 + j * (bw - 2) / k
                 rng = f"{_num(lo + i * width)}-{_num(lo + (i + 1) * width)}"
-                body.append(f'<rect x="{x:.1f}" y="{y1 - h:.1f}" width="{(bw - 2) / k:.1f}" height="{h:.1f}" '
-                            f'fill="{color}"><title>{escape(name)} {rng}: {n}</title></rect>')  # fmt: skip
+                body.append(
+                    f'<rect x="{x:.1f}" y="{y1 - h:.1f}" width="{(bw - 2) / k:.1f}" height="{h:.1f}" '
+                    f'fill="{color}"><title>{escape(name)} {rng}: {n}</title></rect>'
+                )
     return _svg(y1 + 44, body, label)
 
 

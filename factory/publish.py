@@ -27,8 +27,13 @@ from factory.store import StoreReader
 
 COLUMNS = ["messages", "task", "source", "n_tokens", "prompt_id", "example_id", "run_id"]
 _REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
-_SIZES = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
-          (10_000_000, "1M<n<10M")]  # fmt: skip
+_SIZES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+]
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -37,8 +42,14 @@ def check_repo_id(repo_id: str) -> str:
     return repo_id
 
 
-def build(store: StoreReader, folder: Path, repo_id: str, license_: str, where: str | None = None,
-          shard_bytes: int = export.parse_size(export.DEFAULT_SHARD)) -> dict[str, int]:  # fmt: skip
+def build(
+    store: StoreReader,
+    folder: Path,
+    repo_id: str,
+    license_: str,
+    where: str | None = None,
+    shard_bytes: int = export.parse_size(export.DEFAULT_SHARD),
+) -> dict[str, int]:
     """Write the dataset folder (card and shards); return examples per task."""
     if folder.exists() and any(folder.iterdir()):
         if not (folder / "README.md").exists():
@@ -65,10 +76,14 @@ def card(store: StoreReader, repo_id: str, license_: str, counts: dict[str, int]
         configs.insert(0, {"config_name": "all", "data_files": [{"split": "train", "path": "*/train-*.parquet"}]})
     configs[0]["default"] = True
     meta = DatasetCardData(
-        license=license_, language=["en"], task_categories=["text-generation"], pretty_name=repo_id.split("/")[1],
-        size_categories=[next((name for n, name in _SIZES if total < n), "n>1T")], configs=configs,
+        license=license_,
+        language=["en"],
+        task_categories=["text-generation"],
+        pretty_name=repo_id.split("/")[1],
+        size_categories=[next((name for n, name in _SIZES if total < n), "n>1T")],
+        configs=configs,
         tags=["reasoning", "synthetic", "rejection-sampling", "verified"],
-    )  # fmt: skip
+    )
     body = [f"# {repo_id.split('/')[1]}", "", _summary(total, counts, where), "", *_loading(repo_id, counts)]
     body += _generation(store) + _counts(store) + _filters(store) + _columns()
     return f"---\n{meta.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"
@@ -86,22 +101,44 @@ def _summary(total: int, counts: dict[str, int], where: str | None) -> str:
 
 def _loading(repo_id: str, counts: dict[str, int]) -> list[str]:
     t = next(iter(counts))
-    return ["```python", "from datasets import load_dataset", "", f'ds = load_dataset("{repo_id}")',
-            f'{t} = load_dataset("{repo_id}", "{t}", split="train")', "```", ""]  # fmt: skip
+    return [
+        "```python",
+        "from datasets import load_dataset",
+        "",
+        f'ds = load_dataset("{repo_id}")',
+        f'{t} = load_dataset("{repo_id}", "{t}", split="train")',
+        "```",
+        "",
+    ]
 
 
 def _generation(store: StoreReader) -> list[str]:
-    out = ["## How it was made", "", "| run | recipe | model | engine | status | started | ended |",
-           "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    out = [
+        "## How it was made",
+        "",
+        "| run | recipe | model | engine | status | started | ended |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     runs = store.runs()
     for r in runs:
-        out.append(f"| {r['run_id']} | {r['name']} | {r['model']} | {r['engine']} | {r['status']} | "
-                   f"{_time(r['started_at'])} | {_time(r['ended_at'])} |")  # fmt: skip
+        out.append(
+            f"| {r['run_id']} | {r['name']} | {r['model']} | {r['engine']} | {r['status']} | "
+            f"{_time(r['started_at'])} | {_time(r['ended_at'])} |"
+        )
     for r in runs:
         s = json.loads(r["sampling"] or "{}")
-        out += ["", f"### Run {r['run_id']}", "", "Sampling and rejection settings: "
-                + ", ".join(f"`{k}`={v}" for k, v in s.items()) + ".", "", "Recipe:", "", "```yaml",
-                r["recipe"].strip(), "```"]  # fmt: skip
+        out += [
+            "",
+            f"### Run {r['run_id']}",
+            "",
+            "Sampling and rejection settings: " + ", ".join(f"`{k}`={v}" for k, v in s.items()) + ".",
+            "",
+            "Recipe:",
+            "",
+            "```yaml",
+            r["recipe"].strip(),
+            "```",
+        ]
     return out + [""]
 
 
@@ -111,16 +148,26 @@ def _time(t) -> str:
 
 def _counts(store: StoreReader) -> list[str]:
     s = store.stats()
-    out = ["## Counts", "", "| source | task | candidates | passed | acceptance | examples |",
-           "| --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    out = [
+        "## Counts",
+        "",
+        "| source | task | candidates | passed | acceptance | examples |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for r in s["by_source"]:
         rate = r["passed"] / r["candidates"] if r["candidates"] else 0
         out.append(
             f"| {r['source']} | {r['task']} | {r['candidates']} | {r['passed']} | {rate:.1%} | {r['examples']} |"
         )
     rate = s["passed"] / s["candidates"] if s["candidates"] else 0
-    out += ["", f"In all: {s['prompts']} prompts, {s['candidates']} candidates, {s['passed']} passed ({rate:.1%}),"
-            f" {s['examples']} examples kept.", "", "### Drops by reason", ""]  # fmt: skip
+    out += [
+        "",
+        f"In all: {s['prompts']} prompts, {s['candidates']} candidates, {s['passed']} passed ({rate:.1%}),"
+        f" {s['examples']} examples kept.",
+        "",
+        "### Drops by reason",
+        "",
+    ]
     out += ["| reason | count |", "| --- | ---: |", *(f"| {k} | {v} |" for k, v in s["reasons"].items())]
     out += ["", "`prompt_*` reasons are prompts set aside before sampling; the others are rejected candidates.", ""]
     return out + _checks(s["test_checks"])
@@ -146,28 +193,48 @@ def _filters(store: StoreReader) -> list[str]:
     for r in store.runs():
         recipe = parse(yaml.safe_load(r["recipe"]) or {})
         d, c = recipe.dedup, recipe.decontam
-        dedup = (f"MinHash over {d.ngram}-word n-grams of the {d.field}, {d.num_perm} permutations, Jaccard "
-                 f"threshold {d.threshold}" if "dedup" in recipe.filters else "off")  # fmt: skip
+        dedup = (
+            f"MinHash over {d.ngram}-word n-grams of the {d.field}, {d.num_perm} permutations, Jaccard "
+            f"threshold {d.threshold}"
+            if "dedup" in recipe.filters
+            else "off"
+        )
         names = benchmarks.checked(c, recipe.filters)
-        decon = (f"prompts' {c.ngram}-word n-grams" + (f" and responses' {c.solution_ngram}-word n-grams (against"
-                 " reference solutions)" if c.solution_ngram else "") + f" against {len(names)} benchmarks"
-                 if names else "off")  # fmt: skip
+        decon = (
+            f"prompts' {c.ngram}-word n-grams"
+            + (
+                f" and responses' {c.solution_ngram}-word n-grams (against reference solutions)"
+                if c.solution_ngram
+                else ""
+            )
+            + f" against {len(names)} benchmarks"
+            if names
+            else "off"
+        )
         out += [f"- run {r['run_id']}: filters {', '.join(recipe.filters)}; dedup: {dedup}; decontamination: {decon}"]
     f = store.facts()
     sizes = f["clusters"]
-    out += ["", f"Findings: {sum(s - 1 for s in sizes)} near-duplicates dropped in {len(sizes)} clusters"
-            + (f" (largest: {max(sizes)} texts)" if sizes else "") + ".", "",
-            "Checked against: " + benchmarks.leak_line(benchmarks.checked_by_runs(store.runs()), f["contaminated"])
-            + ".", ""]  # fmt: skip
+    out += [
+        "",
+        f"Findings: {sum(s - 1 for s in sizes)} near-duplicates dropped in {len(sizes)} clusters"
+        + (f" (largest: {max(sizes)} texts)" if sizes else "")
+        + ".",
+        "",
+        "Checked against: " + benchmarks.leak_line(benchmarks.checked_by_runs(store.runs()), f["contaminated"]) + ".",
+        "",
+    ]
     return out
 
 
 def _columns() -> list[str]:
-    return ["## Columns", "",
-            "- `messages`: the chat, a list of `{role, content}`: the prompt as the model saw it and the kept answer",
-            "- `task`: math, code or general; `source`: where the prompt came from",
-            "- `n_tokens`: the answer's length in tokens",
-            "- `prompt_id`, `example_id`, `run_id`: keys in the store"]  # fmt: skip
+    return [
+        "## Columns",
+        "",
+        "- `messages`: the chat, a list of `{role, content}`: the prompt as the model saw it and the kept answer",
+        "- `task`: math, code or general; `source`: where the prompt came from",
+        "- `n_tokens`: the answer's length in tokens",
+        "- `prompt_id`, `example_id`, `run_id`: keys in the store",
+    ]
 
 
 def push(folder: Path, repo_id: str, private: bool) -> str:

@@ -337,9 +337,11 @@ def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
     for i, name in enumerate(r.filters):
         problem = registry.user_problem(name) if registry.is_user(name) else None
         bad(problem is not None, f"filters[{i}]: {problem}")
-        bad(not registry.is_user(name) and name not in FILTERS,
+        bad(
+            not registry.is_user(name) and name not in FILTERS,
             f"filters[{i}]: {name!r} is not a filter; allowed: {', '.join(FILTERS)}, or module:function for your"
-            " own (see filters/registry.py)")  # fmt: skip
+            " own (see filters/registry.py)",
+        )
         bad(name in r.filters[:i], f"filters[{i}]: {name!r} is listed twice")
     order = order_problem(r.filters)
     bad(order is not None, f"filters: {order}")

@@ -20,17 +20,29 @@ from factory.store import StoreReader
 # (id, title, what it shows): every report has all of them, with a note where the store has no data for one
 PLOTS = [
     ("acceptance", "Acceptance rate per source and task", "Candidates that passed every filter, of those drawn."),
-    ("pass-rates", "Per-prompt pass rates (difficulty)",
-     "Share of each prompt's samples that passed. Sampling stops once enough pass, so easy prompts draw few samples"
-     " and their rate is coarse (with rounds of 2: 0.5 or 1)."),
+    (
+        "pass-rates",
+        "Per-prompt pass rates (difficulty)",
+        "Share of each prompt's samples that passed. Sampling stops once enough pass, so easy prompts draw few samples"
+        " and their rate is coarse (with rounds of 2: 0.5 or 1).",
+    ),
     ("lengths", "Response lengths, accepted and rejected", "Tokens per answer."),
-    ("drop-reasons", "Drop reasons", "Rejected candidates by the first filter that refused them; prompt_* are"
-     " prompts set aside before sampling."),
-    ("tokens-per-example", "Tokens spent per accepted example",
-     "Every token sampled (kept or not) per kept example: what one example cost."),
-    ("dedup-clusters", "Near-duplicate cluster sizes",
-     "Each cluster is a kept text and the near-duplicates dropped for repeating it."),
-]  # fmt: skip
+    (
+        "drop-reasons",
+        "Drop reasons",
+        "Rejected candidates by the first filter that refused them; prompt_* are prompts set aside before sampling.",
+    ),
+    (
+        "tokens-per-example",
+        "Tokens spent per accepted example",
+        "Every token sampled (kept or not) per kept example: what one example cost.",
+    ),
+    (
+        "dedup-clusters",
+        "Near-duplicate cluster sizes",
+        "Each cluster is a kept text and the near-duplicates dropped for repeating it.",
+    ),
+]
 
 CSS = """body{font-family:sans-serif;margin:24px auto;max-width:760px;color:#222}h1{font-size:22px}
 h2{font-size:16px;margin:0 0 4px}figure{margin:0 0 28px;padding:12px;border:1px solid #ddd;border-radius:6px}
@@ -69,20 +81,35 @@ def _charts(s: dict, f: dict) -> dict[str, str]:
     sizes = sorted(set(f["clusters"]))
     clusters = [f["clusters"].count(n) for n in sizes]
     return {
-        "acceptance": plots.bars(names, acc, "acceptance rate",
-                                 [f"{a:.1%} of {r['candidates']}" for a, r in zip(acc, src, strict=True)]),
+        "acceptance": plots.bars(
+            names, acc, "acceptance rate", [f"{a:.1%} of {r['candidates']}" for a, r in zip(acc, src, strict=True)]
+        ),
         "pass-rates": plots.histogram({"prompts": f["pass_rates"]}, 0, 1, 10, "pass rates", "pass rate"),
-        "lengths": plots.histogram({"accepted": f["lengths"]["true"], "rejected": f["lengths"]["false"]}, 0,
-                                   20 * step, 20, "response lengths", "tokens"),
-        "drop-reasons": plots.bars(list(s["reasons"]), list(s["reasons"].values()), "drop reasons",
-                                   why_empty="nothing was dropped"),
+        "lengths": plots.histogram(
+            {"accepted": f["lengths"]["true"], "rejected": f["lengths"]["false"]},
+            0,
+            20 * step,
+            20,
+            "response lengths",
+            "tokens",
+        ),
+        "drop-reasons": plots.bars(
+            list(s["reasons"]), list(s["reasons"].values()), "drop reasons", why_empty="nothing was dropped"
+        ),
         "tokens-per-example": plots.bars(
-            [f"{r['source']} ({r['task']})" for r in spent], tpe, "tokens per example",
-            [f"{t:,.0f} ({r['tokens']:,} / {r['examples']})" for t, r in zip(tpe, spent, strict=True)]),
-        "dedup-clusters": plots.bars([f"{n} texts" for n in sizes], clusters, "cluster sizes",
-                                     [f"{c} cluster{'s' * (c > 1)}" for c in clusters],
-                                     why_empty="no near-duplicates found (or dedup is not among the filters)"),
-    }  # fmt: skip
+            [f"{r['source']} ({r['task']})" for r in spent],
+            tpe,
+            "tokens per example",
+            [f"{t:,.0f} ({r['tokens']:,} / {r['examples']})" for t, r in zip(tpe, spent, strict=True)],
+        ),
+        "dedup-clusters": plots.bars(
+            [f"{n} texts" for n in sizes],
+            clusters,
+            "cluster sizes",
+            [f"{c} cluster{'s' * (c > 1)}" for c in clusters],
+            why_empty="no near-duplicates found (or dedup is not among the filters)",
+        ),
+    }
 
 
 def _checks(s: dict) -> str:

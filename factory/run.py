@@ -41,9 +41,17 @@ class Job(sampler.Job):
     seed: int = 0  # the engine's: a resumed run (or a retry) must not replay the random stream it already used
 
 
-def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False, bar=lambda *a, **k: None,
-               update=None, retry: str | None = None, say=lambda msg: None,
-               executor=None) -> tuple[Tally, str, bool]:  # fmt: skip
+def run_recipe(
+    r: Recipe,
+    prompts: list[Prompt],
+    db: Path,
+    new_run: bool = False,
+    bar=lambda *a, **k: None,
+    update=None,
+    retry: str | None = None,
+    say=lambda msg: None,
+    executor=None,
+) -> tuple[Tally, str, bool]:
     """Run (or resume) a recipe's job into the store at `db`; returns (tally, run_id, resumed). With `retry`, the
     job is the prompts run `retry` left unfinished, its samples counted toward the budget (see `retry_plan`).
     `executor(job, bar, update) -> Tally` samples the job (default: `sample_here`, in this process)."""
@@ -65,8 +73,9 @@ def run_recipe(r: Recipe, prompts: list[Prompt], db: Path, new_run: bool = False
         dropped += weak
         progress = store.progress(run_id) if run_id else {}
         drawn = sum(p[0] for p in progress.values()) + sum(d for d, _ in before.values())
-        job = Job(r, prompts, store, run_id, gate, dropped, before, flags, retry, model=model,
-                  seed=r.sampling.seed + drawn)  # fmt: skip
+        job = Job(
+            r, prompts, store, run_id, gate, dropped, before, flags, retry, model=model, seed=r.sampling.seed + drawn
+        )
         if run_id and not pending(r, prompts, _with(progress, before)):  # finished already: no engine to load
             return sample(job, None, None), run_id, True
         try:
@@ -100,8 +109,9 @@ def sample_here(job: Job, bar, update) -> Tally:
             engine.close()
 
 
-def retry_plan(store: StoreWriter, r: Recipe, prompts: list[Prompt], old: str,
-               say=lambda msg: None) -> tuple[list[Prompt], dict[str, tuple[int, int]]]:  # fmt: skip
+def retry_plan(
+    store: StoreWriter, r: Recipe, prompts: list[Prompt], old: str, say=lambda msg: None
+) -> tuple[list[Prompt], dict[str, tuple[int, int]]]:
     """The prompts a retry of run `old` samples: those of `prompts` (matched by prompt_id) that `old` sampled and
     left with fewer than accept_per_prompt kept, and whose max_samples is not spent; and, for each, (samples drawn,
     examples kept) by `old` and the runs it retried, which count toward the budget."""
@@ -119,11 +129,15 @@ def retry_plan(store: StoreWriter, r: Recipe, prompts: list[Prompt], old: str,
     ours = {p.prompt_id: p for p in prompts if p.prompt_id in left}  # a repeated prompt once
     todo = [p for pid, p in ours.items() if before[pid][0] < rj.max_samples]
     spent, missing = len(ours) - len(todo), len(left) - len(ours)
-    msg = (f"run {old} kept fewer than accept_per_prompt={rj.accept_per_prompt} answers for {len(left)} of its"
-           f" {len(theirs)} prompts; {len(todo)} are sampled again")  # fmt: skip
+    msg = (
+        f"run {old} kept fewer than accept_per_prompt={rj.accept_per_prompt} answers for {len(left)} of its"
+        f" {len(theirs)} prompts; {len(todo)} are sampled again"
+    )
     if spent:
-        msg += (f"; {spent} spent rejection.max_samples={rj.max_samples} already and get no new samples (raise it,"
-                f" e.g. --set rejection.max_samples={2 * rj.max_samples})")  # fmt: skip
+        msg += (
+            f"; {spent} spent rejection.max_samples={rj.max_samples} already and get no new samples (raise it,"
+            f" e.g. --set rejection.max_samples={2 * rj.max_samples})"
+        )
     if missing:
         msg += f"; {missing} are not in this recipe's source"
     if not todo:

@@ -122,15 +122,22 @@ class Job:
             self.store.set_status(self.run_id, "running")
         else:
             settings = vars(r.sampling) | vars(r.rejection)
-            self.run_id = self.store.start_run(r.name, r.hash(), r.text, r.model, engine or r.engine.kind, settings,
-                                               versions or {}, self.retry)  # fmt: skip
+            self.run_id = self.store.start_run(
+                r.name, r.hash(), r.text, r.model, engine or r.engine.kind, settings, versions or {}, self.retry
+            )
         set_aside(self.store, self.run_id, self.gate, self.dropped)
         self.begun = True
         return self.run_id
 
 
-def sample(job: Job, engine: Engine | None, pool: VerifyPool | None, *, judge=None,
-           progress: Callable[[Tally], None] | None = None) -> Tally:  # fmt: skip
+def sample(
+    job: Job,
+    engine: Engine | None,
+    pool: VerifyPool | None,
+    *,
+    judge=None,
+    progress: Callable[[Tally], None] | None = None,
+) -> Tally:
     """Sample the job's prompts into its sink under its run, resuming from what the sink has of the run. `before`
     counts what earlier runs drew and kept of a prompt toward its budget, not toward the tally; `flags` are scores
     every candidate of a prompt carries (weak tests allowed). `engine` and `pool` may be None for a job with nothing

@@ -30,8 +30,14 @@ class Prompt:
 
     def row(self) -> dict:
         """The store's `prompts` row."""
-        return {"prompt_id": self.prompt_id, "source": self.source, "task": self.task, "prompt": self.prompt,
-                "reference": json.dumps(self.reference), "metadata": json.dumps(self.metadata)}  # fmt: skip
+        return {
+            "prompt_id": self.prompt_id,
+            "source": self.source,
+            "task": self.task,
+            "prompt": self.prompt,
+            "reference": json.dumps(self.reference),
+            "metadata": json.dumps(self.metadata),
+        }
 
 
 def prompt_id(source: str, text: str) -> str:

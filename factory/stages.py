@@ -98,9 +98,11 @@ class Gate:
 
     def _checks(self, field: str) -> list:
         """The batch checks on `field` (prompt | response) of (key, text, Prepared or None), in the recipe's order."""
-        on = {DECONTAM: self.decontam is not None and (self.decontam_prompts if field == "prompt" else
-                                                       self.decontam_responses),
-              DEDUP: self.dedup is not None and self.dedup_field == field}  # fmt: skip
+        on = {
+            DECONTAM: self.decontam is not None
+            and (self.decontam_prompts if field == "prompt" else self.decontam_responses),
+            DEDUP: self.dedup is not None and self.dedup_field == field,
+        }
         run = {DECONTAM: self._decontam_prompts if field == "prompt" else self._decontam_responses, DEDUP: self._dedup}
         return [run[n] for n in self.order if on[n]]
 

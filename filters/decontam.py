@@ -77,8 +77,10 @@ class DecontamConfig:
         out += [f"{where}.fields: {f!r} must be one of {', '.join(FIELDS)}" for f in self.fields if f not in FIELDS]
         for i, s in enumerate(self.sources):
             if isinstance(s, str) and s not in (*BUILTINS, REGISTRY):
-                out.append(f"{where}.sources[{i}]: {s!r} is not {REGISTRY!r} or a builtin ({', '.join(BUILTINS)});"
-                           " name a file as {path: FILE, field: COLUMN}")  # fmt: skip
+                out.append(
+                    f"{where}.sources[{i}]: {s!r} is not {REGISTRY!r} or a builtin ({', '.join(BUILTINS)});"
+                    " name a file as {path: FILE, field: COLUMN}"
+                )
             elif isinstance(s, dict) and not ("path" in s) ^ ("hf" in s):
                 out.append(f"{where}.sources[{i}]: give either `path` (a JSONL or Parquet file) or `hf` (a dataset)")
             elif not isinstance(s, str | dict):
@@ -164,8 +166,10 @@ def registry_index(ngram: int, min_words: int, solution_ngram: int, texts=None) 
                 items = [tuple(s.split("\t", 1)) for s in z["items"].tolist()]
                 return NgramIndex.load(z, "problem", items), NgramIndex.load(z, "solution", items)
     if texts is None:
-        raise FilterError(f"decontam settings {scheme} are not those of the committed index ({INDEX.name}); the"
-                          " registry's index is then made from the benchmark files, by factory's stages")  # fmt: skip
+        raise FilterError(
+            f"decontam settings {scheme} are not those of the committed index ({INDEX.name}); the"
+            " registry's index is then made from the benchmark files, by factory's stages"
+        )
     return index_of(*texts(), scheme)
 
 
@@ -183,8 +187,12 @@ def index_of(problems: dict, solutions: dict, scheme: dict) -> tuple[NgramIndex,
 def write_index(problems: dict, solutions: dict, cfg: DecontamConfig | None = None) -> Path:
     """Make data/benchmarks/ngrams.npz (`factory benchmarks --index`)."""
     cfg = cfg or DecontamConfig()
-    scheme = {"version": INDEX_VERSION, "ngram": cfg.ngram, "min_words": cfg.min_words,
-              "solution_ngram": cfg.solution_ngram}  # fmt: skip
+    scheme = {
+        "version": INDEX_VERSION,
+        "ngram": cfg.ngram,
+        "min_words": cfg.min_words,
+        "solution_ngram": cfg.solution_ngram,
+    }
     p, s = index_of(problems, solutions, scheme)
     arrays = {"scheme": np.array(json.dumps(scheme)), "items": np.array([f"{b}\t{i}" for b, i in p.items])}
     p.save(arrays, "problem")
@@ -198,8 +206,12 @@ class Decontaminator:
     """The benchmarks' problem n-grams (a prompt or response that shares one is contaminated) and their reference
     solutions' longer n-grams (a response that reproduces one is contaminated under any prompt)."""
 
-    def __init__(self, cfg: DecontamConfig | None = None, benchmarks: dict[str, dict[str, str]] | None = None,
-                 registry_texts=None):  # fmt: skip
+    def __init__(
+        self,
+        cfg: DecontamConfig | None = None,
+        benchmarks: dict[str, dict[str, str]] | None = None,
+        registry_texts=None,
+    ):
         self.cfg = cfg = cfg or DecontamConfig()
         if benchmarks is None:
             benchmarks = dict(load_source(s) for s in cfg.sources if s != REGISTRY)
@@ -235,8 +247,10 @@ class Decontaminator:
 
     def check(self, prompt: str, response: str | None = None) -> Verdict:
         """A record's prompt and response: the first hit, with the field it was found in."""
-        for name, v in (("prompt", self(prompt) if "prompt" in self.cfg.fields else accept()),
-                        ("response", self.response(response) if response else accept())):  # fmt: skip
+        for name, v in (
+            ("prompt", self(prompt) if "prompt" in self.cfg.fields else accept()),
+            ("response", self.response(response) if response else accept()),
+        ):
             if not v.accepted:
                 v.scores["field"] = name
                 return v

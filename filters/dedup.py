@@ -105,7 +105,7 @@ def ngram_hashes(h: np.ndarray, n: int) -> np.ndarray:
     m = len(h) - n + 1
     out = h[:m] * _MULT[0]
     for j in range(1, n):
-        out = out + h[j:j + m] * _MULT[j]  # fmt: skip
+        out = out + h[j : j + m] * _MULT[j]
     return _fmix64(out)
 
 
@@ -196,8 +196,9 @@ class Deduper:
     def check(self, key: str, text: str, insert: bool = True) -> Verdict:
         return self.check_many([(key, text)], insert)[0]
 
-    def check_many(self, items: Iterable[tuple[str, str]], insert: bool = True,
-                   sigs: list[np.ndarray | None] | None = None) -> list[Verdict]:  # fmt: skip
+    def check_many(
+        self, items: Iterable[tuple[str, str]], insert: bool = True, sigs: list[np.ndarray | None] | None = None
+    ) -> list[Verdict]:
         """Verdicts in order; each kept text is indexed before the next is checked, so the first of a batch wins.
 
         A key already in the index is the kept text itself (a resumed run, another candidate of the same prompt)

@@ -168,8 +168,9 @@ class Index:
         folder = Path(self.folder or tempfile.gettempdir())
         _remove_stale(folder)
         self.dir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=folder))
-        self._fds = {name: os.open(self.dir / name, os.O_RDWR | os.O_CREAT, 0o600)
-                     for name in ("keys", "ends", "sigs", "bands")}  # fmt: skip
+        self._fds = {
+            name: os.open(self.dir / name, os.O_RDWR | os.O_CREAT, 0o600) for name in ("keys", "ends", "sigs", "bands")
+        }
         self.key_bytes = 0
         weakref.finalize(self, _close, list(self._fds.values()), self.dir)
 

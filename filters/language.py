@@ -78,11 +78,30 @@ SCOPES = ("reasoning", "completion")
 # the scripts of the languages langdetect knows (ISO 639-1); Japanese is written in Han and kana together
 _LATIN = "af ca cs cy da de en es et fi fr hr hu id it lt lv nl no pl pt ro sk sl so sq sv sw tl tr vi"
 _OTHERS = {
-    "zh": "HAN", "ja": "HAN KANA", "ko": "HANGUL", "ru": "CYRILLIC", "uk": "CYRILLIC", "bg": "CYRILLIC",
-    "mk": "CYRILLIC", "ar": "ARABIC", "fa": "ARABIC", "ur": "ARABIC", "hi": "DEVANAGARI", "mr": "DEVANAGARI",
-    "ne": "DEVANAGARI", "el": "GREEK", "he": "HEBREW", "th": "THAI", "bn": "BENGALI", "gu": "GUJARATI",
-    "pa": "GURMUKHI", "ta": "TAMIL", "te": "TELUGU", "kn": "KANNADA", "ml": "MALAYALAM",
-}  # fmt: skip
+    "zh": "HAN",
+    "ja": "HAN KANA",
+    "ko": "HANGUL",
+    "ru": "CYRILLIC",
+    "uk": "CYRILLIC",
+    "bg": "CYRILLIC",
+    "mk": "CYRILLIC",
+    "ar": "ARABIC",
+    "fa": "ARABIC",
+    "ur": "ARABIC",
+    "hi": "DEVANAGARI",
+    "mr": "DEVANAGARI",
+    "ne": "DEVANAGARI",
+    "el": "GREEK",
+    "he": "HEBREW",
+    "th": "THAI",
+    "bn": "BENGALI",
+    "gu": "GUJARATI",
+    "pa": "GURMUKHI",
+    "ta": "TAMIL",
+    "te": "TELUGU",
+    "kn": "KANNADA",
+    "ml": "MALAYALAM",
+}
 LANGUAGE_SCRIPTS = {lang: ("LATIN",) for lang in _LATIN.split()} | {k: tuple(v.split()) for k, v in _OTHERS.items()}
 SHARED_SCRIPTS = ("LATIN", "CYRILLIC", "ARABIC", "DEVANAGARI")  # scripts langdetect must tell languages apart in
 # languages langdetect confuses on a sentence or two (Spanish read as Portuguese, Russian as Bulgarian)

@@ -50,10 +50,29 @@ _UNIT = re.compile(
     r"|\s((?:[a-zA-Z]+\s+)*[a-zA-Z]{2,}))"  # " square cm", but not "2x" or "2 x"
     r"\s*(?:\^\s*\{?[23]\}?)?$"  # cm^2
 )
-_SAME_UNIT = {"centimeter": "cm", "centimetre": "cm", "meter": "m", "metre": "m", "kilometer": "km", "kilometre": "km",
-              "millimeter": "mm", "millimetre": "mm", "inch": "in", "inche": "in", "foot": "ft", "feet": "ft",
-              "second": "s", "sec": "s", "minute": "min", "hour": "h", "hr": "h", "kilogram": "kg", "gram": "g",
-              "degree": "deg", "dollar": "usd"}  # fmt: skip
+_SAME_UNIT = {
+    "centimeter": "cm",
+    "centimetre": "cm",
+    "meter": "m",
+    "metre": "m",
+    "kilometer": "km",
+    "kilometre": "km",
+    "millimeter": "mm",
+    "millimetre": "mm",
+    "inch": "in",
+    "inche": "in",
+    "foot": "ft",
+    "feet": "ft",
+    "second": "s",
+    "sec": "s",
+    "minute": "min",
+    "hour": "h",
+    "hr": "h",
+    "kilogram": "kg",
+    "gram": "g",
+    "degree": "deg",
+    "dollar": "usd",
+}
 _UNITS = set(_SAME_UNIT.values())
 _REPEATING = re.compile(r"(\d*)\.(\d*)\\overline\s*\{?(\d+)\}?")  # 0.1\overline{6}, which parses as 0.1 (or 0.)
 

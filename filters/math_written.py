@@ -34,8 +34,32 @@ _SPACE = r"(?:\s|\\[,;:! ]|\\q?quad\b)"
 _TRAIL = re.compile(rf"{_SPACE}*[.,;:]+{_SPACE}*(?=(?:\$\$?|\\\)|\\\])?\s*$)")
 _FRAC = r"\\[dt]?frac\s*(?:\{\s*(\d+)\s*\}|(\d))\s*(?:\{\s*(\d+)\s*\}|(\d))"
 _MIXED = re.compile(rf"(?<![\w.^_])(\d+)\s*(?:\\[,;: ]\s*)?{_FRAC}")
-_NOT_FACTORS = ("text", "textrm", "mbox", "mathrm", "right", "cdot", "times", "div", "pm", "mp", "le", "ge", "leq",
-                "geq", "neq", "lt", "gt", "approx", "quad", "qquad", "dots", "ldots", "cdots", "end")  # fmt: skip
+_NOT_FACTORS = (
+    "text",
+    "textrm",
+    "mbox",
+    "mathrm",
+    "right",
+    "cdot",
+    "times",
+    "div",
+    "pm",
+    "mp",
+    "le",
+    "ge",
+    "leq",
+    "geq",
+    "neq",
+    "lt",
+    "gt",
+    "approx",
+    "quad",
+    "qquad",
+    "dots",
+    "ldots",
+    "cdots",
+    "end",
+)
 _TOKEN_AFTER = re.compile(r"\s*(\\[a-zA-Z]+|[a-zA-Z(])")
 _TOKEN_BEFORE = re.compile(r"(\\[a-zA-Z]+|[a-zA-Z)\]}])\s*$")
 _NUMERALS_APART = re.compile(rf"(?<![\w.^_\\])\d+(?:\.\d+)?{_SPACE}+\d")  # `1 2`, which math-verify reads as 3

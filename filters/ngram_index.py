@@ -16,8 +16,11 @@ from filters.dedup import ngram_hashes, word_hashes
 
 WORD = re.compile(r"\w+")
 FILTER_BITS = 26  # `NgramIndex._maybe`: a bitmap of 2^26 bits
-LATEX = [(re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"), (re.compile(r"\\times(?![a-zA-Z])"), r"\\cdot"),
-         (re.compile(r"\\(?:left|right|displaystyle|quad|qquad)(?![a-zA-Z])|\\[,;!]"), " ")]  # fmt: skip
+LATEX = [
+    (re.compile(r"\\[dt]frac(?![a-zA-Z])"), r"\\frac"),
+    (re.compile(r"\\times(?![a-zA-Z])"), r"\\cdot"),
+    (re.compile(r"\\(?:left|right|displaystyle|quad|qquad)(?![a-zA-Z])|\\[,;!]"), " "),
+]
 
 
 def words(text: str) -> list[str]:
@@ -54,8 +57,14 @@ class NgramIndex:
         self._bits: np.ndarray | None = None  # `_maybe`'s filter, made on the first lookup
 
     @classmethod
-    def build(cls, benchmarks: dict[str, dict[str, str]], ngram: int, min_words: int,
-              items: list[tuple[str, str]] | None = None, common: int = 0) -> NgramIndex:  # fmt: skip
+    def build(
+        cls,
+        benchmarks: dict[str, dict[str, str]],
+        ngram: int,
+        min_words: int,
+        items: list[tuple[str, str]] | None = None,
+        common: int = 0,
+    ) -> NgramIndex:
         """The index of `benchmarks` ({name: {item id: text}}); `items` numbers the items (default: as they come).
         With `common`, an n-gram found in that many distinct texts or more is phrasing, not a problem, and is left
         out (filters.decontam.COMMON says why)."""
@@ -86,8 +95,12 @@ class NgramIndex:
             owners.append(p.owners + base)
             base += len(p.items)
         hashes = [p.hashes for p in parts] or [np.empty(0, np.uint64)]
-        return cls(np.concatenate(hashes), np.concatenate(owners or [np.empty(0, np.int32)]), items,
-                   [n for p in parts for n in p.sizes])  # fmt: skip
+        return cls(
+            np.concatenate(hashes),
+            np.concatenate(owners or [np.empty(0, np.int32)]),
+            items,
+            [n for p in parts for n in p.sizes],
+        )
 
     def only(self, benchmarks: set[str]) -> NgramIndex:
         """The part of the index that came from these benchmarks."""
@@ -136,8 +149,12 @@ class NgramIndex:
         """Into `arrays` for np.savez: the hashes in item order and each item's count (owners cost no bytes then)."""
         order = np.argsort(self.owners, kind="stable")
         counts = np.bincount(self.owners, minlength=len(self.items)).astype(np.int32)
-        arrays |= {f"{prefix}_hashes": self.hashes[order], f"{prefix}_sizes": np.array(self.sizes, np.int32),
-                   f"{prefix}_counts": counts, f"{prefix}_common": self.common}  # fmt: skip
+        arrays |= {
+            f"{prefix}_hashes": self.hashes[order],
+            f"{prefix}_sizes": np.array(self.sizes, np.int32),
+            f"{prefix}_counts": counts,
+            f"{prefix}_common": self.common,
+        }
 
     @classmethod
     def load(cls, arrays, prefix: str, items: list[tuple[str, str]]) -> NgramIndex:

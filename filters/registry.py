@@ -116,8 +116,10 @@ def user_function(name: str) -> Callable:
     try:
         fn = getattr(importlib.import_module(module), attr, None)
     except Exception as e:  # the user's module: any error it raises on import is theirs to see
-        raise FilterError(f"{name}: importing {module} failed ({type(e).__name__}: {e}); a stage's module is "
-                          "imported from the current directory or PYTHONPATH") from e  # fmt: skip
+        raise FilterError(
+            f"{name}: importing {module} failed ({type(e).__name__}: {e}); a stage's module is "
+            "imported from the current directory or PYTHONPATH"
+        ) from e
     if not callable(fn):
         raise FilterError(f"{name}: {module} has no function {attr!r}")
     return fn
@@ -184,8 +186,11 @@ def order_problem(names: list[str]) -> str | None:
     rank = {n: 0 if where(n) == "worker" else 1 if n == "judge" else 2 for n in names if n in STAGES or is_user(n)}
     for a, b in pairwise(names):
         if a in rank and b in rank and rank[a] > rank[b]:
-            why = "they index only what passed every other stage" if a in ("decontam", "dedup") else (
-                "it sees only what the worker stages passed")  # fmt: skip
+            why = (
+                "they index only what passed every other stage"
+                if a in ("decontam", "dedup")
+                else ("it sees only what the worker stages passed")
+            )
             return f"{b!r} must come before {a!r}: {why} (worker stages, then judge, then decontam and dedup)"
     return None
 

@@ -129,8 +129,10 @@ def _function_programs(prompt: str, ref: dict) -> list[tuple[str, str]]:
         table = {repr(tuple(args)): value for args, value in shown}
         body["lookup"] = f"_TABLE = {table!r}\n\ndef _trivial(*args, **kwargs):\n    return _TABLE.get(repr(args))\n"
     if _bits([v for _, v in shown]) >= ORDER_BITS:
-        body["order"] = (f"_OUT = {[v for _, v in shown]!r}\n_AT = [0]\n\ndef _trivial(*args, **kwargs):\n"
-                         "    _AT[0] += 1\n    return _OUT[_AT[0] - 1] if _AT[0] <= len(_OUT) else None\n")  # fmt: skip
+        body["order"] = (
+            f"_OUT = {[v for _, v in shown]!r}\n_AT = [0]\n\ndef _trivial(*args, **kwargs):\n"
+            "    _AT[0] += 1\n    return _OUT[_AT[0] - 1] if _AT[0] <= len(_OUT) else None\n"
+        )
     bind = "".join(f"{n} = _trivial\n" for n in names)
     return _unique([(name, f"{code}\n{bind}") for name, code in body.items()])
 
@@ -311,16 +313,26 @@ def _stdio_programs(prompt: str, ref: dict) -> list[tuple[str, str]]:
     out += [("nan", "print('nan')\n"), ("echo", "import sys\nsys.stdout.write(sys.stdin.read())\n")]
     shown = [(" ".join(_text(x).split()), _text(y)) for x, y in _shown_cases(prompt, ref)]
     if shown:
-        out.append(("lookup", f"import sys\n_TABLE = {dict(shown)!r}\n"
-                              "sys.stdout.write(_TABLE.get(' '.join(sys.stdin.read().split()), ''))\n"))  # fmt: skip
+        out.append(
+            (
+                "lookup",
+                f"import sys\n_TABLE = {dict(shown)!r}\n"
+                "sys.stdout.write(_TABLE.get(' '.join(sys.stdin.read().split()), ''))\n",
+            )
+        )
     if _bits([y for _, y in shown]) >= ORDER_BITS:
         count = f".trivial-{secrets.token_hex(4)}"  # the count of cases run so far, in the sandbox's /tmp
-        out.append(("order", f"import os, sys\n_OUT = {[y for _, y in shown]!r}\n"
-                             f"path = os.path.join(os.environ.get('TMPDIR', '/tmp'), {count!r})\n"
-                             "try:\n    with open(path) as f:\n        at = int(f.read())\n"
-                             "except (OSError, ValueError):\n    at = 0\n"
-                             "with open(path, 'w') as f:\n    f.write(str(at + 1))\n"
-                             "sys.stdout.write(_OUT[at] if at < len(_OUT) else '')\n"))  # fmt: skip
+        out.append(
+            (
+                "order",
+                f"import os, sys\n_OUT = {[y for _, y in shown]!r}\n"
+                f"path = os.path.join(os.environ.get('TMPDIR', '/tmp'), {count!r})\n"
+                "try:\n    with open(path) as f:\n        at = int(f.read())\n"
+                "except (OSError, ValueError):\n    at = 0\n"
+                "with open(path, 'w') as f:\n    f.write(str(at + 1))\n"
+                "sys.stdout.write(_OUT[at] if at < len(_OUT) else '')\n",
+            )
+        )
     return _unique(out)
 
 

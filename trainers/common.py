@@ -147,8 +147,11 @@ def metrics_file(out: Path):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if not state.is_world_process_zero or not logs:
                 return
-            row = {"step": state.global_step, "epoch": state.epoch,
-                   "elapsed_s": round(time.monotonic() - self.started, 2)}  # fmt: skip
+            row = {
+                "step": state.global_step,
+                "epoch": state.epoch,
+                "elapsed_s": round(time.monotonic() - self.started, 2),
+            }
             with self.path.open("a") as f:
                 f.write(json.dumps(row | logs, default=float) + "\n")
 

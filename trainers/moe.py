@@ -192,9 +192,15 @@ def train(model, tokens, recipe: MoERecipe, metrics_path: Path | None = None, re
         if step % t.log_every == 0 or step + 1 == t.steps:
             log.info(
                 "step %d/%d loss %.4f max/mean %.2f cv %.3f bias %.4f %.0f tok/s experts %s",
-                step + 1, t.steps, row["loss"], row["max_over_mean"], row["cv"], row["bias_norm"],
-                row["tokens_per_s"], row["tokens_per_expert"][-1],
-            )  # fmt: skip
+                step + 1,
+                t.steps,
+                row["loss"],
+                row["max_over_mean"],
+                row["cv"],
+                row["bias_norm"],
+                row["tokens_per_s"],
+                row["tokens_per_expert"][-1],
+            )
     if sink:
         sink.close()
     return history
@@ -203,8 +209,13 @@ def train(model, tokens, recipe: MoERecipe, metrics_path: Path | None = None, re
 def _save(path: Path, recipe: MoERecipe, model, opt, gen, step: int) -> None:
     import torch
 
-    state = {"step": step, "recipe": dataclasses.asdict(recipe), "model": model.state_dict(),
-             "opt": opt.state_dict(), "gen": gen.get_state()}  # fmt: skip
+    state = {
+        "step": step,
+        "recipe": dataclasses.asdict(recipe),
+        "model": model.state_dict(),
+        "opt": opt.state_dict(),
+        "gen": gen.get_state(),
+    }
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)  # whole, or the previous one

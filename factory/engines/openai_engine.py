@@ -169,5 +169,6 @@ def _completion(data: dict) -> Completion:
     reasoning = choice["message"].get("reasoning_content") or choice["message"].get("reasoning")
     if reasoning:  # servers with a reasoning parser split the think block out; put it back
         text = f"<think>\n{reasoning}\n</think>\n{text}"
-    return Completion(text, usage.get("completion_tokens", 0), choice.get("finish_reason") or "stop",
-                      usage.get("prompt_tokens", 0))  # fmt: skip
+    return Completion(
+        text, usage.get("completion_tokens", 0), choice.get("finish_reason") or "stop", usage.get("prompt_tokens", 0)
+    )
