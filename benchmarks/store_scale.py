@@ -326,18 +326,24 @@ class Live(threading.Thread):
 
     def __init__(self, db: Path, at: int):
         super().__init__(daemon=True)
-        self.db, self.at, self.result = db, at, None
+        self.db, self.at, self.result, self.failed, self.begun = db, at, None, None, False
 
     def __call__(self, tally) -> None:  # the sampler's progress callback
-        if tally.prompts_done >= self.at and not self.is_alive() and self.result is None:
+        if tally.prompts_done >= self.at and not self.begun:
+            self.begun = True
             self.start()
 
     def run(self) -> None:
-        self.result = child(["stats", "--db", str(self.db)])
+        try:
+            self.result = child(["stats", "--db", str(self.db)])
+        except SystemExit as e:  # said when the segment ends, not lost with this thread
+            self.failed = str(e)
 
     def join(self, timeout=None) -> None:
-        if self.is_alive() or self.result is not None:
+        if self.begun:
             super().join(timeout)
+        if self.failed:
+            raise SystemExit(f"the live read failed: {self.failed}")
 
 
 if __name__ == "__main__":
