@@ -18,9 +18,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from factory import cli_eval, cli_store
+from factory.cli_common import DbOpt, bars, console, per_worker
 from factory.errors import USER_ERRORS, FactoryError
 from factory.store import DEFAULT_DB
 
@@ -31,8 +32,6 @@ app = typer.Typer(
     add_completion=False,
     rich_markup_mode="markdown",  # help paragraphs flow to the terminal (rich mode kept the docstrings' line breaks)
 )
-console = Console(stderr=True)
-DbOpt = Annotated[Path, typer.Option("--db", help="The DuckDB store.")]
 
 
 def main() -> None:
@@ -104,7 +103,7 @@ def generate(
         raise FactoryError("--workers, --address and --shard-prompts go with --executor ray")
     if workers < 0 or shard_prompts < 0:
         raise FactoryError("--workers and --shard-prompts: a positive number (0: the default)")
-    with _progress() as (bar, update):
+    with bars() as (bar, update):
         say = lambda msg: console.print(escape(msg), highlight=False, soft_wrap=True)  # noqa: E731
         done = api.generate(
             recipe,
@@ -119,38 +118,6 @@ def generate(
             executor=run,
         )
     _summary(done.tally, done.run_id, done.resumed, db, retry, _leaks(done.recipe, db))
-
-
-def _progress():
-    from contextlib import contextmanager
-
-    @contextmanager
-    def ctx():
-        cols = [
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[unit]} · {task.fields[stats]}"),
-            TimeElapsedColumn(),
-        ]
-        with Progress(*cols, console=console, transient=False) as progress:
-            task = progress.add_task("starting", total=None, stats="", unit="prompts")
-
-            def bar(description: str, total: int | None = None, completed: int = 0, unit: str = "prompts") -> None:
-                progress.update(task, description=description, total=total, completed=completed, unit=unit)
-
-            def update(t) -> None:
-                rate = t.passed / t.candidates if t.candidates else 0.0
-                stats = (
-                    f"{t.candidates} candidates · {t.examples} accepted · {rate:.0%} pass · {t.tokens_per_s:,.0f} tok/s"
-                )
-                if getattr(t, "shards", 0):  # --executor ray
-                    stats = f"shards {t.shards_done}/{t.shards} · {stats} ({_per_worker(t.workers)})"
-                progress.update(task, completed=t.prompts_done, total=t.prompts, stats=stats)
-
-            yield bar, update
-
-    return ctx()
 
 
 def _leaks(r, db: Path) -> str:
@@ -189,7 +156,7 @@ def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None, 
             f"{t.tokens_per_s:,.0f} ({t.new_tokens:,} tokens in {t.seconds:.1f}s"
             + (", the workers' start included)" if getattr(t, "workers", None) else ")"),
         ),
-        *([("workers", _per_worker(t.workers, long=True))] if getattr(t, "workers", None) else []),
+        *([("workers", per_worker(t.workers, long=True))] if getattr(t, "workers", None) else []),
         ("rejected", ", ".join(f"{k} {v}" for k, v in sorted(t.reasons.items(), key=lambda kv: -kv[1])) or "-"),
         *([("decontam", escape(leaks))] if leaks else []),
         ("store", str(db)),
@@ -198,17 +165,6 @@ def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None, 
     for k, v in rows:
         table.add_row(f"[bold]{k}[/]", v)
     console.print(table)
-
-
-def _per_worker(workers: dict, long: bool = False) -> str:
-    """Tokens/s of each Ray worker while it sampled (engine loading not counted)."""
-    rate = lambda w: w["tokens"] / w["seconds"] if w["seconds"] else 0.0  # noqa: E731
-    if not long:
-        return ", ".join(f"{rate(w):,.0f}" for w in workers.values()) + " tok/s per worker"
-    return "; ".join(
-        f"{name}: {w['shards']} shards, {w['candidates']} candidates, {rate(w):,.0f} tok/s"
-        for name, w in workers.items()
-    )
 
 
 @app.command(name="run")
@@ -265,18 +221,9 @@ def train(
     console.print(f"trained model in {folder} (metrics in {folder / 'metrics.jsonl'})", highlight=False)
 
 
+cli_eval.register(app)  # after this module's own: `factory --help` lists the commands in this order
+cli_store.register(app)
+
+
 if __name__ == "__main__":
     main()
-
-
-def _table(out: Console, title: str, cols: list[str], rows: list[list]) -> None:
-    t = Table(title=title, title_justify="left")
-    for c in cols:
-        t.add_column(escape(c))
-    for r in rows:
-        t.add_row(*(escape(str(v)) for v in r))  # model text holds [brackets] ([/INST]) that are not markup
-    out.print(t)
-
-
-# the other commands join the app when their modules load (after `app`, `console` and `_progress` exist)
-from factory import cli_eval, cli_store  # noqa: E402, F401

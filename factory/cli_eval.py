@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from factory.cli import _progress, _table, app, console
+from factory.cli_common import bars, console, table
 from factory.errors import FactoryError
 
 
@@ -28,7 +28,7 @@ def _eval_benchmarks(
     """`factory eval --benchmark`: each set's score, a table per set (and per subject and level where it has them)."""
     from factory import api
 
-    with _progress() as (bar, _):
+    with bars() as (bar, _):
         scores = api.eval_benchmarks(model, names, recipe, samples=samples, limit=limit, overrides=overrides, phase=bar)
     if as_json:
         print(json.dumps({"model": model, "benchmarks": scores}))
@@ -49,13 +49,12 @@ def _bench_table(out: Console, sc: dict) -> None:
         f"{sc['benchmark']}: {sc['samples']} answer(s) per problem, {sc['seconds']}s, mean"
         f" {sc['mean_tokens']:.0f} tokens ({sc['truncated']} cut off)"
     )
-    _table(out, title, ["", "problems", *metric], rows)
+    table(out, title, ["", "problems", *metric], rows)
     misses = ", ".join(f"{k} {v}" for k, v in sc["misses"].items()) or "-"
     out.print(f"misses: {escape(misses)}", highlight=False)
     print(f"{sc['benchmark']} " + " ".join(f"{k} = {100 * sc[k]:.1f}%" for k in metric))
 
 
-@app.command(name="benchmarks")
 def benchmarks_(
     import_from: Annotated[
         list[Path] | None,
@@ -90,10 +89,9 @@ def benchmarks_(
         for b in benchmarks.registry().values()
         for s in b.splits.values()
     ]
-    _table(Console(), "benchmarks", ["name", "task", "split", "rows", "here", "origin", "license"], rows)
+    table(Console(), "benchmarks", ["name", "task", "split", "rows", "here", "origin", "license"], rows)
 
 
-@app.command(name="eval")
 def eval_(
     model: Annotated[str, typer.Argument(help="A model folder, the bundled smollm2-135m-instruct, or a hub id.")],
     recipe: Annotated[
@@ -146,7 +144,7 @@ def eval_(
         return _eval_benchmarks(model, recipe, benchmark, samples, limit, set_ or [], as_json)
     if recipe is None:
         raise FactoryError("factory eval: name a RECIPE, or a registered test set with --benchmark NAME")
-    with _progress() as (bar, _):
+    with bars() as (bar, _):
         score = api.eval_model(model, recipe, limit=limit, overrides=set_ or [], training=training or [], phase=bar)
     if as_json:
         print(json.dumps(score.as_dict()))
@@ -173,7 +171,6 @@ def eval_(
     print(score.line())
 
 
-@app.command(name="filter")
 def filter_(
     src: Annotated[
         Path,
@@ -243,7 +240,7 @@ def filter_(
     tablefile.check_out(src, out)
     n = curate.check(src, mapping)
     store = StoreWriter(db) if db else None
-    with _progress() as (bar, _), make_pool(r) as pool:
+    with bars() as (bar, _), make_pool(r) as pool:
         if JUDGE in r.filters:
             bar(f"loading the judge {r.judge.model or r.model}")
         judge = judging.build(r)
@@ -257,3 +254,9 @@ def filter_(
     reasons = ", ".join(f"{k} {v}" for k, v in sorted(counts["reasons"].items(), key=lambda kv: -kv[1])) or "-"
     console.print(f"{counts['records']} records, {counts['accepted']} accepted ({rate:.1%}); rejected: {reasons}")
     console.print(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="benchmarks")(benchmarks_)
+    app.command(name="eval")(eval_)
+    app.command(name="filter")(filter_)

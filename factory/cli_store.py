@@ -12,12 +12,11 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from factory.cli import DbOpt, _table, app, console
+from factory.cli_common import DbOpt, console, table
 from factory.errors import FactoryError
 from factory.store import DEFAULT_DB
 
 
-@app.command()
 def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """What the store holds: runs, candidates, acceptance, drop reasons, per source and task.
 
@@ -39,7 +38,7 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
         f"[bold]{s['store']}[/]: {s['prompts']} prompts, {s['candidates']} candidates, "
         f"{s['passed']} passed ({rate:.1%}), {s['examples']} examples"
     )
-    _table(
+    table(
         out,
         "runs",
         ["run_id", "name", "model", "status", "prompts", "candidates", "passed", "tokens"],
@@ -48,18 +47,18 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
             for r in s["runs"]
         ],
     )
-    _table(
+    table(
         out,
         "by source",
         ["source", "task", "candidates", "passed", "examples"],
         [list(r.values()) for r in s["by_source"]],
     )
-    _table(out, "drop reasons", ["reason", "count"], [[k, v] for k, v in s["reasons"].items()])
+    table(out, "drop reasons", ["reason", "count"], [[k, v] for k, v in s["reasons"].items()])
     c = s["test_checks"]
     if c["checked"]:  # code prompts' tests run against trivial programs (filters/weak_tests.py)
         weak = ", ".join(f"{k} {v}" for k, v in c["by_program"].items()) or "-"
         row = [c["checked"], c["weak_tests"], weak, c["bad_reference"]]
-        _table(out, "code prompts' tests", ["checked", "weak_tests", "passed by", "bad_reference"], [row])
+        table(out, "code prompts' tests", ["checked", "weak_tests", "passed by", "bad_reference"], [row])
     out.print(
         "decontamination, checked against: " + escape(benchmarks.leak_line(s["checked_against"], s["contaminated"])),
         highlight=False,
@@ -72,7 +71,6 @@ def _live(note: str | None) -> None:
         console.print(f"[yellow]live:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
-@app.command()
 def query(
     sql: Annotated[str, typer.Argument(help="SQL over runs, prompts, candidates, examples.")],
     db: DbOpt = Path(DEFAULT_DB),
@@ -94,10 +92,9 @@ def query(
         w.writerow(cols)
         w.writerows(rows)
     else:
-        _table(Console(), "", cols, [list(r) for r in rows])
+        table(Console(), "", cols, [list(r) for r in rows])
 
 
-@app.command()
 def export(
     out: Annotated[
         Path, typer.Option("--out", help="The file to write (numbered shards beside it past --shard-size).")
@@ -142,7 +139,6 @@ def export(
     console.print(f"wrote {n} {what} to {shown}", highlight=False, soft_wrap=True)
 
 
-@app.command()
 def publish(
     repo_id: Annotated[str, typer.Option("--repo-id", help="The dataset repo on the Hub: ORG/NAME.")],
     db: DbOpt = Path(DEFAULT_DB),
@@ -184,7 +180,6 @@ def publish(
     console.print(f"published {per} examples to {url}", highlight=False)
 
 
-@app.command()
 def report(
     db: DbOpt = Path(DEFAULT_DB),
     out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
@@ -203,3 +198,11 @@ def report(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     console.print(f"wrote {out} ({len(page) // 1024} KB); open it in a browser", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="stats")(stats)
+    app.command(name="query")(query)
+    app.command(name="export")(export)
+    app.command(name="publish")(publish)
+    app.command(name="report")(report)

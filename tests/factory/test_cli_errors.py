@@ -177,3 +177,18 @@ def test_a_recipe_without_a_source_says_how_to_add_one(tmp_path):
     assert f"{recipe}: 1 problem(s)" in err and "source: missing; factory generate needs prompts to sample" in err
     assert "`source: {kind: jsonl, path: prompts.jsonl}`" in err and "only factory filter" in err
     assert not db.exists()
+
+
+def test_every_command_is_there_from_the_script_and_as_a_module():
+    """`factory` and `python -m factory.cli` (how the benchmarks start it) list the same commands, all of them."""
+    import subprocess
+    import sys
+
+    from conftest import FACTORY
+
+    names = ["generate", "run", "train", "benchmarks", "eval", "filter"]
+    names += ["stats", "query", "export", "publish", "report"]
+    for argv in ([FACTORY], [sys.executable, "-m", "factory.cli"]):
+        out = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=120).stdout
+        listed = [line.split()[1] for line in out.splitlines() if line.startswith("│ ") and len(line.split()) > 2]
+        assert [n for n in listed if n in names] == names, argv
