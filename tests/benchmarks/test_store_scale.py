@@ -7,8 +7,8 @@ from conftest import number, run_benchmark, tables
 
 # 330-360 MB measured here at this size (Python, the libraries, DuckDB's first buffers), alone or beside a busy
 # suite (the peak is the writer's own VmHWM: getrusage's kept the pytest worker's, 2.8 GB once). The bound is the
-# writer's goal at any size (1.5 GB): at this size it catches gross growth only; the benchmark's full run (README)
-# checks the goal at 100k and 600k.
+# writer's goal at any size (1.5 GB): at this size it catches gross growth only; the benchmark's full run
+# (docs/benchmarks.md) checks the goal at 100k and 600k.
 PEAK_MB = 1536
 
 

@@ -259,7 +259,7 @@ def test_ray_with_the_real_vllm_engine(tmp_path, demo_recipe, no_ray_left):
     assert "tok/s" in res.stderr and "workers" in res.stderr
 
 
-# On a cluster started with `ray start`, as the README starts one: a head and worker nodes, on this machine
+# On a cluster started with `ray start`, as docs/cluster.md starts one: a head and worker nodes, on this machine
 
 
 def _free_ports(n: int) -> list[int]:
@@ -286,7 +286,8 @@ def _alive(pid: int) -> bool:
 
 class Cluster:
     """Nodes started with `ray start --block`, each in a session of its own, all with one token (RAY_AUTH_MODE=token
-    and a token file, as the README sets them on every machine) or, with token=False, all with RAY_AUTH_MODE=disabled.
+    and a token file, as docs/cluster.md sets them on every machine) or, with token=False, all with
+    RAY_AUTH_MODE=disabled.
     A node is killed whole by its session: not with `ray stop`, which stops every Ray cluster on the machine."""
 
     def __init__(self, token: bool = True):
