@@ -2,12 +2,13 @@
 
     import factory
 
-    done = factory.generate("recipes/arithmetic_demo.yaml", db="data/mine.duckdb", limit=8)
-    print(done.run_id, done.tally.examples)
-    with factory.open_store("data/mine.duckdb") as store:
-        columns, rows = store.query("SELECT reason, count(*) FROM candidates GROUP BY 1")
-    score = factory.eval_model("smollm2-135m-instruct", "recipes/arithmetic_demo.yaml", limit=20)
-    print(score.line())  # accuracy K/N = P%
+    if __name__ == "__main__":  # worker processes start from the script's file: it must not start the job again
+        done = factory.generate("recipes/arithmetic_demo.yaml", db="data/mine.duckdb", limit=8)
+        print(done.run_id, done.tally.examples)
+        with factory.open_store("data/mine.duckdb") as store:
+            columns, rows = store.query("SELECT reason, count(*) FROM candidates GROUP BY 1")
+        score = factory.eval_model("smollm2-135m-instruct", "recipes/arithmetic_demo.yaml", limit=20)
+        print(score.line())  # accuracy K/N = P%
 
 The CLI's commands are these functions with a progress bar and a printed summary; errors a user can fix raise
 `factory.errors.FactoryError` with the message the CLI prints. Everything is imported when first called, so
