@@ -21,7 +21,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from factory import cli_eval, cli_store
-from factory.cli_common import DbOpt, bars, console, per_worker
+from factory.cli_common import DbOpt, LimitOpt, SetOpt, bars, console, per_worker
 from factory.errors import USER_ERRORS, FactoryError
 from factory.store import DEFAULT_DB
 
@@ -48,10 +48,8 @@ def main() -> None:
 def generate(
     recipe: Annotated[Path, typer.Argument(help="A recipe YAML, e.g. recipes/arithmetic_demo.yaml.")],
     db: DbOpt = Path(DEFAULT_DB),
-    limit: Annotated[int | None, typer.Option(help="Use only the first N prompts of the source.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a recipe setting: --set sampling.temperature=0.8")
-    ] = None,
+    limit: LimitOpt = None,
+    set_: SetOpt = None,
     new_run: Annotated[bool, typer.Option("--new-run", help="Start a fresh run instead of resuming.")] = False,
     retry: Annotated[
         str | None,

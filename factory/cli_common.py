@@ -13,6 +13,10 @@ from rich.table import Table
 
 console = Console(stderr=True)
 DbOpt = Annotated[Path, typer.Option("--db", help="The DuckDB store.")]
+LimitOpt = Annotated[int | None, typer.Option(help="Use only the first N prompts of the source.")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="Override a recipe setting: --set sampling.temperature=0.8")
+]
 
 
 def bars():

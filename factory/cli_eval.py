@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from factory.cli_common import bars, console, table
+from factory.cli_common import LimitOpt, SetOpt, bars, console, table
 from factory.errors import FactoryError
 
 
@@ -111,10 +111,8 @@ def eval_(
     samples: Annotated[
         int, typer.Option(help="With --benchmark: answers per problem; above 1, pass@k by the unbiased estimator.")
     ] = 1,
-    limit: Annotated[int | None, typer.Option(help="Use only the first N prompts of the source.")] = None,
-    set_: Annotated[
-        list[str] | None, typer.Option("--set", help="Override a recipe setting: --set source.seed=7")
-    ] = None,
+    limit: LimitOpt = None,
+    set_: SetOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object.")] = False,
     training: Annotated[
         list[Path] | None,
