@@ -21,6 +21,7 @@ raises or returns anything else rejects the candidate as `stage_error`, naming t
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import math
@@ -139,7 +140,7 @@ def user_problem(name: str) -> str | None:
 def user_check(name: str) -> Callable[[Candidate, Settings], Verdict]:
     def check(c: Candidate, settings: Settings) -> Verdict:
         try:
-            out = user_function(name)(c)
+            out = user_function(name)(copy.deepcopy(c))  # its own copy: what it changes, no later stage sees
         except Exception as e:  # the user's code: whatever it raises is the candidate's reason, not the run's end
             return reject("stage_error", stage=name, error=f"{type(e).__name__}: {e}"[:500])
         return as_verdict(name, out)

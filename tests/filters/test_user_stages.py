@@ -56,6 +56,23 @@ def bad_scores(c: Candidate) -> Verdict:
     return Verdict(True, None, {"when": object()})  # the store cannot hold it
 
 
+def rewrites(c: Candidate) -> bool:
+    """A stage that rewrites the answer it was given, into the reference's, and passes it."""
+    c.text = f"The answer is {c.reference.get('answer')}."
+    c.reference["answer"] = "nothing"
+    return True
+
+
+def test_a_stage_that_rewrites_its_candidate_changes_nothing_the_later_stages_see():
+    wrong = Candidate("<think>hm</think>\nThe answer is 41.", "math", {"answer": "42"})
+    v = run_chain(wrong, [f"{HERE}:rewrites", "format", "verify"])
+    assert (v.accepted, v.reason) == (False, "wrong_answer")  # verify saw 41 against 42, as the model wrote it
+    assert wrong.text.endswith("41.") and wrong.reference == {"answer": "42"}
+    seen = []
+    run_chain(wrong, [f"{HERE}:rewrites"], Settings(prepare=seen.append))
+    assert seen == [wrong.text]  # decontamination and dedup work on the text the model wrote
+
+
 def test_each_kind_of_return_value_is_a_verdict_and_nothing_else_passes():
     c = Candidate("2 mol of water", "general")
     bare = Candidate("2 of water", "general")
