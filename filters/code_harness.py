@@ -12,8 +12,11 @@ Two processes, so that the one whose word counts never runs a line of the candid
   (patching builtins, frames, the garbage collector, its own memory) stays in its own process.
 
 The tests' `candidate` is a stub that sends the arguments over and gets the return value back as a marshal of
-builtin types alone, checked on arrival (exact types, no cycles, no code objects); anything else is a wrong answer.
-So `assert candidate(x) == y` compares a real int, list or tuple with y, never an object that says it equals
+builtin types alone, checked on arrival (exact types, no cycles, no code objects). A subclass of dict, list, tuple,
+set or frozenset (Counter, OrderedDict, a namedtuple) crosses as the builtin it extends, holding what it holds; any
+other value that is not a builtin (a regex match, an object) crosses as its truth alone (`Truth`), which a test may
+only test for truth (`assert f(x)`, MBPP's regex tasks): comparing, hashing or using it any other way is a wrong
+answer. So `assert candidate(x) == y` compares a real int, list or tuple with y, never an object that says it equals
 anything. The arguments come back too, and what the call did to them is done to the test's own lists, dicts, sets
 and bytearrays, in place: "leave the input alone" can fail and "sort it in place" can pass. Helpers the tests call
 come from the prompt's code (the reference's "prefix"), never from the candidate: with an entry point, that one name
@@ -195,12 +198,13 @@ class Side:
         reply = self.ask("call", name, args, kwargs, method, bytearrays(args, kwargs) if echo else None, echo=echo)
         if reply[0] == "raise":
             raise exception(reply[1:])
-        # not a builtin value (a generator, an object, a value that claims equality), or arguments it cannot have
-        if reply[0] != "ok" or len(reply) != 2 + 2 * echo or not plain(reply[1:]):
+        truth = reply[0] == "truth" and type(reply[1]) is bool  # a value that cannot cross: its truth alone
+        # not a builtin value (code, a value inside a container that is not one), or arguments it cannot have
+        if reply[0] != "ok" and not truth or len(reply) != 2 + 2 * echo or not plain(reply[1:]):
             raise Gone("wrong_answer")
         if echo and not (settle_all(args, reply[2]) and settle_all(kwargs, reply[3])):
             raise Gone("wrong_answer")
-        return reply[1]
+        return Truth(reply[1]) if truth else reply[1]
 
     def stub(self, name: str, method: bool = False):
         def candidate(*args, **kwargs):
@@ -208,6 +212,26 @@ class Side:
 
         candidate.__name__ = candidate.__qualname__ = name
         return candidate
+
+
+class Truth:
+    """A return value that could not cross (a regex match, an object), as the truth the candidate process gave it:
+    `assert f(x)` and `assert not f(x)` work, and any other use (==, !=, <, hash, len, iteration, an attribute) is a
+    wrong answer. The candidate could have returned True or False itself, so its truth proves no more than that."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: bool):
+        self.value = value
+
+    def __bool__(self) -> bool:
+        return self.value
+
+    def _used(self, *args, **kwargs):
+        raise Gone("wrong_answer")
+
+    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = __hash__ = __len__ = __iter__ = __contains__ = _used
+    __getitem__ = __getattr__ = __index__ = __int__ = __float__ = __str__ = __format__ = _used
 
 
 def exception(reply: tuple) -> BaseException:
@@ -424,9 +448,16 @@ def call(ns: dict, name: str, args: tuple, kwargs: dict, method: bool, paths: li
         if fn is None:
             return ("raise", "NameError")
         value = fn(*args, **kwargs)
+        status = "ok"
+        for base in (dict, list, tuple, set, frozenset):  # Counter, OrderedDict, a namedtuple: as the builtin
+            if isinstance(value, base) and type(value) is not base:
+                value = base(value)
+                break
+        if type(value) not in PLAIN:  # a regex match, an object: its truth alone (`Truth`)
+            status, value = "truth", bool(value)
     except BaseException as e:
         return ("raise", type(e).__name__)
-    return ("ok", value) if paths is None else ("ok", value, args, kwargs)
+    return (status, value) if paths is None else (status, value, args, kwargs)
 
 
 def one_case(code, text: str, cap: int, private: tuple = ()) -> tuple[str, bytes]:

@@ -1,4 +1,4 @@
-"""benchmarks/labelled_code.py on the first 3 HumanEval problems: their canonical solutions and mutants, labelled."""
+"""benchmarks/labelled_code.py on the first 3 HumanEval problems: their reference solutions and mutants, labelled."""
 
 from __future__ import annotations
 
@@ -10,6 +10,6 @@ from conftest import run_benchmark
 def test_labelled_code_counts_its_cases():
     out = run_benchmark("labelled_code.py", "--problems", "3")
     canonical, mutants, same, fail = map(int, re.fullmatch(
-        r"(\d+) canonical solutions, (\d+) mutants \((\d+) behave the same on the tests, (\d+) fail them\)\n", out
+        r"(\d+) reference solutions, (\d+) mutants \((\d+) behave the same on the tests, (\d+) fail them\)\n", out
     ).groups())  # fmt: skip
     assert canonical == 3 and 0 < mutants <= 6 and same + fail == mutants

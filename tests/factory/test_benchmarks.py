@@ -34,8 +34,10 @@ def test_the_manifest_names_origin_license_rows_and_checksum_of_every_split():
                 continue
             assert HEX.fullmatch(s.sha256) and len(s.sha256) == 64, s
             assert HEX.fullmatch(s.origin["commit"]) and len(s.origin["commit"]) == 40, s
-            assert s.origin["repo"].count("/") == 1 and s.origin["path"].endswith(".jsonl"), s
+            assert s.origin["repo"].count("/") == 1 and s.origin["path"].endswith((".jsonl", ".json")), s
     assert set(reg["gsm8k"].splits) == {"test", "train"}
+    mbpp = reg["mbpp"].splits["test"]
+    assert (reg["mbpp"].task, mbpp.rows, mbpp.ids) == ("code", 257, (11, 510))
 
 
 def test_the_committed_index_covers_every_set_and_matches_the_packages_sets():
@@ -92,6 +94,25 @@ def registry(tmp_path, monkeypatch):
     manifest["olym"] |= {"fields": {"problem": "question", "solution": "solution", "answer": "final_answer",
                                     "id": "id"}, "answer_from": "first"}  # fmt: skip
     manifest["amc"]["fields"] = {"problem": "problem", "answer": "answer", "id": "id"}
+    mbpp = [  # MBPP's layout: one JSON list, its splits by task_id
+        {"task_id": 3, "prompt": "Write a function to add two numbers.", "code": "def add(a, b):\n    return a + b",
+         "test_imports": [], "test_list": ["assert add(1, 2) == 3"]},
+        {"task_id": 126, "prompt": "Write a function to sum the common divisors of two numbers.",
+         "code": "def sum(a, b):\n    return 6",
+         "test_imports": ["import math"],
+         "test_list": ["assert sum(10, 15) == 6", "assert math.isfinite(sum(10, 15))"]},
+    ]  # fmt: skip
+    (files / "mbpp").mkdir()
+    (files / "mbpp/all.json").write_text(json.dumps(mbpp, indent=2))
+    digest = hashlib.sha256((files / "mbpp/all.json").read_bytes()).hexdigest()
+    origin = {"repo": "someone/evals", "commit": "a" * 40, "path": "all.json"}
+    manifest["mbpp"] = {"title": "MBPP", "task": "code", "license": "CC BY 4.0 (a test)", "format": "json",
+                        "fields": {"problem": "prompt", "solution": "code", "id": "task_id", "tests": "test_list",
+                                   "imports": "test_imports"},
+                        "splits": {}}  # fmt: skip
+    for split, ids in (("prompt", [1, 10]), ("test", [11, 510])):
+        spec = {"file": "mbpp/all.json", "ids": ids, "rows": 1, "sha256": digest, "origin": origin}
+        manifest["mbpp"]["splits"][split] = spec
     path = tmp_path / "manifest.yaml"
     path.write_text(json.dumps(manifest))  # JSON is YAML
     monkeypatch.setattr(benchmarks, "MANIFEST", path)
@@ -111,6 +132,24 @@ def test_rows_are_read_in_each_layout(registry):
     assert (g.id, g.answer) == ("train/0", "1250")  # after ####, separators dropped
     assert benchmarks.items("olym")[0].answer == "3" and benchmarks.items("olym")[0].solution == "n is 3."
     assert benchmarks.items("amc")[0].answer == "27"
+
+
+def test_mbpp_layout_its_splits_by_id_and_its_tests_in_the_sandbox(registry):
+    """A JSON list, split by task id; the problem as MBPP's paper prompts it (the text, then the tests); the tests run
+    after the answer with the set's imports, and a function named like a builtin (MBPP's own `sum`, 126) is the
+    entry point, so the answer's shadows it."""
+    from filters.base import Candidate
+    from filters.code import verify_code
+
+    (p,), (t,) = benchmarks.items("mbpp", "prompt"), benchmarks.items("mbpp", "test")
+    assert (p.id, t.id) == ("3", "126") and p.problem.endswith("pass these tests:\n\nassert add(1, 2) == 3")
+    assert (p.extra["entry_point"], t.extra["entry_point"]) == (None, "sum")
+    assert t.extra["test"] == "import math\nassert sum(10, 15) == 6\nassert math.isfinite(sum(10, 15))\n"
+    answer = lambda code: Candidate(f"```python\n{code}\n```", "code", dict(t.extra), think=False)  # noqa: E731
+    right = "def sum(a, b):\n    return __builtins__.sum(i for i in range(1, min(a, b)) if a % i == 0 and b % i == 0)"
+    assert verify_code(answer(right)).accepted
+    assert verify_code(answer(right.replace("range(1,", "range(2,"))).reason == "wrong_answer"
+    assert verify_code(Candidate(f"```python\n{p.solution}\n```", "code", dict(p.extra), think=False)).accepted
 
 
 def test_a_file_that_is_not_the_manifests_is_refused_and_a_missing_one_says_how_to_bring_it(registry, tmp_path):

@@ -307,6 +307,12 @@ FAKE = "    __eq__ = lambda s, o: True\n    __sub__ = lambda s, o: 0.0\n    __fl
 STR_EQ = "class S(str):\n" + FAKE + "    __hash__ = str.__hash__\ndef add(a, b):\n    return S()\n"
 LIST_EQ = "class L(list):\n" + FAKE + "def add(a, b):\n    return L()\n"
 EQ_RAISES = "class R:\n    def __eq__(self, o):\n        raise AssertionError\ndef add(a, b):\n    return R()\n"
+# values that are not builtins cross as their truth alone (code_harness.Truth); subclasses as the builtin they extend
+TRUTHY = "class T:\n    __bool__ = lambda s: True\n" + FAKE + "def add(a, b):\n    return T()\n"
+DICT_EQ = "class D(dict):\n" + FAKE + "    __hash__ = None\ndef add(a, b):\n    return D()\n"
+NAMEDTUPLE_EQ = "import collections\nclass P(collections.namedtuple('P', 'x')):\n" + FAKE
+NAMEDTUPLE_EQ += "    __hash__ = tuple.__hash__\ndef add(a, b):\n    return P(0)\n"
+REGEX_MATCH = "import re\ndef add(a, b):\n    return re.match('.', 'x')\n"
 BYTECODE = r"""
 import sys
 def add(a, b):
@@ -355,7 +361,8 @@ def attacks() -> list[tuple[str, str, str]]:
     answers = {
         "always_equal": ALWAYS_EQUAL, "int_subclass_eq": INT_EQ, "str_subclass_eq": STR_EQ,
         "list_subclass_eq": LIST_EQ, "eq_raises": EQ_RAISES, "bytecode_constant": BYTECODE,
-        "os_exit_mid_test": OS_EXIT_MID, "generator": GENERATOR,
+        "os_exit_mid_test": OS_EXIT_MID, "generator": GENERATOR, "truthy_object": TRUTHY,
+        "dict_subclass_eq": DICT_EQ, "namedtuple_eq": NAMEDTUPLE_EQ, "regex_match": REGEX_MATCH,
         "report_on_stack_in_call": REPORT_ON_STACK + "def add(a, b):\n    _passed()\n    return 0\n",
     }  # fmt: skip
     out += [(name, fmt, code) for name, code in answers.items() for fmt in ("humaneval", "calls")]

@@ -78,6 +78,36 @@ def test_with_an_entry_point_the_tests_take_only_it_from_the_program():
 ADD_IO = "a, b = map(int, input().split())\n"
 
 
+# MBPP's own references (sanitized 88, 737): a Counter compared with a dict literal, a regex match tested for truth
+COUNTER = "import collections\ndef freq(xs):\n    return collections.Counter(xs)\n"
+MATCH = "import re\ndef starts_vowel(s):\n    return re.search('^[aeiou]', s)\n"
+MBPP = {
+    "test": "assert freq([1, 1, 2]) == {1: 2, 2: 1}\nassert starts_vowel('annie')\nassert not starts_vowel('dawood')\n"
+}
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [
+        (COUNTER + MATCH, None),
+        (COUNTER.replace("Counter(xs)", "Counter(xs[1:])") + MATCH, "wrong_answer"),
+        (COUNTER + MATCH.replace("^[aeiou]", "[aeiou]"), "wrong_answer"),  # a match on "dawood" is truthy
+        # an object that is not a builtin crosses as its truth alone: any other use of it is a wrong answer
+        (
+            COUNTER + "class M:\n    __bool__ = lambda s: True\n    __eq__ = lambda s, o: True\n"
+            "def starts_vowel(s):\n    return M()\n",
+            "wrong_answer",
+        ),
+        ("class F(dict):\n    __eq__ = lambda s, o: True\ndef freq(xs):\n    return F()\n" + MATCH, "wrong_answer"),
+    ],
+)
+def test_mbpp_returns_that_are_not_builtins(code, reason):
+    v = judge(code, MBPP)
+    assert v.reason == reason and v.accepted is (reason is None)
+    truth_used = {"test": "assert starts_vowel('annie') != 0\n"}  # true of a match, yet not a truth test
+    assert judge(MATCH, truth_used).reason == "wrong_answer"
+
+
 @pytest.mark.parametrize(
     ("code", "reason", "passed"),
     [
