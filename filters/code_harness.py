@@ -12,8 +12,8 @@ Two processes, so that the one whose word counts never runs a line of the candid
   (patching builtins, frames, the garbage collector, its own memory) stays in its own process.
 
 The tests' `candidate` is a stub that sends the arguments over and gets the return value back as a marshal of
-builtin types alone, checked on arrival (exact types, no cycles, no code objects). A subclass of dict, list, tuple,
-set or frozenset (Counter, OrderedDict, a namedtuple) crosses as the builtin it extends, holding what it holds; any
+builtin types alone, checked on arrival (exact types, no cycles, no code objects). A subclass of a builtin (Counter,
+OrderedDict, a namedtuple, an IntEnum, a numpy float) crosses as the builtin it extends, holding what it holds; any
 other value that is not a builtin (a regex match, an object) crosses as its truth alone (`Truth`), which a test may
 only test for truth (`assert f(x)`, MBPP's regex tasks): comparing, hashing or using it any other way is a wrong
 answer. So `assert candidate(x) == y` compares a real int, list or tuple with y, never an object that says it equals
@@ -40,6 +40,7 @@ SIGKILL, SIGXCPU = 9, 24  # Linux's numbers: importing signal would import enum,
 JOB_FD = 3  # sandbox_boot.SECRET_FD
 PLAIN = {type(None), bool, int, float, complex, str, bytes, tuple, list, dict, set, frozenset}
 CONTAINERS = (tuple, list, set, frozenset)
+SUBCLASSED = (dict, list, tuple, set, frozenset, int, float, complex, str, bytes)  # what a subclass crosses as
 
 
 class Gone(BaseException):
@@ -449,8 +450,8 @@ def call(ns: dict, name: str, args: tuple, kwargs: dict, method: bool, paths: li
             return ("raise", "NameError")
         value = fn(*args, **kwargs)
         status = "ok"
-        for base in (dict, list, tuple, set, frozenset):  # Counter, OrderedDict, a namedtuple: as the builtin
-            if isinstance(value, base) and type(value) is not base:
+        for base in SUBCLASSED if type(value) not in PLAIN else ():  # Counter, a namedtuple, an IntEnum: as the builtin
+            if isinstance(value, base):
                 value = base(value)
                 break
         if type(value) not in PLAIN:  # a regex match, an object: its truth alone (`Truth`)

@@ -106,6 +106,9 @@ def test_mbpp_returns_that_are_not_builtins(code, reason):
     assert v.reason == reason and v.accepted is (reason is None)
     truth_used = {"test": "assert starts_vowel('annie') != 0\n"}  # true of a match, yet not a truth test
     assert judge(MATCH, truth_used).reason == "wrong_answer"
+    enum = "import enum\nclass E(enum.IntEnum):\n    A = 3\ndef three():\n    return E.A\n"  # crosses as 3
+    assert judge(enum, {"test": "assert three() == 3\n"}).accepted
+    assert judge(enum, {"test": "assert three() == 4\n"}).reason == "wrong_answer"
 
 
 @pytest.mark.parametrize(
