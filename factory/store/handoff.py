@@ -31,7 +31,10 @@ from factory.errors import FactoryError
 from factory.store.schema import ROW_GROUP, sql_path
 
 DEFAULT_DB = "data/factory.duckdb"
-MEMORY_LIMIT = os.environ.get("FACTORY_STORE_MEMORY", "1GB")  # DuckDB's share of the writer's and readers' memory
+MEMORY_LIMIT = os.environ.get("FACTORY_STORE_MEMORY", "1GB")  # DuckDB's share of a reader's memory
+# ... and of the writer's: it appends, so what it caches is blocks it wrote, which it seldom reads again; 1 GB let its
+# cache grow with the store (writer peak 936 MB at 100k examples, 1,373 MB at 600k; docs/benchmarks.md)
+WRITER_MEMORY = os.environ.get("FACTORY_STORE_WRITER_MEMORY", "256MB")
 READ_WAIT = 120.0  # seconds a reader waits for the writer to let go of the file
 SPOOL_WAIT = 2.0  # seconds a reader waits for a live writer to commit what it spooled (see `drained`)
 
@@ -246,9 +249,9 @@ def _lock_writer(path: Path):
 def _memory(path: Path) -> duckdb.DuckDBPyConnection:
     """The writer's in-memory database, which attaches the store's file as `store` while no reader wants it."""
     mem = duckdb.connect()
-    mem.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    mem.execute(f"SET memory_limit = '{WRITER_MEMORY}'")
     mem.execute("SET checkpoint_threshold = '1TB'")  # the store decides when to checkpoint, never DuckDB
-    mem.execute(f"SET temp_directory = '{sql_path(beside(path, '.tmp'))}'")  # what does not fit MEMORY_LIMIT
+    mem.execute(f"SET temp_directory = '{sql_path(beside(path, '.tmp'))}'")  # what does not fit WRITER_MEMORY
     return mem
 
 

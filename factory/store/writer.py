@@ -14,6 +14,8 @@ the file, a commit is spooled beside it instead (`handoff`).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import hashlib
 import json
 import os
@@ -33,6 +35,11 @@ from factory.store.handoff import DEFAULT_DB, READ_WAIT
 from factory.store.reader import StoreReader
 
 CHECKPOINT_BYTES = 256 * 2**20  # the WAL folded into the file past this size (DuckDB's own 16 MiB is one batch)
+
+
+def _trim() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # not glibc
+        ctypes.CDLL(None).malloc_trim(0)
 
 
 def candidate_id(run_id: str, prompt_id: str, sample_index: int) -> str:
@@ -231,5 +238,8 @@ class StoreWriter(StoreReader):
             shutil.rmtree(self.spool, ignore_errors=True)
 
     def _checkpoint(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Fold the WAL into the file: at the store's choosing, between commits, never inside one."""
+        """Fold the WAL into the file: at the store's choosing, between commits, never inside one. Then the freed
+        heap goes back to the system: the batches' texts leave glibc's arenas fragmented (~300 MB free, unreturned,
+        in a writer of 1.1 GB at 500k examples), and only a trim returns it."""
         con.execute("CHECKPOINT")
+        _trim()
