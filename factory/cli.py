@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from factory import cli_eval, cli_store
+from factory import cli_audit, cli_eval, cli_store
 from factory.cli_common import DbOpt, LimitOpt, SetOpt, bars, console, per_worker
 from factory.errors import USER_ERRORS, FactoryError
 from factory.store import DEFAULT_DB
@@ -221,6 +221,7 @@ def train(
 
 cli_eval.register(app)  # after this module's own: `factory --help` lists the commands in this order
 cli_store.register(app)
+cli_audit.register(app)
 
 
 if __name__ == "__main__":

@@ -21,8 +21,8 @@ from pathlib import Path
 import yaml
 
 from factory import benchmarks, export
+from factory import recipe as recipes
 from factory.errors import FactoryError
-from factory.recipe import parse
 from factory.store import StoreReader
 
 COLUMNS = ["messages", "task", "source", "n_tokens", "prompt_id", "example_id", "run_id"]
@@ -85,7 +85,7 @@ def card(store: StoreReader, repo_id: str, license_: str, counts: dict[str, int]
         tags=["reasoning", "synthetic", "rejection-sampling", "verified"],
     )
     body = [f"# {repo_id.split('/')[1]}", "", _summary(total, counts, where), "", *_loading(repo_id, counts)]
-    body += _generation(store) + _counts(store) + _filters(store) + _columns()
+    body += _generation(store) + _counts(store) + _filters(store) + _trust(store) + _columns()
     return f"---\n{meta.to_yaml()}\n---\n\n" + "\n".join(body) + "\n"
 
 
@@ -191,7 +191,8 @@ def _checks(c: dict) -> list[str]:
 def _filters(store: StoreReader) -> list[str]:
     out = ["## Dedup and decontamination", ""]
     for r in store.runs():
-        recipe = parse(yaml.safe_load(r["recipe"]) or {})
+        # as stored, unchecked: a user stage (`module:function`) need not import where the store is published
+        recipe = recipes.build(recipes.Recipe, yaml.safe_load(r["recipe"]) or {}, f"run {r['run_id']}'s recipe")
         d, c = recipe.dedup, recipe.decontam
         dedup = (
             f"MinHash over {d.ngram}-word n-grams of the {d.field}, {d.num_perm} permutations, Jaccard "
@@ -224,6 +225,14 @@ def _filters(store: StoreReader) -> list[str]:
         "",
     ]
     return out
+
+
+def _trust(store: StoreReader) -> list[str]:
+    """The latest `factory audit`: how far the verdicts can be trusted."""
+    from factory import audit
+
+    lines = audit.summary(store.latest_audit())
+    return ["## How far the verdicts can be trusted", "", *(f"- {line}" for line in lines), ""]
 
 
 def _columns() -> list[str]:

@@ -3,7 +3,8 @@
 factory report --db data/factory.duckdb --out report.html
 
 A table says how many code prompts' tests were checked against trivial programs, how many a trivial program passed
-(by which) and how many failed their reference solution. Plots: acceptance rate per source and task, per-prompt
+(by which) and how many failed their reference solution; another, the latest `factory audit` (the verifier's
+false-positive and false-negative rates, by stratum). Plots: acceptance rate per source and task, per-prompt
 pass rates (difficulty), response lengths of accepted and rejected answers, drop reasons, tokens spent per accepted
 example, and the sizes of near-duplicate clusters.
 """
@@ -66,7 +67,7 @@ def render(store: StoreReader, live: str | None = None) -> str:
         head += f'<p class="live">{escape(live)}</p>'
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>factory report</title>'
-        f"<style>{CSS}</style></head><body>{head}{_runs(store)}{_checks(s)}{_leaks(store, s)}"
+        f"<style>{CSS}</style></head><body>{head}{_runs(store)}{_checks(s)}{_leaks(store, s)}{_audit(store)}"
         f"{''.join(figures)}</body></html>"
     )
 
@@ -129,6 +130,24 @@ def _leaks(store: StoreReader, s: dict) -> str:
 
     line = escape(benchmarks.leak_line(benchmarks.checked_by_runs(store.runs()), s["contaminated"]))
     return f"<p id='decontam'><b>Decontamination</b>, checked against: {line}.</p>"
+
+
+def _audit(store: StoreReader) -> str:
+    """The latest `factory audit`: the verifier's false-positive and false-negative rates, by stratum."""
+    from factory import audit
+
+    a = store.latest_audit()
+    text = "".join(f"<p class='note'>{escape(line)}</p>" for line in audit.summary(a))
+    if a is None:
+        return f"<div id='audit'><b>Verifier audit</b>{text}</div>"
+    cols = ("task", "source", "verdict", "in store", "decided", "disagree", "rate (95%)")
+    rows = []
+    for st in a.strata():
+        rate = "-" if st["rate"] is None else f"{st['rate']:.1%} ({st['low']:.1%}-{st['high']:.1%})"
+        cells = [st["task"], st["source"], st["verdict"], st["population"], st["decided"], st["disagree"], rate]
+        rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
+    head = "".join(f"<th>{h}</th>" for h in cols)
+    return f"<div id='audit'><b>Verifier audit</b>{text}<table><tr>{head}</tr>{''.join(rows)}</table></div>"
 
 
 def _runs(store: StoreReader) -> str:

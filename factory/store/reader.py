@@ -4,6 +4,7 @@ file with a running writer); a `StoreWriter` offers the same queries over its ow
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,6 +61,34 @@ class StoreReader:
             if cur.description is None:
                 return [], []
             return [d[0] for d in cur.description], cur.fetchall()
+
+    def query_args(self, sql: str, args: list) -> list[tuple]:
+        """The project's own parameterized SQL (never a user's), its rows."""
+        with self._use() as con:
+            return con.execute(sql, args).fetchall()
+
+    # audits (factory/audit.py)
+    def labels(self) -> dict[str, bool]:
+        """A person's verdicts: candidate id -> the answer is right."""
+        return dict(self.query_args("SELECT candidate_id, right_answer FROM audit_labels", []))
+
+    _LATEST_AUDIT = """SELECT audit_id, run_id, size, seed, population FROM audits
+                       WHERE ? IS NULL OR run_id IS NOT DISTINCT FROM ? ORDER BY created_at DESC LIMIT 1"""
+
+    def latest_audit(self, run_id: str | None = None):
+        """The latest audit (of `run_id`, when given) with the labels recorded since, or None."""
+        from factory.audit import Audit, Item
+
+        found = self.query_args(self._LATEST_AUDIT, [run_id, run_id])
+        if not found:
+            return None
+        audit_id, run, size, seed, population = found[0]
+        audit = Audit(audit_id, run, size, seed, {tuple(p[:3]): p[3] for p in json.loads(population)})
+        labels = self.labels()
+        sql = """SELECT candidate_id, task, source, verdict, second, detail FROM audit_items
+                 WHERE audit_id = ? ORDER BY task, source, verdict, candidate_id"""
+        audit.items = [Item(*row, labels.get(row[0])) for row in self.query_args(sql, [audit_id])]
+        return audit
 
     # runs
     _LATEST_RUN = """SELECT run_id FROM runs WHERE recipe_hash = ? AND retry_of IS NOT DISTINCT FROM ?

@@ -4,7 +4,8 @@ store is read as it is or migrated.
 Schema 2: no index on the growing tables (DuckDB keeps an index whole in memory and rewrites it at every checkpoint);
 the writer keeps keys unique itself. An accepted text is stored once, in `examples.messages`; the `candidates` view
 gives every candidate its text back. Schema 3: `runs.retry_of`, which the next writer of an older store adds.
-Schema 4: `prompt_checks`, made by the next writer of an older store (a reader of one sees it empty).
+Schema 4: `prompt_checks`, made by the next writer of an older store (a reader of one sees it empty). Schema 5: the
+audit's tables (`audits`, `audit_items`, `audit_labels`), likewise.
 """
 
 from __future__ import annotations
@@ -99,6 +100,32 @@ CREATE TABLE IF NOT EXISTS dedup (            -- MinHash signatures of every kep
     signature     BLOB NOT NULL                -- num_perm little-endian uint32 MinHash values
 );
 
+CREATE TABLE IF NOT EXISTS audits (          -- `factory audit`: a sample of verdicts given a second opinion
+    audit_id      VARCHAR NOT NULL,
+    run_id        VARCHAR,                    -- NULL: every run of the store
+    created_at    TIMESTAMP,
+    size          INTEGER,                    -- candidates drawn per stratum at most
+    seed          INTEGER,
+    population    JSON                        -- [[task, source, verdict, candidates], ...]: what the sample stands for
+);
+
+CREATE TABLE IF NOT EXISTS audit_items (
+    audit_id      VARCHAR NOT NULL,
+    candidate_id  VARCHAR NOT NULL,
+    task          VARCHAR,
+    source        VARCHAR,
+    verdict       VARCHAR,                    -- accepted | wrong_answer: what the verify stage said
+    second        BOOLEAN,                    -- the second opinion: right, wrong, NULL when it cannot tell
+    detail        VARCHAR                     -- what it read
+);
+
+CREATE TABLE IF NOT EXISTS audit_labels (     -- a person's verdicts (`factory audit --label`): they override
+    candidate_id  VARCHAR PRIMARY KEY,
+    right_answer  BOOLEAN NOT NULL,
+    note          VARCHAR,
+    labelled_at   TIMESTAMP
+);
+
 CREATE OR REPLACE VIEW candidates AS
 SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index,
        coalesce(c.text, c.text_edit.head || substr(e.messages[len(e.messages)].content, c.text_edit.cut + 1)
@@ -106,7 +133,7 @@ SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index,
        c.n_tokens, c.n_prompt_tokens, c.finish_reason, c.accepted, c.reason, c.scores, c.created_at
 FROM candidate_rows c LEFT JOIN examples e ON e.candidate_id = c.candidate_id;
 
-INSERT INTO meta VALUES ('schema', '4') ON CONFLICT DO UPDATE SET value = excluded.value;
+INSERT INTO meta VALUES ('schema', '5') ON CONFLICT DO UPDATE SET value = excluded.value;
 """
 
 # the tables a batch writes, as Arrow: the columns of DDL's tables, in their order
@@ -225,12 +252,24 @@ _NO_CHECKS = """CREATE TEMP VIEW prompt_checks AS
                 WHERE false"""
 
 
+_NO_AUDITS = [
+    "CREATE TEMP TABLE audits (audit_id VARCHAR, run_id VARCHAR, created_at TIMESTAMP, size INTEGER, seed INTEGER,"
+    " population JSON)",
+    "CREATE TEMP TABLE audit_items (audit_id VARCHAR, candidate_id VARCHAR, task VARCHAR, source VARCHAR,"
+    " verdict VARCHAR, second BOOLEAN, detail VARCHAR)",
+    "CREATE TEMP TABLE audit_labels (candidate_id VARCHAR, right_answer BOOLEAN, note VARCHAR, labelled_at TIMESTAMP)",
+]
+
+
 def read_as_current(con: duckdb.DuckDBPyConnection) -> None:
     """Let a reader read an older store as the current schema, through temporary views: the file is left as it is."""
     if not has(con, "candidate_rows"):  # a schema 1 store
         con.execute("CREATE TEMP VIEW candidate_rows AS SELECT *, NULL AS text_edit FROM candidates")
     if not has(con, "prompt_checks"):  # before schema 4: no prompt checked
         con.execute(_NO_CHECKS)
+    if not has(con, "audits"):  # before schema 5: never audited
+        for sql in _NO_AUDITS:
+            con.execute(sql)
 
 
 def needs_migration(con: duckdb.DuckDBPyConnection) -> bool:

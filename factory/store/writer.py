@@ -154,6 +154,33 @@ class StoreWriter(StoreReader):
         with self._use() as con:
             con.execute("UPDATE runs SET status = ?, ended_at = ? WHERE run_id = ?", [status, ended, run_id])
 
+    # audits (factory/audit.py)
+    def save_audit(self, audit) -> None:
+        population = json.dumps([[*k, n] for k, n in sorted(audit.population.items())])
+        items = [[audit.audit_id, i.candidate_id, i.task, i.source, i.verdict, i.second, i.detail] for i in audit.items]
+        with self._use() as con:
+            con.execute("BEGIN TRANSACTION")
+            con.execute(
+                "INSERT INTO audits VALUES (?, ?, ?, ?, ?, ?)",
+                [audit.audit_id, audit.run_id, now(), audit.size, audit.seed, population],
+            )
+            if items:
+                con.executemany("INSERT INTO audit_items VALUES (?, ?, ?, ?, ?, ?, ?)", items)
+            con.execute("COMMIT")
+
+    def label(self, marks: dict[str, bool], note: str | None = None) -> None:
+        """A person's verdicts on candidates (id -> the answer is right); a later label of one replaces its last."""
+        with self._use() as con:
+            sql = "SELECT candidate_id FROM candidate_rows WHERE candidate_id IN (SELECT unnest(?))"
+            known = {r[0] for r in con.execute(sql, [list(marks)]).fetchall()}
+            unknown = sorted(set(marks) - known)
+            if unknown:
+                raise FactoryError(f"no candidate {unknown[0]} in the store {self.path}")
+            con.executemany(
+                "INSERT OR REPLACE INTO audit_labels VALUES (?, ?, ?, ?)",
+                [[cid, right, note, now()] for cid, right in marks.items()],
+            )
+
     def post_progress(self, snapshot: dict) -> None:
         """Progress for readers that cannot open the file while this process writes it."""
         tmp = self.snapshot_path.with_suffix(".tmp")

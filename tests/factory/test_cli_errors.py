@@ -187,7 +187,7 @@ def test_every_command_is_there_from_the_script_and_as_a_module():
     from conftest import FACTORY
 
     names = ["generate", "run", "train", "benchmarks", "eval", "filter"]
-    names += ["stats", "query", "export", "publish", "report"]
+    names += ["stats", "query", "export", "publish", "report", "audit"]
     for argv in ([FACTORY], [sys.executable, "-m", "factory.cli"]):
         out = subprocess.run([*argv, "--help"], capture_output=True, text=True, timeout=120).stdout
         listed = [line.split()[1] for line in out.splitlines() if line.startswith("│ ") and len(line.split()) > 2]

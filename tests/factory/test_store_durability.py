@@ -85,8 +85,9 @@ def test_a_schema_1_store_is_read_as_it_is_and_migrated_whole(tmp_path):
     # each example's text stored once; a hand-edited reply's candidate keeps its own copy, but for the all-blank
     # text, which any reply rebuilds (nothing of it is in the reply)
     assert held == 2 * len(TEXTS) + 1
-    assert version == "4" and kinds["candidates"] == "VIEW" and kinds["candidate_rows"] == "BASE TABLE"
-    assert set(indexes) <= {("meta",), ("runs",)}  # nothing indexed that grows with the store
+    assert version == "5" and kinds["candidates"] == "VIEW" and kinds["candidate_rows"] == "BASE TABLE"
+    # nothing indexed that grows with the store (a person's audit labels do not)
+    assert set(indexes) <= {("meta",), ("runs",), ("audit_labels",)}
     store = StoreWriter(path)  # opened again: nothing left to migrate, and it takes new batches
     c = {"candidate_id": candidate_id("r2", "p0", 0), "run_id": "r2", "prompt_id": "p0", "sample_index": 0,
          "text": " new ", "n_tokens": 1, "n_prompt_tokens": 1, "finish_reason": "stop", "accepted": True,

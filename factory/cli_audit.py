@@ -1,0 +1,124 @@
+"""`factory audit`: the verifier's false-positive and false-negative rates, from a second opinion on a sample."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from factory.cli_common import DbOpt, bars, console, table
+from factory.errors import FactoryError
+from factory.store import DEFAULT_DB
+
+
+def audit(
+    db: DbOpt = Path(DEFAULT_DB),
+    run: Annotated[str | None, typer.Option("--run", help="Audit one run (default: every run in the store).")] = None,
+    size: Annotated[int, typer.Option("--size", min=1, help="Candidates drawn per stratum, at most.")] = 50,
+    seed: Annotated[int, typer.Option("--seed", help="Which sample is drawn.")] = 0,
+    labels: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            help="Record a person's verdict, CANDIDATE_ID=right or =wrong (repeatable); the latest audit is then"
+            " shown again with it, nothing is drawn.",
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the audit as JSON.")] = False,
+) -> None:
+    """Estimate how far the store's verdicts can be trusted.
+
+    Draws up to --size candidates from each (task, source, verdict) stratum of accepts and wrong_answer rejects,
+    gives each a second opinion (math: an extraction and equivalence that share no code with the verify stage; code:
+    the tests run again), and estimates the false-positive rate among accepts and the false-negative rate among
+    wrong_answer rejects, with 95% intervals. Every disagreement is listed: settle it with --label, and later
+    estimates use the label. The audit is kept in the store; `factory report` and the dataset card show it.
+    """
+    from factory import audit as aud
+    from factory.store import StoreReader
+
+    if labels:
+        marks = {}
+        for spec in labels:
+            cid, _, word = spec.partition("=")
+            if word not in ("right", "wrong") or not cid:
+                raise FactoryError(f"--label {spec}: write CANDIDATE_ID=right or CANDIDATE_ID=wrong")
+            marks[cid] = word == "right"
+        aud.label(db, marks)
+        with StoreReader(db) as store:
+            result = aud.latest(store, run)
+        if result is None:
+            console.print(f"recorded {len(marks)} label(s); no audit yet: run `factory audit`", highlight=False)
+            return
+    else:
+        with bars() as (bar, _):
+            result = aud.run(db, run, size, seed, progress=lambda n, total: bar("second opinions", total, n, "items"))
+    show(result, as_json)
+
+
+def show(a, as_json: bool = False) -> None:
+    est = a.estimates()
+    if as_json:
+        items = [i.__dict__ | {"truth": i.truth} for i in a.items]
+        print(
+            json.dumps(
+                {"audit_id": a.audit_id, "run_id": a.run_id, "estimates": est, "strata": a.strata(), "items": items},
+                default=str,
+            )
+        )
+        return
+    out = Console()
+    rows = [
+        [
+            s["task"],
+            s["source"],
+            s["verdict"],
+            s["population"],
+            s["sampled"],
+            s["decided"],
+            s["labelled"],
+            s["disagree"],
+            _rate(s["rate"], s["low"], s["high"]),
+        ]
+        for s in a.strata()
+    ]
+    cols = ["task", "source", "verdict", "in store", "drawn", "decided", "labelled", "disagree", "rate (95%)"]
+    table(out, f"audit {a.audit_id}: second opinions by stratum", cols, rows)
+    for group, what in aud_groups().items():
+        e = est[group]
+        covered = f"{e['covered']:,} of {e['population']:,} candidates in decided strata"
+        out.print(f"{what}: {_rate(e['rate'], e['low'], e['high'])} ({e['disagree']} of {e['decided']}; {covered})")
+    wrong = a.disagreements()
+    if wrong:
+        rows = [
+            [
+                i.candidate_id,
+                i.task,
+                i.verdict,
+                "right" if i.truth else "wrong",
+                "label" if i.label is not None else "second opinion",
+                i.detail,
+            ]
+            for i in wrong[:50]
+        ]
+        cols = ["candidate", "task", "verifier", "other says", "by", "detail"]
+        table(out, f"{len(wrong)} disagreements (settle them: factory audit --label ID=right|wrong)", cols, rows)
+
+
+def aud_groups() -> dict[str, str]:
+    from factory.audit import GROUPS
+
+    return GROUPS
+
+
+def _rate(rate, low, high) -> str:
+    if rate is None:
+        return "- (nothing decided)"
+    return f"{100 * rate:.1f}% ({100 * low:.1f}-{100 * high:.1f}%)"
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="audit")(audit)

@@ -1,0 +1,152 @@
+"""`factory audit`: the second opinion on its own, then audits of stores made by replaying a real demo run's
+completions: through the real verifier (the two agree), through a verifier broken to accept everything (the audit
+must show false positives) and one broken to reject a class of right answers (false negatives); labels; the report
+and the dataset card."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+from conftest import DEMO_RECORDING, DEMO_SETTINGS, REPLAY, ROOT, rows, run_cli
+
+from factory import audit
+from factory.store import StoreReader
+from filters.second_opinion import final_answer, same
+
+BROKEN = '''
+from filters.base import Verdict
+from filters.verify import verify
+
+
+def always_accept(c):
+    return Verdict(True)
+
+
+def reject_one_digit(c):
+    """The real verifier, except that a right answer whose reference has one digit is a wrong_answer."""
+    v = verify(c)
+    if v.accepted and len(str(c.reference.get("answer")).lstrip("-")) == 1:
+        return Verdict(False, "wrong_answer")
+    return v
+'''
+
+
+@pytest.mark.parametrize(
+    ("gold", "answer", "want"),
+    [
+        ("3250", "3,250", True),
+        ("3,250", "3250", True),
+        ("-4", "-4", True),
+        ("4", "-4", False),
+        ("\\frac{1}{2}", "0.5", True),
+        ("\\dfrac{3}{4}", "3/4", True),
+        ("12.5\\%", "0.125", True),
+        ("12.5\\%", "12.5", True),
+        ("(1, 2)", "(1,2)", True),
+        ("(1, 2)", "(2, 1)", False),
+        ("(1, 2)", "(1, 2, 3)", False),
+        ("\\text{yes}", "yes", True),
+        ("7", "7.", True),
+        ("\\sqrt{2}", "2^{1/2}", None),  # not a plain number: it cannot tell
+        ("3,25", "325", None),  # not a thousands run
+        ("x+1", "1+x", None),
+    ],
+)
+def test_the_second_opinion_decides_only_what_it_reads_plainly(gold, answer, want):
+    assert same(gold, answer) is want
+
+
+def test_the_second_opinion_reads_the_answer_after_the_reasoning():
+    assert final_answer("<think>maybe \\boxed{3}</think>So \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
+    assert final_answer("<think>x = 9</think>The answer is 12.") == "12"
+    assert final_answer("1 + 5 = 6") == "6"
+    assert final_answer("it is 3 then 8") == "8"
+    assert final_answer("<think>42</think>no idea") is None
+
+
+def _store(tmp_path, filters: str):
+    """The demo run replayed with these filters, into a store of its own."""
+    (tmp_path / "broken.py").write_text(BROKEN)
+    db = tmp_path / "s.duckdb"
+    settings = [x if not x.startswith("filters=") else f"filters={filters}" for x in DEMO_SETTINGS]
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))  # the stages' module
+    res = run_cli("generate", str(ROOT / "recipes" / "arithmetic_demo.yaml"), "--db", str(db), *settings, *REPLAY,
+                  PYTHONPATH=path)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    return db
+
+
+def test_the_real_verifier_and_the_second_opinion_agree_on_the_demo_run(demo_store, tmp_path):
+    db = tmp_path / "demo.duckdb"
+    db.write_bytes(demo_store.read_bytes())
+    a = audit.run(db, size=50, seed=1)
+    want = rows(db, "SELECT count(*) FROM candidate_rows WHERE accepted OR reason = 'wrong_answer'")[0][0]
+    assert sum(a.population.values()) == want and len(a.items) == want  # 50 a stratum: all of them
+    est = a.estimates()
+    assert est["accepted"]["rate"] == 0 and est["wrong_answer"]["rate"] == 0, a.disagreements()
+    assert est["accepted"]["decided"] > 0 and est["accepted"]["high"] < 0.5
+    with StoreReader(db) as store:
+        again = store.latest_audit()
+    assert again.audit_id == a.audit_id and again.estimates() == est  # kept in the store
+    small = audit.run(db, size=2, seed=1)
+    assert all(s["sampled"] <= 2 for s in small.strata())
+    assert [i.candidate_id for i in audit.run(db, size=2, seed=1).items] == [i.candidate_id for i in small.items]
+
+
+def test_a_verifier_that_accepts_everything_shows_in_the_audit(tmp_path):
+    """Every candidate it let in that the real verifier had rejected as wrong (the recording says which) is a
+    disagreement or undecided, and no other is a disagreement."""
+    db = _store(tmp_path, "[format,broken:always_accept]")
+    res = run_cli("audit", "--db", str(db), "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout)
+    recorded = {(r["prompt_id"], r["sample_index"]): r["reason"] for r in map(json.loads, DEMO_RECORDING.open())}
+    ids = dict(rows(db, "SELECT candidate_id, (prompt_id, sample_index) FROM candidate_rows WHERE accepted"))
+    wrong = {c for c, (p, i) in ids.items() if recorded[p, i] == "wrong_answer"}
+    flagged = {i["candidate_id"] for i in out["items"] if i["truth"] is False}
+    undecided = {i["candidate_id"] for i in out["items"] if i["truth"] is None}
+    assert flagged <= wrong <= flagged | undecided and len(flagged) >= 5  # what it cannot read, it does not guess
+    fp = out["estimates"]["accepted"]
+    assert fp["population"] == len(ids) and fp["disagree"] == len(flagged) and fp["low"] > 0.1, fp
+
+
+def test_a_verifier_that_rejects_a_class_of_right_answers_shows_false_negatives(tmp_path):
+    db = _store(tmp_path, "[format,broken:reject_one_digit]")
+    a = audit.run(db)
+    fn = a.estimates()["wrong_answer"]
+    assert fn["disagree"] >= 2 and fn["low"] > 0, fn
+    missed = [i for i in a.disagreements() if i.verdict == "wrong_answer"]
+    assert missed and all("reference '" in i.detail and len(i.detail.split("'")[3].lstrip("-")) == 1 for i in missed)
+
+
+def test_labels_settle_disagreements_and_later_estimates_use_them(tmp_path):
+    db = _store(tmp_path, "[format,broken:always_accept]")
+    a = audit.run(db)
+    before = a.estimates()["accepted"]
+    first = a.disagreements()[0]
+    res = run_cli("audit", "--db", str(db), "--label", f"{first.candidate_id}=right", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    after = json.loads(res.stdout)["estimates"]["accepted"]
+    assert after["disagree"] == before["disagree"] - 1 and after["decided"] == before["decided"]
+    res = run_cli("audit", "--db", str(db), "--label", "nope=right")
+    assert res.returncode != 0 and "no candidate nope" in res.stderr
+    res = run_cli("audit", "--db", str(db), "--label", f"{first.candidate_id}=maybe")
+    assert res.returncode != 0 and "CANDIDATE_ID=right or CANDIDATE_ID=wrong" in res.stderr
+
+
+def test_the_report_and_the_card_show_the_latest_audit(tmp_path):
+    from factory import publish, report
+
+    db = _store(tmp_path, "[format,broken:always_accept]")
+    with StoreReader(db) as store:
+        assert "Not audited" in report.render(store)
+    audit.run(db)
+    with StoreReader(db) as store:
+        page = report.render(store)
+        card = publish.card(store, "someone/demo", "mit", {"math": 3}, None)
+    assert "<div id='audit'><b>Verifier audit</b>" in page and "False positives among accepts: " in page
+    assert "## How far the verdicts can be trusted" in card
+    line = next(x for x in card.splitlines() if x.startswith("- False positives among accepts"))
+    assert "95% interval" in line and float(line.split(": ")[1].split("%")[0]) > 10
