@@ -130,6 +130,8 @@ class Audit:
                     "covered": 0,
                     "decided": 0,
                     "disagree": 0,
+                    "undecided": sum(s["sampled"] for s in rows),
+                    "worst": None,
                 }
                 continue
             rate = sum(s["population"] * s["disagree"] / s["decided"] for s in known) / covered
@@ -148,6 +150,14 @@ class Audit:
                 "covered": covered,
                 "decided": sum(s["decided"] for s in known),
                 "disagree": sum(s["disagree"] for s in known),
+                "undecided": sum(s["sampled"] - s["decided"] for s in rows),
+                # were every undecided item a disagreement: what the rate cannot exceed, but for sampling error
+                "worst": sum(
+                    s["population"] * (s["disagree"] + s["sampled"] - s["decided"]) / s["sampled"]
+                    for s in rows
+                    if s["sampled"]
+                )
+                / max(1, sum(s["population"] for s in rows if s["sampled"])),
             }
         return out
 
@@ -221,7 +231,8 @@ def summary(a: Audit | None) -> list[str]:
         out.append(
             f"{what.capitalize()}: {100 * e['rate']:.1f}% (95% interval {100 * e['low']:.1f}-{100 * e['high']:.1f}%),"
             f" from {e['decided']} decided second opinions ({e['disagree']} disagreeing), standing for"
-            f" {e['covered']:,} of {e['population']:,} candidates."
+            f" {e['covered']:,} of {e['population']:,} candidates; {e['undecided']} undecided (at most"
+            f" {100 * e['worst']:.1f}% were every one of them a disagreement)."
         )
     scope = f"run {a.run_id}" if a.run_id else "every run"
     out.append(

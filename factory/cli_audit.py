@@ -89,7 +89,7 @@ def show(a, as_json: bool = False) -> None:
     table(out, f"audit {a.audit_id}: second opinions by stratum", cols, rows)
     for group, what in aud_groups().items():
         e = est[group]
-        covered = f"{e['covered']:,} of {e['population']:,} candidates in decided strata"
+        covered = f"{e['covered']:,} of {e['population']:,} candidates in decided strata; {e['undecided']} undecided"
         out.print(f"{what}: {_rate(e['rate'], e['low'], e['high'])} ({e['disagree']} of {e['decided']}; {covered})")
     wrong = a.disagreements()
     if wrong:

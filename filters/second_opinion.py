@@ -5,13 +5,13 @@ Where the two disagree, one of them is wrong, and a person settles it (`factory 
 narrow on purpose: it decides only what it can decide plainly, and says "undecided" (None) for the rest, which the
 audit reports as such instead of guessing.
 
-- The answer: the last \\boxed{...} (or \\fbox) after the reasoning (after the last </think>), braces balanced; else the
-  value after the last "answer is" / "Answer:"; else the right side of the last "=" on the last line that has one;
-  else the last number of the text.
-- Equal: both read as exact rational numbers (integers, decimals, thousands commas in groups of three, \\frac{a}{b},
-  a/b, a leading minus, a trailing %, which may also be dropped) and the same number; or the same text once LaTeX
-  spacing, \\left/\\right, \\text{}, $ and a closing full stop are gone. Tuples and lists, (a, b) or [a, b], item by
-  item.
+- The answer: the last \\boxed{...} (or \\fbox) after the reasoning (after the last </think>), braces balanced; else
+  GSM8K's last `#### N` or `A: N` line; else the value after the last "answer is" / "Answer:"; else the right side
+  of the last "=" on the last line that has one (GSM8K's <<calculator notes>> left out); else the last number.
+- Equal: both read as exact rational numbers (integers, decimals, thousands commas in groups of three, also written
+  {,}, \\frac{a}{b}, a/b, a leading minus, a trailing %, which may also be dropped) and the same number; or the same
+  text once LaTeX spacing, \\left/\\right, \\text{}, $ and a closing full stop are gone. Tuples and lists, (a, b) or
+  [a, b], item by item.
 - Not equal: both numbers, and different; or no answer at all.
 - Undecided: everything else (radicals, pi, expressions, intervals against sets, units).
 """
@@ -23,6 +23,8 @@ from fractions import Fraction
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 _SAID = re.compile(r"(?:final answer|answer)\s*(?:is|:)\s*(.+)", re.IGNORECASE)
+_MARKED = re.compile(r"^\s*(?:####|A:)\s*(.+)$", re.MULTILINE)  # GSM8K's two ways: `#### 18`, `A: 18`
+_CALC = re.compile(r"<<[^<>]*>>")  # GSM8K's calculator notes, 9*2=<<9*2=18>>18
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
 _SPACING = re.compile(r"\\[,;:! ]|\\q?quad|\\left|\\right|\\displaystyle|\$")
 _TEXT = re.compile(r"\\(?:text|mathrm|textbf|mathbf)\s*\{([^{}]*)\}")
@@ -32,10 +34,13 @@ _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 
 def final_answer(text: str) -> str | None:
     """The answer a response gives, read as above; None when it gives none."""
-    after = text.rsplit("</think>", 1)[-1]
+    after = _CALC.sub("", text.rsplit("</think>", 1)[-1])
     boxed = _last_box(after)
     if boxed is not None:
         return boxed.strip()
+    marked = _MARKED.findall(after)
+    if marked:
+        return marked[-1].strip().rstrip(".").strip()
     said = _SAID.findall(after)
     if said:
         return said[-1].strip().rstrip(".").strip()
@@ -77,7 +82,7 @@ def same(gold: str, answer: str) -> bool | None:
 
 def _plain(s: str) -> str:
     s = _TEXT.sub(r"\1", s)
-    s = _SPACING.sub("", s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    s = _SPACING.sub("", s).replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac").replace("{,}", ",")
     s = re.sub(r"\s+", "", s).rstrip(".")
     while s.startswith("{") and s.endswith("}") and _balanced(s[1:-1]):
         s = s[1:-1]

@@ -38,6 +38,7 @@ def reject_one_digit(c):
     [
         ("3250", "3,250", True),
         ("3,250", "3250", True),
+        ("3{,}250", "3250", True),
         ("-4", "-4", True),
         ("4", "-4", False),
         ("\\frac{1}{2}", "0.5", True),
@@ -62,6 +63,8 @@ def test_the_second_opinion_reads_the_answer_after_the_reasoning():
     assert final_answer("<think>maybe \\boxed{3}</think>So \\boxed{\\frac{1}{2}}.") == "\\frac{1}{2}"
     assert final_answer("<think>x = 9</think>The answer is 12.") == "12"
     assert final_answer("1 + 5 = 6") == "6"
+    assert final_answer("She makes 9 * 2 = $<<9*2=18>>18 a day.\nA: 18") == "18"  # GSM8K's solutions
+    assert final_answer("3 + 4 = <<3+4=7>>7\n#### 7") == "7"
     assert final_answer("it is 3 then 8") == "8"
     assert final_answer("<think>42</think>no idea") is None
 
