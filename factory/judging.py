@@ -1,4 +1,5 @@
-"""The judge stage: runs filters.judge's prompts through an engine, in batches, greedily.
+"""The judge stage: runs filters.judge's prompts through an engine, in batches, greedily; and its canaries, answers
+that say nothing, graded before a run trusts the judge.
 
 By default the run's own engine judges (no second model in memory); `judge.model` names another, which is then
 loaded with the same engine kind.
@@ -7,11 +8,13 @@ loaded with the same engine kind.
 from __future__ import annotations
 
 import dataclasses
+import json
 
 from factory.engines import Request
+from factory.errors import FactoryError
 from factory.recipe import Recipe, SamplingConfig
 from filters.base import Verdict
-from filters.judge import judge_messages, verdict
+from filters.judge import CANARIES, judge_messages, verdict
 from filters.registry import JUDGE
 
 
@@ -34,6 +37,43 @@ class Judge:
         return verdict(self.cfg, self.model, completions[0].text)
 
 
+class JudgeRefused(FactoryError):
+    """The judge passed a canary answer: its verdicts cannot be trusted."""
+
+
+def check_canaries(judge: Judge, prompts: list) -> dict:
+    """Grade every canary answer (filters.judge.CANARIES) on the first `judge.cfg.canaries` prompts: per canary, how
+    many the judge passed, of how many, and its scores. Raises JudgeRefused when one passed and `on_canary` is
+    "refuse"; the result is the run's to record either way (the caller records it first)."""
+    chosen = prompts[: judge.cfg.canaries]
+    asks = [(name, p) for name in CANARIES for p in chosen]
+    outs = judge.engine.generate(
+        [judge.request(p.prompt, p.reference.get("answer"), CANARIES[name](p.prompt)) for name, p in asks],
+        judge.sampling,
+    )
+    result: dict[str, dict] = {name: {"passed": 0, "of": 0, "scores": []} for name in CANARIES}
+    for (name, _), out in zip(asks, outs, strict=True):
+        v = judge.verdict(out)
+        result[name]["of"] += 1
+        result[name]["passed"] += v.accepted
+        result[name]["scores"].append(v.scores.get("judge_score"))
+    cfg = judge.cfg
+    return {"judge_model": judge.model, "threshold": cfg.threshold, "on_canary": cfg.on_canary, "canaries": result}
+
+
+def refuse_if_fooled(result: dict) -> None:
+    fooled = {name: r for name, r in result["canaries"].items() if r["passed"]}
+    if fooled and result["on_canary"] == "refuse":
+        said = "; ".join(
+            f"{name!r} on {r['passed']} of {r['of']} prompts (scores {r['scores']})" for name, r in fooled.items()
+        )
+        raise JudgeRefused(
+            f"the judge {result['judge_model']} passed canary answers that say nothing: {said}, at threshold"
+            f" {result['threshold']}. Its verdicts cannot be trusted: name a stronger judge (judge.model), or set"
+            " judge.on_canary=flag to go on with the run flagged in the store and the dataset card"
+        )
+
+
 def build(recipe: Recipe, run_engine=None):
     """The recipe's judge, or None when its filters do not name one. It shares `run_engine` when it can."""
     from factory import engines, models
@@ -47,3 +87,17 @@ def build(recipe: Recipe, run_engine=None):
     if recipe.engine.kind == "replay":  # recorded answers, judged by a real model
         recipe = dataclasses.replace(recipe, engine=dataclasses.replace(recipe.engine, kind="vllm"))
     return Judge(recipe, engines.build(dataclasses.replace(recipe, model=name), path, seed=recipe.sampling.seed), name)
+
+
+def canary_line(raw: str | None) -> str | None:
+    """A run's canary grades in one sentence (for the card and the report), or None when its judge had none."""
+    if not raw:
+        return None
+    result = json.loads(raw)
+    c = result["canaries"]
+    fooled = [f"{name!r} ({r['passed']} of {r['of']})" for name, r in c.items() if r["passed"]]
+    tried = f"{len(c)} canary answers on {max((r['of'] for r in c.values()), default=0)} prompts"
+    if not fooled:
+        return f"judge {result['judge_model']} passed none of {tried} (threshold {result['threshold']})"
+    at = f"(threshold {result['threshold']})"
+    return f"judge {result['judge_model']} FLAGGED: passed {', '.join(fooled)} of {tried} {at}"

@@ -125,8 +125,12 @@ def _generation(store: StoreReader) -> list[str]:
             f"| {r['run_id']} | {r['name']} | {r['model']} | {r['engine']} | {r['status']} | "
             f"{_time(r['started_at'])} | {_time(r['ended_at'])} |"
         )
+    from factory.judging import canary_line
+
     for r in runs:
         s = json.loads(r["sampling"] or "{}")
+        canaries = canary_line(r.get("canaries"))
+        out += [f"\nJudge canaries of run {r['run_id']}: {canaries}."] if canaries else []
         out += [
             "",
             f"### Run {r['run_id']}",

@@ -329,6 +329,8 @@ def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
         "judge.template: must contain {prompt} and {answer}",
     )
     bad(not 1 <= j.threshold <= 10, f"judge.threshold: {j.threshold} must be a score in 1..10")
+    bad(j.canaries < 0, f"judge.canaries: {j.canaries} must be a number of prompts, 0 (off) or more")
+    bad(j.on_canary not in ("refuse", "flag"), f"judge.on_canary: {j.on_canary!r} must be refuse or flag")
     sb = r.sandbox
     for f in dataclasses.fields(sb):
         value = getattr(sb, f.name)

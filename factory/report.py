@@ -151,10 +151,22 @@ def _audit(store: StoreReader) -> str:
 
 
 def _runs(store: StoreReader) -> str:
+    from factory.judging import canary_line
+
     rows = []
     for r in store.runs():
         sampling = ", ".join(f"{k}={v}" for k, v in json.loads(r["sampling"] or "{}").items())
-        cells = [r["run_id"], r["name"], r["model"], r["engine"], r["status"], sampling]
+        cells = [
+            r["run_id"],
+            r["name"],
+            r["model"],
+            r["engine"],
+            r["status"],
+            sampling,
+            canary_line(r.get("canaries")) or "-",
+        ]
         rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<th>{h}</th>" for h in ("run", "recipe", "model", "engine", "status", "sampling"))
+    head = "".join(
+        f"<th>{h}</th>" for h in ("run", "recipe", "model", "engine", "status", "sampling", "judge canaries")
+    )
     return f"<table id='runs'><tr>{head}</tr>{''.join(rows)}</table>"

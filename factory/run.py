@@ -80,6 +80,9 @@ def run_recipe(
             return sample(job, None, None), run_id, True
         try:
             tally = (executor or sample_here)(job, bar, update)
+        except judging.JudgeRefused:
+            store.set_status(job.run_id, "judge_refused")
+            raise
         except BaseException:
             if job.begun:
                 store.set_status(job.run_id, "interrupted")
@@ -104,6 +107,11 @@ def sample_here(job: Job, bar, update) -> Tally:
             job.begin(_versions(engine), getattr(engine, "name", None))
             bar("sampling", total=len(job.prompts))
             judge = judging.build(r, engine)
+            if judge is not None and r.judge.canaries:
+                bar("grading the judge's canaries")
+                result = judging.check_canaries(judge, job.prompts)
+                job.store.set_canaries(job.run_id, result)  # in the run's row, refused or not
+                judging.refuse_if_fooled(result)
             return sample(job, engine, pool, judge=judge, progress=update)
         finally:
             engine.close()

@@ -5,7 +5,7 @@ Schema 2: no index on the growing tables (DuckDB keeps an index whole in memory 
 the writer keeps keys unique itself. An accepted text is stored once, in `examples.messages`; the `candidates` view
 gives every candidate its text back. Schema 3: `runs.retry_of`, which the next writer of an older store adds.
 Schema 4: `prompt_checks`, made by the next writer of an older store (a reader of one sees it empty). Schema 5: the
-audit's tables (`audits`, `audit_items`, `audit_labels`), likewise.
+audit's tables (`audits`, `audit_items`, `audit_labels`) and `runs.canaries`, likewise.
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ CREATE TABLE IF NOT EXISTS runs (
     versions      JSON,               -- factory, engine library, torch, python
     started_at    TIMESTAMP,
     ended_at      TIMESTAMP,
-    status        VARCHAR,            -- running | complete | interrupted
+    status        VARCHAR,            -- running | complete | interrupted | judge_refused
     retry_of      VARCHAR             -- the run whose unfinished prompts this one samples again (`--retry`), or NULL
 );
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS retry_of VARCHAR;  -- a store made before schema 3
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS canaries JSON;  -- the judge's grades of answers that say nothing (schema 5)
 
 CREATE TABLE IF NOT EXISTS prompts (
     prompt_id     VARCHAR NOT NULL,    -- hash of source and text; unique

@@ -145,8 +145,9 @@ class StoreWriter(StoreReader):
     ) -> str:
         run_id = f"{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}"
         row = [run_id, name, recipe_hash, recipe, model, engine, json.dumps(sampling), json.dumps(versions), now()]
-        with self._use() as con:  # retry_of last: a store older than schema 3 had it added at the end
-            con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, 'running', ?)", [*row, retry_of])
+        cols = "run_id, name, recipe_hash, recipe, model, engine, sampling, versions, started_at, status, retry_of"
+        with self._use() as con:  # by name: older stores had columns added at the end
+            con.execute(f"INSERT INTO runs ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)", [*row, retry_of])
             return run_id
 
     def set_status(self, run_id: str, status: str) -> None:
@@ -180,6 +181,11 @@ class StoreWriter(StoreReader):
                 "INSERT OR REPLACE INTO audit_labels VALUES (?, ?, ?, ?)",
                 [[cid, right, note, now()] for cid, right in marks.items()],
             )
+
+    def set_canaries(self, run_id: str, result: dict) -> None:
+        """The judge's canary grades (factory.judging.check_canaries), in the run's row."""
+        with self._use() as con:
+            con.execute("UPDATE runs SET canaries = ? WHERE run_id = ?", [json.dumps(result), run_id])
 
     def post_progress(self, snapshot: dict) -> None:
         """Progress for readers that cannot open the file while this process writes it."""

@@ -23,8 +23,13 @@ def test_general_prompts_are_judged_and_the_judge_is_recorded(tmp_path):
         "2",
         "--set",
         "rejection.max_samples=2",
+        "--set",
+        "judge.on_canary=flag",  # a 135M judge fails its canaries (below): flagged, the run goes on
     )
     assert res.returncode == 0, res.stderr[-3000:]
+    [(raw,)] = rows(db, "SELECT canaries FROM runs")
+    assert set(json.loads(raw)["canaries"]) == {"empty", "colon", "thought_process", "solution", "step_by_step",
+                                                "question_repeated", "confident_wrong"}  # fmt: skip
     cands = rows(db, "SELECT accepted, reason, scores FROM candidates")
     assert len(cands) == 2 * 2  # one round of 2 for each prompt
     judged = [(a, r, json.loads(s)) for a, r, s in cands if r not in ("truncated", "empty")]
@@ -39,3 +44,17 @@ def test_general_prompts_are_judged_and_the_judge_is_recorded(tmp_path):
     assert rows(db, "SELECT count(*) FROM examples e JOIN candidates c USING (candidate_id) WHERE NOT c.accepted") == [
         (0,)
     ]
+
+
+def test_a_135m_judge_is_refused_by_its_canaries(tmp_path):
+    """The bundled model as a judge passes answers that say nothing (":" or the question repeated) on the demo's
+    prompts: the run stops before sampling, says which, and records it."""
+    db = tmp_path / "f.duckdb"
+    res = run_cli("generate", str(ROOT / "recipes" / "general_judge.yaml"), "--db", str(db), "--limit", "3",
+                  "--set", "judge.on_canary=refuse")  # fmt: skip
+    assert res.returncode != 0 and "passed canary answers that say nothing" in res.stderr, res.stderr[-3000:]
+    assert "judge.on_canary=flag" in res.stderr
+    [(status, raw)] = rows(db, "SELECT status, canaries FROM runs")
+    fooled = {name: r for name, r in json.loads(raw)["canaries"].items() if r["passed"]}
+    assert status == "judge_refused" and fooled and all(r["of"] == 3 for r in fooled.values())
+    assert rows(db, "SELECT count(*) FROM candidate_rows") == [(0,)]  # refused before a sample was drawn
