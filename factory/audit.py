@@ -28,7 +28,9 @@ import json
 import math
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from factory.errors import FactoryError
 from factory.evaluate import wilson
 from factory.store import StoreReader, StoreWriter, now
 
@@ -190,9 +192,17 @@ def second_opinion(task: str, text: str, reference: dict) -> tuple[bool | None, 
     return None, "no second opinion for this task"
 
 
+def _existing(db) -> Path:
+    if not Path(db).is_file():
+        raise FactoryError(f"no store at {db}: run `factory generate` first, or name one with --db")
+    return Path(db)
+
+
 def run(db, run_id: str | None = None, size: int = 50, seed: int = 0, progress=None) -> Audit:
     """Draw the sample, give each item its second opinion, keep the audit in the store."""
-    with StoreWriter(db) as store:
+    with StoreWriter(_existing(db)) as store:
+        if run_id is not None and not store.query_args("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
+            raise FactoryError(f"--run {run_id}: no such run in {db}; `factory stats` lists them")
         pop = {tuple(r[:3]): r[3] for r in store.query_args(POPULATION, [run_id, run_id])}
         rows = store.query_args(SAMPLE, [str(seed), run_id, run_id, size])
         labels = store.labels()
@@ -208,7 +218,7 @@ def run(db, run_id: str | None = None, size: int = 50, seed: int = 0, progress=N
 
 def label(db, marks: dict[str, bool], note: str | None = None) -> None:
     """Record a person's verdicts (candidate id -> right) in the store."""
-    with StoreWriter(db) as store:
+    with StoreWriter(_existing(db)) as store:
         store.label(marks, note)
 
 

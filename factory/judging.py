@@ -38,40 +38,48 @@ class Judge:
 
 
 class JudgeRefused(FactoryError):
-    """The judge passed a canary answer: its verdicts cannot be trusted."""
+    """The judge passed a canary answer, or could not grade one: its verdicts cannot be trusted."""
 
 
 def check_canaries(judge: Judge, prompts: list) -> dict:
     """Grade every canary answer (filters.judge.CANARIES) on the first `judge.cfg.canaries` prompts: per canary, how
-    many the judge passed, of how many, and its scores. Raises JudgeRefused when one passed and `on_canary` is
-    "refuse"; the result is the run's to record either way (the caller records it first)."""
+    many the judge passed, how many it gave no score it could be held to (an unparsable reply), of how many, and its
+    scores. A judge passes a canary only by grading it, below its threshold."""
     chosen = prompts[: judge.cfg.canaries]
     asks = [(name, p) for name in CANARIES for p in chosen]
     outs = judge.engine.generate(
         [judge.request(p.prompt, p.reference.get("answer"), CANARIES[name](p.prompt)) for name, p in asks],
         judge.sampling,
     )
-    result: dict[str, dict] = {name: {"passed": 0, "of": 0, "scores": []} for name in CANARIES}
+    result: dict[str, dict] = {name: {"passed": 0, "unparsable": 0, "of": 0, "scores": []} for name in CANARIES}
     for (name, _), out in zip(asks, outs, strict=True):
         v = judge.verdict(out)
         result[name]["of"] += 1
         result[name]["passed"] += v.accepted
+        result[name]["unparsable"] += v.reason == "judge_unparsable"
         result[name]["scores"].append(v.scores.get("judge_score"))
     cfg = judge.cfg
     return {"judge_model": judge.model, "threshold": cfg.threshold, "on_canary": cfg.on_canary, "canaries": result}
 
 
+def failed(result: dict) -> dict[str, dict]:
+    """The canaries the judge passed or could not grade."""
+    return {name: r for name, r in result["canaries"].items() if r["passed"] or r.get("unparsable")}
+
+
 def refuse_if_fooled(result: dict) -> None:
-    fooled = {name: r for name, r in result["canaries"].items() if r["passed"]}
-    if fooled and result["on_canary"] == "refuse":
-        said = "; ".join(
-            f"{name!r} on {r['passed']} of {r['of']} prompts (scores {r['scores']})" for name, r in fooled.items()
-        )
-        raise JudgeRefused(
-            f"the judge {result['judge_model']} passed canary answers that say nothing: {said}, at threshold"
-            f" {result['threshold']}. Its verdicts cannot be trusted: name a stronger judge (judge.model), or set"
-            " judge.on_canary=flag to go on with the run flagged in the store and the dataset card"
-        )
+    bad = failed(result)
+    if not bad or result["on_canary"] != "refuse":
+        return
+    said = "; ".join(
+        f"{name!r}: passed {r['passed']}, no score {r.get('unparsable', 0)}, of {r['of']} (scores {r['scores']})"
+        for name, r in bad.items()
+    )
+    raise JudgeRefused(
+        f"the judge {result['judge_model']} failed canary answers that say nothing (a judge must grade each one,"
+        f" below its threshold {result['threshold']}): {said}. Its verdicts cannot be trusted: name a stronger judge"
+        " (judge.model), or set judge.on_canary=flag to go on with the run flagged in the store and the dataset card"
+    )
 
 
 def build(recipe: Recipe, run_engine=None):
@@ -95,9 +103,12 @@ def canary_line(raw: str | None) -> str | None:
         return None
     result = json.loads(raw)
     c = result["canaries"]
-    fooled = [f"{name!r} ({r['passed']} of {r['of']})" for name, r in c.items() if r["passed"]]
+    fooled = [
+        f"{name!r} ({r['passed']} passed, {r.get('unparsable', 0)} not graded, of {r['of']})"
+        for name, r in failed(result).items()
+    ]
     tried = f"{len(c)} canary answers on {max((r['of'] for r in c.values()), default=0)} prompts"
     if not fooled:
-        return f"judge {result['judge_model']} passed none of {tried} (threshold {result['threshold']})"
+        return f"judge {result['judge_model']} graded all {tried} below its threshold {result['threshold']}"
     at = f"(threshold {result['threshold']})"
-    return f"judge {result['judge_model']} FLAGGED: passed {', '.join(fooled)} of {tried} {at}"
+    return f"judge {result['judge_model']} FLAGGED: failed {', '.join(fooled)} of {tried} {at}"

@@ -133,6 +133,10 @@ def test_labels_settle_disagreements_and_later_estimates_use_them(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     after = json.loads(res.stdout)["estimates"]["accepted"]
     assert after["disagree"] == before["disagree"] - 1 and after["decided"] == before["decided"]
+    res = run_cli("audit", "--db", str(tmp_path / "none.duckdb"))
+    assert res.returncode != 0 and "no store at" in res.stderr and not (tmp_path / "none.duckdb").exists()
+    res = run_cli("audit", "--db", str(db), "--run", "nope")
+    assert res.returncode != 0 and "--run nope: no such run" in res.stderr
     res = run_cli("audit", "--db", str(db), "--label", "nope=right")
     assert res.returncode != 0 and "no candidate nope" in res.stderr
     res = run_cli("audit", "--db", str(db), "--label", f"{first.candidate_id}=maybe")

@@ -41,10 +41,10 @@ def test_an_honest_judge_passes_its_canaries():
     j = judge(honest)
     result = judging.check_canaries(j, PROMPTS)
     assert set(result["canaries"]) == set(CANARIES)
-    assert all(r == {"passed": 0, "of": 3, "scores": [1.0] * 3} for r in result["canaries"].values())
+    assert all(r == {"passed": 0, "unparsable": 0, "of": 3, "scores": [1.0] * 3} for r in result["canaries"].values())
     judging.refuse_if_fooled(result)  # nothing raised
     assert len(j.engine.asked) == 3 * len(CANARIES)  # the first 3 prompts, each canary once
-    assert "passed none of 7 canary answers on 3 prompts" in judging.canary_line(json.dumps(result))
+    assert "graded all 7 canary answers on 3 prompts below its threshold" in judging.canary_line(json.dumps(result))
     assert honest(j.request(PROMPTS[0].prompt, None, "Salt preserves food.").messages[-1]["content"], 0) == "Score: 9"
 
 
@@ -57,7 +57,7 @@ def test_a_judge_that_passes_one_canary_is_refused_unless_the_run_says_flag(pass
 
     result = judging.check_canaries(judge(fooled, canaries=2), PROMPTS)
     assert result["canaries"][passes]["passed"] == 2 and sum(r["passed"] for r in result["canaries"].values()) == 2
-    with pytest.raises(judging.JudgeRefused, match=f"passed canary answers that say nothing: '{passes}' on 2 of 2"):
+    with pytest.raises(judging.JudgeRefused, match=f"failed canary answers that say nothing .*'{passes}': passed 2,"):
         judging.refuse_if_fooled(result)
     flagged = judging.check_canaries(judge(fooled, canaries=2, on_canary="flag"), PROMPTS)
     judging.refuse_if_fooled(flagged)  # flagged, not refused
@@ -70,3 +70,11 @@ def test_canary_settings_are_checked():
 
     with pytest.raises(FactoryError, match="judge.on_canary: 'warn' must be refuse or flag"):
         parse({"judge": {"on_canary": "warn"}, "source": {"kind": "jsonl", "path": "x.jsonl"}})
+
+
+def test_a_judge_that_gives_no_score_is_refused_too():
+    """A judge whose replies hold no score rejects every canary, and grades nothing: it is no judge either."""
+    result = judging.check_canaries(judge(lambda user, k: "This answer is fine."), PROMPTS)
+    assert all(r["passed"] == 0 and r["unparsable"] == 3 for r in result["canaries"].values())
+    with pytest.raises(judging.JudgeRefused, match="'empty': passed 0, no score 3, of 3"):
+        judging.refuse_if_fooled(result)

@@ -47,14 +47,14 @@ def test_general_prompts_are_judged_and_the_judge_is_recorded(tmp_path):
 
 
 def test_a_135m_judge_is_refused_by_its_canaries(tmp_path):
-    """The bundled model as a judge passes answers that say nothing (":" or the question repeated) on the demo's
-    prompts: the run stops before sampling, says which, and records it."""
+    """The bundled model as a judge fails answers that say nothing on the demo's prompts (it passes some, or gives
+    no score it can be held to): the run stops before sampling, says which, and records it."""
     db = tmp_path / "f.duckdb"
     res = run_cli("generate", str(ROOT / "recipes" / "general_judge.yaml"), "--db", str(db), "--limit", "3",
                   "--set", "judge.on_canary=refuse")  # fmt: skip
-    assert res.returncode != 0 and "passed canary answers that say nothing" in res.stderr, res.stderr[-3000:]
+    assert res.returncode != 0 and "failed canary answers that say nothing" in res.stderr, res.stderr[-3000:]
     assert "judge.on_canary=flag" in res.stderr
     [(status, raw)] = rows(db, "SELECT status, canaries FROM runs")
-    fooled = {name: r for name, r in json.loads(raw)["canaries"].items() if r["passed"]}
+    fooled = {name: r for name, r in json.loads(raw)["canaries"].items() if r["passed"] or r["unparsable"]}
     assert status == "judge_refused" and fooled and all(r["of"] == 3 for r in fooled.values())
     assert rows(db, "SELECT count(*) FROM candidate_rows") == [(0,)]  # refused before a sample was drawn

@@ -26,7 +26,7 @@ POLICIES = {"rounded", "decimal_comma", "option", "extraction", "label", "malfor
 KINDS = {"fraction_decimal", "rounded", "near", "radical", "interval", "set", "tuple", "degrees", "thousands",
          "percent", "units", "scientific", "negative", "sign_error", "expression", "wrong_variable", "equation",
          "plus_minus", "factorial", "off_by_one", "matrix", "decimal_comma", "constant", "mixed_number",
-         "punctuation"}  # fmt: skip
+         "punctuation", "math_verify_issue"}  # fmt: skip
 
 
 def judged(r: dict) -> bool:
@@ -140,3 +140,11 @@ def test_math_verify_suite_agrees_but_for_documented_policy():
     assert not stale, f"now agrees with the suite: drop the policy mark of {[(r['gold'], r['answer']) for r in stale]}"
     agree = sum(s == r["expected"] for r, s in zip(SUITE, said, strict=True)) / len(SUITE)
     assert agree >= 0.95
+
+
+def test_math_verifys_reported_false_positives_are_rejected():
+    """The pairs Math-Verify's users reported as wrongly equal (its issues #14, #60, #64 and PR #82): math_equal
+    rejects every one (test_no_false_positive), and math-verify alone, the version installed, still takes some."""
+    rows = [r for r in ROWS if r["kind"] == "math_verify_issue"]
+    assert len(rows) >= 10 and not any(math_equal(r["gold"], r["pred"]) for r in rows)
+    assert sum(_plain_math_verify(r["gold"], r["pred"]) for r in rows) >= 5
