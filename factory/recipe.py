@@ -141,6 +141,8 @@ class Recipe:
         data["engine"].pop("replay_tokens_per_s")
         data["rejection"].pop("batch_prompts")
         data["rejection"].pop("fill_engine")  # how rounds are sized at the end: the budget and the rule stay the same
+        data["judge"].pop("canaries")  # how the judge is vetted before the run, not what it keeps
+        data["judge"].pop("on_canary")
         if self.decontam == DecontamConfig():  # the default widened to the registry: a run begun before resumes
             data["decontam"] = OLD_DECONTAM
         blob = json.dumps(data, sort_keys=True, default=str)

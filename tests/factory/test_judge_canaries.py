@@ -78,3 +78,12 @@ def test_a_judge_that_gives_no_score_is_refused_too():
     assert all(r["passed"] == 0 and r["unparsable"] == 3 for r in result["canaries"].values())
     with pytest.raises(judging.JudgeRefused, match="'empty': passed 0, no score 3, of 3"):
         judging.refuse_if_fooled(result)
+
+
+def test_the_canary_settings_leave_a_recipes_hash_alone():
+    """How the judge is vetted is not what it keeps: a run begun before the settings existed resumes."""
+    from factory.recipe import Recipe
+
+    plain, vetted = Recipe(), Recipe()
+    vetted.judge.canaries, vetted.judge.on_canary = 0, "flag"
+    assert plain.hash() == vetted.hash()
