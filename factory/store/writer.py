@@ -161,13 +161,17 @@ class StoreWriter(StoreReader):
         items = [[audit.audit_id, i.candidate_id, i.task, i.source, i.verdict, i.second, i.detail] for i in audit.items]
         with self._use() as con:
             con.execute("BEGIN TRANSACTION")
-            con.execute(
-                "INSERT INTO audits VALUES (?, ?, ?, ?, ?, ?)",
-                [audit.audit_id, audit.run_id, now(), audit.size, audit.seed, population],
-            )
-            if items:
-                con.executemany("INSERT INTO audit_items VALUES (?, ?, ?, ?, ?, ?, ?)", items)
-            con.execute("COMMIT")
+            try:
+                con.execute(
+                    "INSERT INTO audits VALUES (?, ?, ?, ?, ?, ?)",
+                    [audit.audit_id, audit.run_id, now(), audit.size, audit.seed, population],
+                )
+                if items:
+                    con.executemany("INSERT INTO audit_items VALUES (?, ?, ?, ?, ?, ?, ?)", items)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
 
     def label(self, marks: dict[str, bool], note: str | None = None) -> None:
         """A person's verdicts on candidates (id -> the answer is right); a later label of one replaces its last."""
