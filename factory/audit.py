@@ -216,6 +216,18 @@ def run(db, run_id: str | None = None, size: int = 50, seed: int = 0, progress=N
     return audit
 
 
+def by_run(db, size: int = 50, seed: int = 0) -> list[tuple[dict, dict, Audit]]:
+    """An audit of each run of the store on its own, with the verifier versions the run recorded: runs judged by
+    different versions side by side."""
+    with StoreReader(_existing(db)) as store:
+        runs = store.runs()
+    out = []
+    for r in runs:
+        versions = json.loads(r["versions"] or "{}").get("verifiers") or {}
+        out.append((r, versions, run(db, r["run_id"], size, seed)))
+    return out
+
+
 def label(db, marks: dict[str, bool], note: str | None = None) -> None:
     """Record a person's verdicts (candidate id -> right) in the store."""
     with StoreWriter(_existing(db)) as store:

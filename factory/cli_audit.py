@@ -27,6 +27,13 @@ def audit(
             " shown again with it, nothing is drawn.",
         ),
     ] = None,
+    by_run: Annotated[
+        bool,
+        typer.Option(
+            "--by-run",
+            help="Audit each run on its own and compare them side by side, with the verifier versions each ran with.",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the audit as JSON.")] = False,
 ) -> None:
     """Estimate how far the store's verdicts can be trusted.
@@ -53,10 +60,26 @@ def audit(
         if result is None:
             console.print(f"recorded {len(marks)} label(s); no audit yet: run `factory audit`", highlight=False)
             return
+    elif by_run:
+        return compare(aud.by_run(db, size, seed), as_json)
     else:
         with bars() as (bar, _):
             result = aud.run(db, run, size, seed, progress=lambda n, total: bar("second opinions", total, n, "items"))
     show(result, as_json)
+
+
+def compare(runs: list[tuple[dict, object]], as_json: bool) -> None:
+    """One row per run: its verifiers' versions and both rates."""
+    if as_json:
+        print(json.dumps([{"run_id": r["run_id"], "verifiers": v, "estimates": a.estimates()} for r, v, a in runs]))
+        return
+    rows = []
+    for r, versions, a in runs:
+        e = a.estimates()
+        said = ", ".join(f"{k} {v}" for k, v in versions.items() if v) or "-"
+        fp, fn = (_rate(e[g]["rate"], e[g]["low"], e[g]["high"]) for g in ("accepted", "wrong_answer"))
+        rows.append([r["run_id"], r["model"], said, fp, fn])
+    table(Console(), "audits by run", ["run", "model", "verifiers", "false positives", "false negatives"], rows)
 
 
 def show(a, as_json: bool = False) -> None:

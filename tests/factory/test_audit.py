@@ -157,3 +157,22 @@ def test_the_report_and_the_card_show_the_latest_audit(tmp_path):
     assert "## How far the verdicts can be trusted" in card
     line = next(x for x in card.splitlines() if x.startswith("- False positives among accepts"))
     assert "95% interval" in line and float(line.split(": ")[1].split("%")[0]) > 10
+
+
+def test_runs_are_audited_side_by_side_with_their_verifier_versions(tmp_path):
+    """Two runs of one store (the real verifier, then one that accepts everything): each audited on its own."""
+    from importlib import metadata
+
+    db = _store(tmp_path, "[format,verify]")
+    path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    settings = [x if not x.startswith("filters=") else "filters=[format,broken:always_accept]" for x in DEMO_SETTINGS]
+    res = run_cli("generate", str(ROOT / "recipes" / "arithmetic_demo.yaml"), "--db", str(db), *settings, *REPLAY,
+                  PYTHONPATH=path)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    res = run_cli("audit", "--db", str(db), "--by-run", "--json")
+    assert res.returncode == 0, res.stderr[-3000:]
+    real, broken = json.loads(res.stdout)
+    assert real["verifiers"]["math-verify"] == metadata.version("math-verify")
+    assert real["estimates"]["accepted"]["rate"] == 0 and broken["estimates"]["accepted"]["rate"] > 0.1
+    res = run_cli("audit", "--db", str(db), "--by-run")
+    assert res.returncode == 0 and "audits by run" in res.stdout and "math-verify" in res.stdout
