@@ -83,6 +83,8 @@ def compare(runs: list[tuple[dict, object]], as_json: bool) -> None:
 
 
 def show(a, as_json: bool = False) -> None:
+    from factory.audit import GROUPS
+
     est = a.estimates()
     if as_json:
         items = [i.__dict__ | {"truth": i.truth} for i in a.items]
@@ -110,7 +112,7 @@ def show(a, as_json: bool = False) -> None:
     ]
     cols = ["task", "source", "verdict", "in store", "drawn", "decided", "labelled", "disagree", "rate (95%)"]
     table(out, f"audit {a.audit_id}: second opinions by stratum", cols, rows)
-    for group, what in aud_groups().items():
+    for group, what in GROUPS.items():
         e = est[group]
         covered = f"{e['covered']:,} of {e['population']:,} candidates in decided strata; {e['undecided']} undecided"
         out.print(f"{what}: {_rate(e['rate'], e['low'], e['high'])} ({e['disagree']} of {e['decided']}; {covered})")
@@ -129,12 +131,6 @@ def show(a, as_json: bool = False) -> None:
         ]
         cols = ["candidate", "task", "verifier", "other says", "by", "detail"]
         table(out, f"{len(wrong)} disagreements (settle them: factory audit --label ID=right|wrong)", cols, rows)
-
-
-def aud_groups() -> dict[str, str]:
-    from factory.audit import GROUPS
-
-    return GROUPS
 
 
 def _rate(rate, low, high) -> str:
