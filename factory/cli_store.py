@@ -22,7 +22,7 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
 
     Works while `factory generate` writes the store: it reads what was committed and says how far the job is.
     """
-    from factory import benchmarks
+    from factory import benchmarks, judging
     from factory.live import reading
 
     with reading(db) as (store, live):
@@ -59,6 +59,8 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
         weak = ", ".join(f"{k} {v}" for k, v in c["by_program"].items()) or "-"
         row = [c["checked"], c["weak_tests"], weak, c["bad_reference"]]
         table(out, "code prompts' tests", ["checked", "weak_tests", "passed by", "bad_reference"], [row])
+    if cascade := judging.cascade_line(s["cascade"]):
+        out.print(escape(cascade), highlight=False)
     out.print(
         "decontamination, checked against: " + escape(benchmarks.leak_line(s["checked_against"], s["contaminated"])),
         highlight=False,

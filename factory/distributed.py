@@ -29,7 +29,7 @@ import time
 import zlib
 from dataclasses import asdict, dataclass, field
 
-from factory import sampler
+from factory import judging, sampler
 from factory.chat import example
 from factory.errors import FactoryError
 from factory.recipe import Recipe
@@ -70,6 +70,7 @@ class _Sink:
     def __init__(self):
         self.candidates: list[dict] = []
         self.kept: dict[str, int] = {}
+        self.canaries: list[dict] = []  # the judge's canary checks, for the driver to keep in the run's row
 
     def progress(self, run_id: str) -> dict:
         return {}  # what came before is in the shard's `before`
@@ -81,6 +82,9 @@ class _Sink:
 
     def post_progress(self, snapshot: dict) -> None:
         pass
+
+    def add_canaries(self, run_id: str, result: dict) -> None:
+        self.canaries.append(result)
 
 
 class ShardWorker:
@@ -99,6 +103,7 @@ class ShardWorker:
         self.engine = engines.build(recipe, model, seed=seed + zlib.crc32(self.name.encode()) % 2**20)
         self.pool.wait_ready()
         self.judge = judging.build(recipe, self.engine)
+        self.vetted = self.judge is None or not recipe.judge.canaries  # its canaries are graded before its first shard
         # dedup within the shard here, so a prompt whose answers repeat goes on sampling; across shards the driver
         self.dedup = dataclasses.replace(recipe, filters=[DEDUP]) if DEDUP in recipe.filters else None
 
@@ -115,7 +120,12 @@ class ShardWorker:
         before = {pid: tuple(v) for pid, v in shard["before"].items()}
         gate = Gate(self.dedup) if self.dedup is not None else None
         job = sampler.Job(r, prompts, sink, shard["run_id"], gate, before=before)
-        t = sample(job, self.engine, self.pool, judge=self.judge)
+        refused, t = None, Tally()
+        try:
+            self._vet(prompts, sink)
+            t = sample(job, self.engine, self.pool, judge=self.judge)
+        except judging.JudgeRefused as e:  # the driver keeps what was sampled, then refuses the run
+            refused = str(e)
         drawn: dict[str, int] = {}
         for c in sink.candidates:
             drawn[c["prompt_id"]] = drawn.get(c["prompt_id"], 0) + 1
@@ -129,7 +139,18 @@ class ShardWorker:
             "spent": spent,
             "tokens": t.new_tokens,
             "seconds": t.seconds,
+            "canaries": sink.canaries,
+            "refused": refused,
         }
+
+    def _vet(self, prompts: list[Prompt], sink: _Sink) -> None:
+        """Before this worker's first shard, its judge grades the canaries on the shard's first prompts."""
+        if self.vetted:
+            return
+        self.vetted = True
+        result = {**judging.check_canaries(self.judge, prompts), "after": 0}
+        sink.add_canaries("", result)
+        judging.refuse_if_fooled(result)
 
     def close(self) -> None:
         for part in ("engine", "pool"):
@@ -231,6 +252,10 @@ class Landing:
         if left:
             log.info("%d prompts of shard %s lost accepted answers to dedup: another pass", len(left), res["shard"])
         self._count(res, batch, state)
+        for result in res.get("canaries", []):
+            self.job.store.add_canaries(self.job.run_id, result)
+        if res.get("refused"):
+            raise judging.JudgeRefused(res["refused"])
         return left
 
     def _count(self, res: dict, batch: Batch, state: dict) -> None:

@@ -1,5 +1,7 @@
-"""The judge stage: runs filters.judge's prompts through an engine, in batches, greedily; and its canaries, answers
-that say nothing, graded before a run trusts the judge.
+"""The judge stage: runs filters.judge's prompts through an engine, in batches, greedily; the cascade's second half
+(`decide`: what the judge's answer makes of a verdict the second opinion disputed, filters/cascade.py); and its
+canaries, answers that say nothing, graded before a run trusts the judge and again every `judge.recheck_every`
+answers it judged.
 
 By default the run's own engine judges (no second model in memory); `judge.model` names another, which is then
 loaded with the same engine kind.
@@ -9,10 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 
 from factory.engines import Request
 from factory.errors import FactoryError
 from factory.recipe import Recipe, SamplingConfig
+from filters import cascade
 from filters.base import Verdict
 from filters.judge import CANARIES, judge_messages, verdict
 from filters.registry import JUDGE
@@ -37,6 +41,25 @@ class Judge:
         return verdict(self.cfg, self.model, completions[0].text)
 
 
+def asked(recipe: Recipe, verdicts: list[Verdict]) -> list[int]:
+    """The verdicts the judge answers: every accepted one where `judge` is a filter, and the cascade's disputed ones."""
+    every = JUDGE in recipe.filters
+    return [i for i, v in enumerate(verdicts) if (every and v.accepted) or v.scores.get("cascade") == cascade.ASKED]
+
+
+def decide(rule: Verdict, judged: Verdict) -> Verdict:
+    """The verdict once the judge has answered: its own where it is a filter; for a verdict the cascade disputed, the
+    judge's pass rescues a reject and its fail overrules an accept (a reply with no score leaves the rule standing)."""
+    scores = {**rule.scores, **judged.scores}
+    if rule.scores.get("cascade") != cascade.ASKED:
+        return dataclasses.replace(rule, accepted=judged.accepted, reason=judged.reason, scores=scores)
+    if judged.reason == "judge_unparsable" or judged.accepted == rule.accepted:
+        return dataclasses.replace(rule, scores=scores)
+    if judged.accepted:
+        return dataclasses.replace(rule, accepted=True, reason=cascade.RESCUED, scores=scores)
+    return dataclasses.replace(rule, accepted=False, reason=cascade.OVERRULED, scores=scores)
+
+
 class JudgeRefused(FactoryError):
     """The judge passed a canary answer, or could not grade one: its verdicts cannot be trusted."""
 
@@ -45,14 +68,24 @@ def check_canaries(judge: Judge, prompts: list) -> dict:
     """Grade every canary answer (filters.judge.CANARIES) on the first `judge.cfg.canaries` prompts: per canary, how
     many the judge passed, how many it gave no score it could be held to (an unparsable reply), of how many, and its
     scores. A judge passes a canary only by grading it, below its threshold."""
-    chosen = prompts[: judge.cfg.canaries]
-    asks = [(name, p) for name in CANARIES for p in chosen]
-    outs = judge.engine.generate(
-        [judge.request(p.prompt, p.reference.get("answer"), CANARIES[name](p.prompt)) for name, p in asks],
-        judge.sampling,
-    )
+    asks = canary_asks(judge, prompts[: judge.cfg.canaries])
+    outs = judge.engine.generate([request for _, request in asks], judge.sampling)
+    return grade(judge, [name for name, _ in asks], outs)
+
+
+def canary_asks(judge: Judge, prompts: list) -> list[tuple[str, Request]]:
+    """Each canary answer to each prompt, as a question to the judge: (canary name, request)."""
+    return [
+        (name, judge.request(p.prompt, p.reference.get("answer"), CANARIES[name](p.prompt)))
+        for name in CANARIES
+        for p in prompts
+    ]
+
+
+def grade(judge: Judge, names: list[str], outs: list) -> dict:
+    """The judge's answers to canary questions (`canary_asks`), graded."""
     result: dict[str, dict] = {name: {"passed": 0, "unparsable": 0, "of": 0, "scores": []} for name in CANARIES}
-    for (name, _), out in zip(asks, outs, strict=True):
+    for name, out in zip(names, outs, strict=True):
         v = judge.verdict(out)
         result[name]["of"] += 1
         result[name]["passed"] += v.accepted
@@ -75,18 +108,58 @@ def refuse_if_fooled(result: dict) -> None:
         f"{name!r}: passed {r['passed']}, no score {r.get('unparsable', 0)}, of {r['of']} (scores {r['scores']})"
         for name, r in bad.items()
     )
+    when = f" after {result['after']} answers it judged" if result.get("after") else ""
     raise JudgeRefused(
-        f"the judge {result['judge_model']} failed canary answers that say nothing (a judge must grade each one,"
+        f"the judge {result['judge_model']}{when} failed canary answers that say nothing (a judge must grade each one,"
         f" below its threshold {result['threshold']}): {said}. Its verdicts cannot be trusted: name a stronger judge"
         " (judge.model), or set judge.on_canary=flag to go on with the run flagged in the store and the dataset card"
     )
+
+
+@dataclass(frozen=True)
+class Canary:
+    """The key of a canary question in an engine stream: which recheck, and which of its questions."""
+
+    check: int
+    i: int
+
+
+class Recheck:
+    """The canaries graded again every `judge.recheck_every` answers the judge gives (in this process), on the prompt
+    it judged last, through the run's own stream: a judge that passes one now is refused mid-run (or, with
+    `on_canary: flag`, flagged), and every check lands in the run's row (`runs.canaries`, under `rechecks`)."""
+
+    def __init__(self, judge: Judge, store, run_id: str):
+        self.judge, self.store, self.run_id = judge, store, run_id
+        self.every, self.judged = judge.cfg.recheck_every if judge.cfg.canaries else 0, 0  # canaries: 0 is all off
+        self.open: dict[int, tuple[int, str, list[str], list]] = {}  # check -> (after, prompt_id, names, answers)
+
+    def count(self, prompt) -> list[tuple[Canary, Request]]:
+        """One more answer judged, to `prompt`; the canary questions to ask now, or none."""
+        self.judged += 1
+        if not self.every or self.judged % self.every:
+            return []
+        asks, n = canary_asks(self.judge, [prompt]), self.judged // self.every
+        self.open[n] = (self.judged, prompt.prompt_id, [name for name, _ in asks], [None] * len(asks))
+        return [(Canary(n, i), request) for i, (_, request) in enumerate(asks)]
+
+    def answered(self, key: Canary, completions: list) -> None:
+        """A canary answer in; once a check has all of them, it is graded, kept, and the judge refused if fooled."""
+        after, prompt_id, names, outs = self.open[key.check]
+        outs[key.i] = completions
+        if any(o is None for o in outs):
+            return
+        del self.open[key.check]
+        result = {**grade(self.judge, names, outs), "after": after, "prompt_id": prompt_id}
+        self.store.add_canaries(self.run_id, result)
+        refuse_if_fooled(result)
 
 
 def build(recipe: Recipe, run_engine=None):
     """The recipe's judge, or None when its filters do not name one. It shares `run_engine` when it can."""
     from factory import engines, models
 
-    if JUDGE not in recipe.filters:
+    if JUDGE not in recipe.filters and not recipe.verify.cascade:
         return None
     name = recipe.judge.model or recipe.model
     if run_engine is not None and name == recipe.model and recipe.engine.kind != "replay":  # a replay cannot judge
@@ -108,7 +181,25 @@ def canary_line(raw: str | None) -> str | None:
         for name, r in failed(result).items()
     ]
     tried = f"{len(c)} canary answers on {max((r['of'] for r in c.values()), default=0)} prompts"
+    rechecks = result.get("rechecks", [])
+    again = [r for r in rechecks if failed(r)]
+    later = f"; graded again {len(rechecks)} times during the run" if rechecks else ""
+    if again:
+        later += f", FLAGGED at {len(again)} (after {', '.join(str(r['after']) for r in again)} answers judged)"
     if not fooled:
-        return f"judge {result['judge_model']} graded all {tried} below its threshold {result['threshold']}"
+        return f"judge {result['judge_model']} graded all {tried} below its threshold {result['threshold']}{later}"
     at = f"(threshold {result['threshold']})"
-    return f"judge {result['judge_model']} FLAGGED: failed {', '.join(fooled)} of {tried} {at}"
+    return f"judge {result['judge_model']} FLAGGED: failed {', '.join(fooled)} of {tried} {at}{later}"
+
+
+def cascade_line(c: dict) -> str | None:
+    """The judge cascade's work in one sentence (`stats()["cascade"]`), or None when it sent the judge nothing."""
+    if not c or not c["asked"]:
+        return None
+    upheld = c["asked"] - c["rescued"] - c["overruled"]
+    return (
+        f"the judge cascade sent the judge {c['asked']} verdicts to settle (disputed by the second opinion, or of a"
+        f" reason verify.cascade_reasons lists): {c['rescued']}"
+        f" rescued (rejected by the rules, passed by the judge), {c['overruled']} overruled (accepted by the rules,"
+        f" failed by the judge), {upheld} left as the rules had them"
+    )

@@ -251,8 +251,11 @@ def _filters(store: StoreReader) -> list[str]:
 def _trust(store: StoreReader) -> list[str]:
     """The latest `factory audit`: how far the verdicts can be trusted."""
     from factory import audit
+    from factory.judging import cascade_line
 
     lines = audit.summary(store.latest_audit())
+    if cascade := cascade_line(store.stats()["cascade"]):
+        lines.append(cascade)
     return ["## How far the verdicts can be trusted", "", *(f"- {line}" for line in lines), ""]
 
 

@@ -24,6 +24,7 @@ import yaml
 from factory import textfile
 from factory.errors import FactoryError
 from filters import registry
+from filters.cascade import DISPUTABLE
 from filters.decontam import DecontamConfig
 from filters.dedup import DedupConfig
 from filters.judge import JudgeConfig
@@ -108,6 +109,10 @@ class VerifyConfig:
     # code prompts whose tests a trivial program passes (filters/weak_tests.py): false sets them aside before
     # sampling; true samples them and flags every candidate (scores.weak_tests)
     allow_weak_tests: bool = False
+    # "judge": the verify verdicts a second opinion disputes go to the LLM judge (`judge:`), which may rescue a reject
+    # (`rescued_by_judge`) or overrule an accept (`overruled_by_judge`); filters/cascade.py says which. "": off
+    cascade: str = ""
+    cascade_reasons: list[str] = field(default_factory=list)  # verify rejects always sent to it, e.g. [no_answer]
 
 
 @dataclass
@@ -136,6 +141,8 @@ class Recipe:
         data["verify"].pop("workers")  # how fast, not what
         if not data["verify"]["allow_weak_tests"]:  # the default: a recipe hashed before it existed resumes its run
             data["verify"].pop("allow_weak_tests")
+        if not data["verify"]["cascade"]:  # likewise
+            data["verify"].pop("cascade"), data["verify"].pop("cascade_reasons")
         data["engine"].pop("max_num_seqs")
         data["engine"].pop("in_process")
         data["engine"].pop("replay_tokens_per_s")
@@ -143,6 +150,7 @@ class Recipe:
         data["rejection"].pop("fill_engine")  # how rounds are sized at the end: the budget and the rule stay the same
         data["judge"].pop("canaries")  # how the judge is vetted before the run, not what it keeps
         data["judge"].pop("on_canary")
+        data["judge"].pop("recheck_every")
         if self.decontam == DecontamConfig():  # the default widened to the registry: a run begun before resumes
             data["decontam"] = OLD_DECONTAM
         blob = json.dumps(data, sort_keys=True, default=str)
@@ -325,6 +333,7 @@ def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
     )
     bad(r.verify.workers < 0, f"verify.workers: {r.verify.workers} must be >= 0 (0: one per CPU core)")
     bad(r.verify.timeout <= 0, f"verify.timeout: {r.verify.timeout} must be > 0")
+    _check_cascade(r, bad)
     j = r.judge
     bad(
         "{prompt}" not in j.template or "{answer}" not in j.template,
@@ -333,6 +342,7 @@ def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
     bad(not 1 <= j.threshold <= 10, f"judge.threshold: {j.threshold} must be a score in 1..10")
     bad(j.canaries < 0, f"judge.canaries: {j.canaries} must be a number of prompts, 0 (off) or more")
     bad(j.on_canary not in ("refuse", "flag"), f"judge.on_canary: {j.on_canary!r} must be refuse or flag")
+    bad(j.recheck_every < 0, f"judge.recheck_every: {j.recheck_every} must be a number of judged answers, 0 (off)")
     sb = r.sandbox
     for f in dataclasses.fields(sb):
         value = getattr(sb, f.name)
@@ -392,3 +402,22 @@ def check_families(s: SourceConfig, problems: list[str]) -> None:
         for key in s.config:
             if key not in names:
                 problems.append(f"source.config.{key}: mixing families, config is keyed by family ({names})")
+
+
+def _check_cascade(r: Recipe, bad) -> None:
+    v = r.verify
+    bad(v.cascade not in ("", "judge"), f"verify.cascade: {v.cascade!r} must be judge or empty (off)")
+    bad(
+        bool(v.cascade) and "verify" not in r.filters,
+        "verify.cascade: judge sends the verify stage's disputed verdicts to the judge; add verify to filters",
+    )
+    bad(
+        bool(v.cascade_reasons) and not v.cascade,
+        "verify.cascade_reasons: set verify.cascade: judge too (the reasons name rejects sent to the judge)",
+    )
+    for i, reason in enumerate(v.cascade_reasons):
+        bad(reason not in DISPUTABLE, f"verify.cascade_reasons[{i}]: {reason!r} is not one of {', '.join(DISPUTABLE)}")
+    bad(
+        bool(v.cascade) and r.engine.kind == "replay" and not r.judge.model,
+        "verify.cascade: a replay engine cannot judge; set judge.model to a model that can (it is loaded with vLLM)",
+    )

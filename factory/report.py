@@ -135,9 +135,11 @@ def _leaks(store: StoreReader, s: dict) -> str:
 def _audit(store: StoreReader) -> str:
     """The latest `factory audit`: the verifier's false-positive and false-negative rates, by stratum."""
     from factory import audit
+    from factory.judging import cascade_line
 
     a = store.latest_audit()
-    text = "".join(f"<p class='note'>{escape(line)}</p>" for line in audit.summary(a))
+    lines = audit.summary(a) + [line for line in [cascade_line(store.stats()["cascade"])] if line]
+    text = "".join(f"<p class='note'>{escape(line)}</p>" for line in lines)
     if a is None:
         return f"<div id='audit'><b>Verifier audit</b>{text}</div>"
     cols = ("task", "source", "verdict", "in store", "decided", "disagree", "rate (95%)")

@@ -13,7 +13,7 @@ from enum import Enum
 from queue import SimpleQueue
 from typing import TYPE_CHECKING
 
-from factory import batches, engines, schedule
+from factory import batches, engines, judging, schedule
 from factory.chat import messages
 from factory.engines import Request
 from factory.recipe import Recipe
@@ -99,6 +99,7 @@ class Stream:
         self.names = worker_stages(recipe.filters)  # the rest need the engine or shared state: the main process
         self.gen = engines.stream(engine)
         self.asks = None if judge is None else self.gen if judge.engine is engine else engines.stream(judge.engine)
+        self.recheck = None if judge is None else judging.Recheck(judge, store, run_id)
         self.streams = [self.gen] if self.asks in (None, self.gen) else [self.gen, self.asks]
         self.count: Counter = Counter()  # rounds in each phase
         self.ready: list[Round] = []  # in the order they were judged
@@ -122,7 +123,8 @@ class Stream:
         rnd.phase = to
 
     def _busy(self) -> bool:
-        return any(self.count[p] for p in (Phase.ENGINE, Phase.VERIFYING, Phase.JUDGING, Phase.READY, Phase.COMMITTING))
+        phases = (Phase.ENGINE, Phase.VERIFYING, Phase.JUDGING, Phase.READY, Phase.COMMITTING)
+        return any(self.count[p] for p in phases) or bool(self.recheck and self.recheck.open)
 
     def run(self, fresh: Fresh, begun: deque) -> None:
         """Sample `fresh` prompts (not begun by this run) and `begun` ones (part-sampled before a resume)."""
@@ -208,14 +210,18 @@ class Stream:
                 moved = True
                 if isinstance(key, Ask):
                     self._judged(key, self.judge.verdict(completions))
+                elif isinstance(key, judging.Canary):
+                    self.recheck.answered(key, completions)
                 else:
                     self._verify(key, completions)
         return moved
 
     def _judged(self, ask: Ask, v) -> None:
         rnd = ask.rnd
-        rnd.verdicts[ask.i] = merge(rnd.verdicts[ask.i], v)
+        rnd.verdicts[ask.i] = judging.decide(rnd.verdicts[ask.i], v)
         rnd.asked -= 1
+        for key, request in self.recheck.count(rnd.state.prompt):
+            self.asks.add(key, request, self.judge.sampling)
         if not rnd.asked:
             self._judged_all(rnd)
 
@@ -266,7 +272,7 @@ class Stream:
         rnd.preps = [v.prep for v in rnd.verdicts]
         if flag := self.flags.get(rnd.state.prompt.prompt_id):
             rnd.verdicts = [merge(v, Verdict(v.accepted, v.reason, flag)) for v in rnd.verdicts]
-        todo = [i for i, v in enumerate(rnd.verdicts) if v.accepted] if self.judge is not None else []
+        todo = judging.asked(self.recipe, rnd.verdicts) if self.judge is not None else []
         if not todo:
             self._judged_all(rnd)
             return

@@ -168,7 +168,8 @@ def make_pool(r: Recipe, gate: Gate | None = None) -> VerifyPool:
     sandbox's whole wall time on top of the checks, so the hard limit per candidate is never shorter than that."""
     timeout = max(r.verify.timeout, r.sandbox.wall_s + 5)
     prep = gate.prep if gate is not None else None
-    settings = Settings(sandbox=r.sandbox, readability=r.readability, language=r.language, prepare=prep)
+    cascade = tuple(r.verify.cascade_reasons) if r.verify.cascade else None
+    settings = Settings(r.sandbox, r.readability, r.language, prepare=prep, cascade=cascade)
     return VerifyPool(r.verify.workers or os.cpu_count() or 1, timeout, settings=settings)
 
 

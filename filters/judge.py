@@ -57,6 +57,8 @@ class JudgeConfig:
     template: str = TEMPLATE  # must contain {prompt} and {answer}; {reference_block} is optional
     canaries: int = 3  # the run's first N prompts each get every canary answer before the judge is trusted (0: off)
     on_canary: str = "refuse"  # a canary passed: "refuse" the run, or "flag" it in the store and the card and go on
+    # every N answers judged, the judge grades the canaries again, on the prompt it judged last (0: only before)
+    recheck_every: int = 500
 
 
 def judge_messages(cfg: JudgeConfig, prompt: str, reference: str | None, completion: str) -> list[dict]:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from itertools import pairwise
 
-from filters import rewards
+from filters import cascade, rewards
 from filters.base import Candidate, FilterError, Verdict, reject
 from filters.format import check_format
 from filters.language import LanguageConfig, language
@@ -56,6 +56,8 @@ class Settings:
     language: LanguageConfig = field(default_factory=LanguageConfig)
     # the per-response work of the main process's stages (`factory.stages.Prep`), run on what passed every stage
     prepare: Callable[[str], object] | None = None
+    # the judge cascade (filters/cascade.py): None, off; else the verify rejects always sent to the judge
+    cascade: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -197,11 +199,22 @@ def order_problem(names: list[str]) -> str | None:
 
 
 def run_chain(c: Candidate, names: list[str], settings: Settings | None = None) -> Verdict:
+    """The candidate's verdict: the first stage's reject, or accepted. With the judge cascade on, a verify verdict
+    the second opinion disputes is marked for the judge (`scores.cascade`); a disputed reject still runs the stages
+    after verify, since the judge can rescue it only if they pass it."""
     settings = settings or Settings()
     scores: dict = {}
+    held = None  # the verify stage's disputed reject
     for name in names:
         v = check_of(name)(c, settings)
         scores.update(v.scores)
+        why = cascade.disputed(c, v, settings.cascade) if name == "verify" and settings.cascade is not None else None
+        if why:
+            scores.update(cascade=cascade.ASKED, cascade_why=why)
+            held = None if v.accepted else v
+            continue
         if not v.accepted:
-            return Verdict(False, v.reason, scores)
-    return Verdict(True, None, scores, settings.prepare(c.text) if settings.prepare else None)
+            scores.pop("cascade", None), scores.pop("cascade_why", None)  # rejected all the same: nothing to ask
+            return Verdict(False, (held or v).reason, scores)
+    prep = settings.prepare(c.text) if settings.prepare else None  # a rescued answer is deduplicated too
+    return Verdict(held is None, held and held.reason, scores, prep)

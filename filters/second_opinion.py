@@ -1,9 +1,10 @@
-"""A second opinion on math verdicts, for `factory audit`: its own answer extraction and its own equivalence, sharing no
-code with the verify stage (filters/answer.py, filters/math_answer.py, filters/math_written.py, math-verify, sympy).
+"""A second opinion on math verdicts, for `factory audit` and the judge cascade (`verify.cascade: judge`): its own
+answer extraction and its own equivalence, sharing no code with the verify stage (filters/answer.py,
+filters/math_answer.py, filters/math_written.py, math-verify, sympy).
 
-Where the two disagree, one of them is wrong, and a person settles it (`factory audit --label`). So this one is
-narrow on purpose: it decides only what it can decide plainly, and says "undecided" (None) for the rest, which the
-audit reports as such instead of guessing.
+Where the two disagree, one of them is wrong, and a person (`factory audit --label`) or the cascade's LLM judge
+settles it. So this one is narrow on purpose: it decides only what it can decide plainly, and says "undecided" (None)
+for the rest, which the audit reports as such instead of guessing and the cascade does not send to its judge.
 
 - The answer: the last \\boxed{...} (or \\fbox) after the reasoning (after the last </think>), braces balanced; else
   GSM8K's last `#### N` or `A: N` line; else the value after the last "answer is" / "Answer:"; else the right side
@@ -30,6 +31,17 @@ _SPACING = re.compile(r"\\[,;:! ]|\\q?quad|\\left|\\right|\\displaystyle|\$")
 _TEXT = re.compile(r"\\(?:text|mathrm|textbf|mathbf)\s*\{([^{}]*)\}")
 _FRAC = re.compile(r"^(-?)\\[dt]?frac\{([^{}]+)\}\{([^{}]+)\}$")
 _THOUSANDS = re.compile(r"^-?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+
+
+def opinion(text: str, reference: dict) -> tuple[bool | None, str]:
+    """Whether a math answer is right by this second opinion (None: it cannot tell), and what it read."""
+    gold = reference.get("answer")
+    if gold is None:
+        return None, "no reference answer"
+    answer = final_answer(text)
+    if answer is None:
+        return False, f"no answer found (reference {gold})"
+    return same(str(gold), answer), f"read {answer!r}, reference {gold!r}"
 
 
 def final_answer(text: str) -> str | None:

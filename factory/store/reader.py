@@ -158,12 +158,18 @@ class StoreReader:
     _LATEST_CHECKS = """SELECT weak_tests, bad_reference FROM prompt_checks
                         QUALIFY row_number() OVER (PARTITION BY prompt_id ORDER BY checked_at DESC) = 1"""
 
+    # the judge cascade's work (filters/cascade.py): verdicts it sent to the judge, and what the judge made of them
+    _CASCADE = """SELECT count(*), count(*) FILTER (WHERE reason = 'rescued_by_judge'),
+                         count(*) FILTER (WHERE reason = 'overruled_by_judge')
+                  FROM candidate_rows WHERE contains(scores::VARCHAR, '"cascade": "asked"')"""
+
     def stats(self) -> dict:
         """What `factory stats` shows: counts, each run's, the reasons for rejects, by source, checks and leaks."""
         with self._use() as con:
             one = lambda sql: con.execute(sql).fetchone()[0]  # noqa: E731
             runs, reasons = _dicts(con.execute(self._RUNS)), con.execute(self._REASONS).fetchall()
             by_source, checks = con.execute(self._BY_SOURCE).fetchall(), con.execute(self._LATEST_CHECKS).fetchall()
+            cascade = con.execute(self._CASCADE).fetchone()
             return {
                 "store": str(self.path),
                 "prompts": one("SELECT count(*) FROM prompts"),
@@ -176,6 +182,7 @@ class StoreReader:
                     {"source": s, "task": t, "candidates": n, "passed": p, "examples": e} for s, t, n, p, e in by_source
                 ],
                 "test_checks": _test_checks(checks),
+                "cascade": dict(zip(("asked", "rescued", "overruled"), cascade, strict=True)),
                 "contaminated": self.leaks(),
             }
 

@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS candidate_rows (  -- read it as the `candidates` view
     n_prompt_tokens INTEGER,
     finish_reason VARCHAR,
     accepted      BOOLEAN NOT NULL,    -- passed every filter
-    reason        VARCHAR,             -- the first filter's reject code, NULL when accepted
+    reason        VARCHAR,             -- the first filter's reject code; NULL when accepted, or rescued_by_judge
     scores        JSON,
     created_at    TIMESTAMP,
     text_edit     STRUCT(head VARCHAR, cut INTEGER, tail VARCHAR)  -- text = head || reply[cut + 1:] || tail

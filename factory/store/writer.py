@@ -187,9 +187,22 @@ class StoreWriter(StoreReader):
             )
 
     def set_canaries(self, run_id: str, result: dict) -> None:
-        """The judge's canary grades (factory.judging.check_canaries), in the run's row."""
+        """The judge's canary grades (factory.judging.check_canaries), in the run's row; a resumed run's replace the
+        first check's and keep the checks made during the run."""
         with self._use() as con:
+            raw = con.execute("SELECT canaries FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            rechecks = json.loads(raw[0]).get("rechecks", []) if raw and raw[0] else []
+            result = {**result, "rechecks": rechecks} if rechecks else result
             con.execute("UPDATE runs SET canaries = ? WHERE run_id = ?", [json.dumps(result), run_id])
+
+    def add_canaries(self, run_id: str, result: dict) -> None:
+        """A canary check made during the run (factory.judging.Recheck, or a Ray worker's before its first shard):
+        the run's first when its row holds none, else one more of its `rechecks`."""
+        with self._use() as con:
+            raw = con.execute("SELECT canaries FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            held = json.loads(raw[0]) if raw and raw[0] else None
+            held = result if held is None else {**held, "rechecks": [*held.get("rechecks", []), result]}
+            con.execute("UPDATE runs SET canaries = ? WHERE run_id = ?", [json.dumps(held), run_id])
 
     def post_progress(self, snapshot: dict) -> None:
         """Progress for readers that cannot open the file while this process writes it."""
