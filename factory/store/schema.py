@@ -228,8 +228,9 @@ VIEWS = {
     "examples": """SELECT e.* EXCLUDE (created_at), r.model AS generator,
                           r.versions->'model'->>'sha256' AS model_sha256, r.engine,
                           r.versions->>'engine' AS engine_version, r.versions->'verifiers' AS verifiers,
-                          c.scores->>'judge_score' IS NOT NULL AS judged
-                   FROM examples e JOIN runs r USING (run_id) JOIN candidate_rows c USING (candidate_id)""",
+                          c.scores->>'judge_score' IS NOT NULL AS judged, p.metadata->>'license' AS source_license
+                   FROM examples e JOIN runs r USING (run_id) JOIN candidate_rows c USING (candidate_id)
+                        JOIN prompts p ON p.prompt_id = e.prompt_id""",
     "candidates": _CANDIDATES.format(t="candidates"),
     "prompts": f"""SELECT p.prompt_id, p.source, p.task, p.prompt, p.reference, p.reference->>'answer' AS answer,
                           count(*) AS samples, count(*) FILTER (WHERE c.accepted) AS passed, any_value(r.pass_rate)

@@ -8,7 +8,7 @@ from importlib import metadata
 
 from conftest import run_cli
 
-from factory import provenance
+from factory import provenance, sources
 
 
 def test_a_model_fingerprint_tells_checkpoints_apart_without_reading_them_whole(tmp_path):
@@ -37,8 +37,29 @@ def test_every_exported_example_says_what_made_and_judged_it(demo_store, tmp_pat
         assert v["math-verify"] == metadata.version("math-verify") and v["sympy"] == metadata.version("sympy")
         assert len(v["code_harness"]) == 12 and r["judged"] is False
         assert r["generator"] == "smollm2-135m-instruct" and r["engine_version"]
+        assert r["source_license"] == sources.RG_LICENSE
     folder = tmp_path / "card"
     res = run_cli("publish", "--db", str(demo_store), "--repo-id", "someone/demo", "--dry-run", str(folder))
     assert res.returncode == 0, res.stderr[-3000:]
     card = (folder / "README.md").read_text()
     assert f"judged with math-verify {metadata.version('math-verify')}" in card and "`model_sha256`" in card
+    assert "`source_license`" in card
+
+
+def test_each_prompt_keeps_its_sources_license(tmp_path):
+    """Registered sets carry the registry's license, packaged ones theirs; a file's prompts carry the recipe's
+    `source.license`, or none; and the license is a note on the prompts, not part of the recipe's identity."""
+    from factory.recipe import SourceConfig, parse
+
+    [gsm] = sources.load(SourceConfig(kind="benchmark", name="gsm8k", split="test"), limit=1)
+    assert gsm.metadata["license"] == "MIT (OpenAI, Cobbe et al. 2021)"
+    [he] = sources.load(SourceConfig(kind="humaneval"), limit=1)
+    assert he.metadata["license"] == sources.HUMANEVAL_LICENSE
+    f = tmp_path / "p.jsonl"
+    f.write_text(json.dumps({"prompt": "What is 2 + 2?", "answer": "4"}) + "\n")
+    [plain] = sources.load(SourceConfig(kind="jsonl", path=str(f)))
+    [mine] = sources.load(SourceConfig(kind="jsonl", path=str(f), license="CC BY 4.0 (my lab)"))
+    assert "license" not in plain.metadata and mine.metadata["license"] == "CC BY 4.0 (my lab)"
+    assert plain.prompt_id == mine.prompt_id
+    base = {"source": {"kind": "jsonl", "path": str(f)}}
+    assert parse(base).hash() == parse({"source": {**base["source"], "license": "CC BY 4.0"}}).hash()
