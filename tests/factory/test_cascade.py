@@ -99,7 +99,7 @@ GRADES = {0: 9, 1: 2, 2: 3}  # rescue prompt 0's answer, overrule prompt 1's, le
 def _script(fooled_from_check: int | None = None):
     """The model's answers, and a judge that grades the canaries honestly until its check number `fooled_from_check`
     (0: the one before the run, 1: the first made during it...), and passes them from then on. A check is graded
-    whole, one prompt's 7 canaries (`judge.canaries: 1`), so the count of canary questions says which check it is."""
+    whole, one prompt's canaries (`judge.canaries: 1`), so the count of canary questions says which check it is."""
     canaries = []
 
     def answer(user: str, k: int) -> str:

@@ -26,7 +26,7 @@ def honest(user: str, k: int) -> str:
     """Grades an answer by whether it says something: a canary scores 1, a real answer 9."""
     question = re.search(r"\[Question\]\n(.*?)\n\n\[Answer\]", user, re.S).group(1)
     said = _answer(user).strip()
-    empty = said in ("", ":", "Thought process:", "Solution", "Let's solve this step by step.", question)
+    empty = said in {canary(question) for canary in CANARIES.values()}
     return "Score: 1" if empty or "7291" in said else "Score: 9"
 
 
@@ -44,7 +44,7 @@ def test_an_honest_judge_passes_its_canaries():
     assert all(r == {"passed": 0, "unparsable": 0, "of": 3, "scores": [1.0] * 3} for r in result["canaries"].values())
     judging.refuse_if_fooled(result)  # nothing raised
     assert len(j.engine.asked) == 3 * len(CANARIES)  # the first 3 prompts, each canary once
-    assert "graded all 7 canary answers on 3 prompts below its threshold" in judging.canary_line(json.dumps(result))
+    assert f"graded all {len(CANARIES)} canary answers on 3 prompts below its threshold" in judging.canary_line(json.dumps(result))
     assert honest(j.request(PROMPTS[0].prompt, None, "Salt preserves food.").messages[-1]["content"], 0) == "Score: 9"
 
 

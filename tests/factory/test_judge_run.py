@@ -29,7 +29,8 @@ def test_general_prompts_are_judged_and_the_judge_is_recorded(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     [(raw,)] = rows(db, "SELECT canaries FROM runs")
     assert set(json.loads(raw)["canaries"]) == {"empty", "colon", "thought_process", "solution", "step_by_step",
-                                                "question_repeated", "confident_wrong"}  # fmt: skip
+                                                "question_repeated", "confident_wrong", "empty_symbols", "gibberish",
+                                                "html", "prompt_injection"}  # fmt: skip
     cands = rows(db, "SELECT accepted, reason, scores FROM candidates")
     assert len(cands) == 2 * 2  # one round of 2 for each prompt
     judged = [(a, r, json.loads(s)) for a, r, s in cands if r not in ("truncated", "empty")]
