@@ -44,7 +44,8 @@ def test_an_honest_judge_passes_its_canaries():
     assert all(r == {"passed": 0, "unparsable": 0, "of": 3, "scores": [1.0] * 3} for r in result["canaries"].values())
     judging.refuse_if_fooled(result)  # nothing raised
     assert len(j.engine.asked) == 3 * len(CANARIES)  # the first 3 prompts, each canary once
-    assert f"graded all {len(CANARIES)} canary answers on 3 prompts below its threshold" in judging.canary_line(json.dumps(result))
+    line = judging.canary_line(json.dumps(result))
+    assert f"graded all {len(CANARIES)} canary answers on 3 prompts below its threshold" in line
     assert honest(j.request(PROMPTS[0].prompt, None, "Salt preserves food.").messages[-1]["content"], 0) == "Score: 9"
 
 
