@@ -11,7 +11,9 @@ verify stage where the task allows one:
   read plainly: radicals, expressions, units);
 - code: the tests run again in the sandbox (not independent: it catches verdicts that change from run to run, such
   as a timeout on a busy machine);
-- general: none (undecided).
+- general, and what the above leave undecided: with `--judge MODEL`, an LLM judge given the reference answer
+  (`factory.judging`), trusted only once it has graded its canaries below its threshold on the sample's prompts;
+  else none (undecided).
 
 A person's label (`--label CANDIDATE=right|wrong`, kept in the store) overrides the second opinion. From the decided
 items: the false-positive rate among accepts (accepted, yet wrong) and the false-negative rate among wrong_answer
@@ -46,7 +48,7 @@ WITH pool AS (
     FROM candidate_rows c JOIN prompts p USING (prompt_id)
     WHERE (c.accepted OR c.reason = 'wrong_answer') AND (? IS NULL OR c.run_id = ?)
 )
-SELECT pool.candidate_id, pool.task, pool.source, pool.verdict, v.text, p.reference
+SELECT pool.candidate_id, pool.task, pool.source, pool.verdict, v.text, p.reference, p.prompt
 FROM pool JOIN candidates v USING (candidate_id) JOIN prompts p ON p.prompt_id = v.prompt_id
 WHERE pick <= ? ORDER BY pool.task, pool.source, pool.verdict, pool.candidate_id
 """
@@ -192,8 +194,9 @@ def _existing(db) -> Path:
     return Path(db)
 
 
-def run(db, run_id: str | None = None, size: int = 50, seed: int = 0, progress=None) -> Audit:
-    """Draw the sample, give each item its second opinion, keep the audit in the store."""
+def run(db, run_id: str | None = None, size: int = 50, seed: int = 0, progress=None, judge=None) -> Audit:
+    """Draw the sample, give each item its second opinion, keep the audit in the store. `judge` (a
+    `factory.judging.Judge`, see `judge_for`) settles what the rule-based opinions leave undecided."""
     with StoreWriter(_existing(db)) as store:
         if run_id is not None and not store.query_args("SELECT 1 FROM runs WHERE run_id = ?", [run_id]):
             raise FactoryError(f"--run {run_id}: no such run in {db}; `factory stats` lists them")
@@ -201,13 +204,50 @@ def run(db, run_id: str | None = None, size: int = 50, seed: int = 0, progress=N
         rows = store.query_args(SAMPLE, [str(seed), run_id, run_id, size])
         labels = store.labels()
         audit = Audit(f"{now():%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:6]}", run_id, size, seed, pop)
-        for n, (cid, task, source, verdict, text, ref) in enumerate(rows):
+        for n, (cid, task, source, verdict, text, ref, _) in enumerate(rows):
             second, detail = second_opinion(task, text or "", json.loads(ref) if ref else {})
             audit.items.append(Item(cid, task, source, verdict, second, detail, labels.get(cid)))
             if progress:
                 progress(n + 1, len(rows))
+        if judge is not None:
+            _judged(audit.items, rows, judge)
         store.save_audit(audit)
     return audit
+
+
+def judge_for(model: str, on_canary: str = "refuse", engine: str = "auto"):
+    """A judge for the audit: `model` loaded on `engine`, greedy. Its canaries are graded on the sample's prompts
+    before it settles anything (`_judged`)."""
+    from factory import engines, judging, models
+    from factory.recipe import EngineConfig, Recipe
+
+    recipe = Recipe(model=model, engine=EngineConfig(kind=engine))
+    recipe.judge.on_canary = on_canary
+    path = model if engine == "openai" else models.resolve(model)
+    return judging.Judge(recipe, engines.build(recipe, path, seed=0), model)
+
+
+def _judged(items: list[Item], rows: list, judge) -> None:
+    """The judge's opinion on every item still undecided, given the reference answer; first its canaries, graded on
+    the undecided items' prompts (a judge that passes one is refused, or with on_canary flag noted in each detail)."""
+    from factory import judging
+    from factory.sources import make
+
+    todo = [(item, row) for item, row in zip(items, rows, strict=True) if item.second is None]
+    if not todo:
+        return
+    prompts = [make(row[2], row[1], row[6], json.loads(row[5]) if row[5] else {}) for _, row in todo]
+    canaries = judging.check_canaries(judge, prompts)
+    judging.refuse_if_fooled(canaries)
+    flagged = " (FLAGGED: it failed a canary)" if judging.failed(canaries) else ""
+    asks = [(p.prompt, p.reference.get("answer"), row[4] or "") for p, (_, row) in zip(prompts, todo, strict=True)]
+    answers = judge(asks)
+    for (item, _), v in zip(todo, answers, strict=True):
+        if v.reason == "judge_unparsable":
+            item.detail += f"; judge {judge.model}: no score{flagged}"
+            continue
+        item.second = v.accepted
+        item.detail += f"; judge {judge.model}: {v.scores.get('judge_score')} of 10{flagged}"
 
 
 def by_run(db, size: int = 50, seed: int = 0) -> list[tuple[dict, dict, Audit]]:
@@ -254,6 +294,7 @@ def summary(a: Audit | None) -> list[str]:
     out.append(
         f"Audit {a.audit_id} of {scope}: up to {a.size} candidates per (task, source, verdict), seed {a.seed};"
         f" {labelled} settled by a person. Second opinions: math by an extraction and equivalence sharing no code with"
-        " the verifier; code by running the tests again (not independent); general tasks none."
+        " the verifier; code by running the tests again (not independent); what those leave undecided, and general"
+        " tasks, by an LLM judge where the audit named one (`--judge`), else none."
     )
     return out

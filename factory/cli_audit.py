@@ -34,6 +34,17 @@ def audit(
             help="Audit each run on its own and compare them side by side, with the verifier versions each ran with.",
         ),
     ] = False,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            "--judge",
+            help="An LLM judge (a model folder or name) for what the rule-based second opinions leave undecided, and"
+            " for general tasks: given the reference answer, and trusted only after it grades its canaries.",
+        ),
+    ] = None,
+    on_canary: Annotated[
+        str, typer.Option("--on-canary", help="refuse a judge that passes a canary, or flag its opinions and go on.")
+    ] = "refuse",
     as_json: Annotated[bool, typer.Option("--json", help="Print the audit as JSON.")] = False,
 ) -> None:
     """Estimate how far the store's verdicts can be trusted.
@@ -63,8 +74,18 @@ def audit(
     elif by_run:
         return compare(aud.by_run(db, size, seed), as_json)
     else:
+        if on_canary not in ("refuse", "flag"):
+            raise FactoryError(f"--on-canary {on_canary}: use refuse or flag")
         with bars() as (bar, _):
-            result = aud.run(db, run, size, seed, progress=lambda n, total: bar("second opinions", total, n, "items"))
+            if judge:
+                bar(f"loading the judge {judge}")
+            j = aud.judge_for(judge, on_canary) if judge else None
+            try:
+                step = lambda n, total: bar("second opinions", total, n, "items")  # noqa: E731
+                result = aud.run(db, run, size, seed, progress=step, judge=j)
+            finally:
+                if j is not None:
+                    j.engine.close()
     show(result, as_json)
 
 

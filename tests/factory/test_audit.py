@@ -176,3 +176,64 @@ def test_runs_are_audited_side_by_side_with_their_verifier_versions(tmp_path):
     assert real["estimates"]["accepted"]["rate"] == 0 and broken["estimates"]["accepted"]["rate"] > 0.1
     res = run_cli("audit", "--db", str(db), "--by-run")
     assert res.returncode == 0 and "audits by run" in res.stdout and "math-verify" in res.stdout
+
+
+def _judge(grade):
+    """A scripted judge (tests/fakes.py) that grades by `grade(answer, reference)`; canaries score 1."""
+    import re
+
+    from fakes import ScriptedEngine
+
+    from factory import judging
+    from factory.recipe import Recipe
+    from filters.judge import CANARIES
+
+    def answer(user: str, k: int) -> str:
+        question = re.search(r"\[Question\]\n(.*?)\n\n", user, re.S)[1]
+        said = re.search(r"\[Answer\]\n(.*?)\n\nGrade the answer", user, re.S)[1].strip()
+        reference = re.search(r"\[Reference\]\n(.*?)\n\n\[Question\]", user, re.S)
+        if said in {c(question) for c in CANARIES.values()} or "7291" in said:
+            return "Score: 1"
+        return f"Score: {grade(said, reference[1] if reference else None)}"
+
+    return judging.Judge(Recipe(), ScriptedEngine(answer), "scripted")
+
+
+def test_a_judge_settles_what_the_rules_leave_undecided(tmp_path):
+    """With a judge, the undecided items of a store whose verifier accepted everything are decided too (here by a
+    scripted judge that reads whether the reference's number ends the answer); decided items keep the rule's say."""
+    db = _store(tmp_path, "[format,broken:always_accept]")
+    plain = audit.run(db)
+    undecided = {i.candidate_id for i in plain.items if i.second is None}
+    assert undecided, "the demo holds answers the second opinion cannot read: the judge has something to settle"
+    j = _judge(lambda said, ref: 9 if ref and said.rstrip(". ").endswith(ref) else 2)
+    judged = audit.run(db, judge=j)
+    by_id = {i.candidate_id: i for i in judged.items}
+    assert all(by_id[c].second is not None and "judge scripted:" in by_id[c].detail for c in undecided)
+    assert all(i.second == p.second for p in plain.items if p.second is not None for i in [by_id[p.candidate_id]])
+    assert judged.estimates()["accepted"]["undecided"] == 0 < plain.estimates()["accepted"]["undecided"]
+
+
+def test_a_judge_that_passes_a_canary_is_refused_by_the_audit(tmp_path):
+    from factory import judging
+
+    db = _store(tmp_path, "[format,broken:always_accept]")
+    before = rows(db, "SELECT count(*) FROM audits")
+    fooled = _judge(lambda said, ref: 9)
+    fooled.engine.answer = lambda user, k: "Score: 9"  # passes everything, canaries included
+    with pytest.raises(judging.JudgeRefused, match="failed canary answers"):
+        audit.run(db, judge=fooled)
+    assert rows(db, "SELECT count(*) FROM audits") == before  # nothing kept from a refused audit
+
+
+@pytest.mark.slow
+def test_the_bundled_model_as_the_audits_judge_is_refused_unless_flagged(tmp_path):
+    db = _store(tmp_path, "[format,broken:always_accept]")
+    res = run_cli("audit", "--db", str(db), "--judge", "smollm2-135m-instruct", "--size", "4", timeout=1200)
+    assert res.returncode != 0 and "failed canary answers that say nothing" in res.stderr, res.stderr[-3000:]
+    res = run_cli("audit", "--db", str(db), "--judge", "smollm2-135m-instruct", "--size", "4", "--on-canary", "flag",
+                  "--json", timeout=1200)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    items = json.loads(res.stdout)["items"]
+    asked = [i for i in items if "judge smollm2-135m-instruct" in i["detail"]]
+    assert asked and all("FLAGGED" in i["detail"] for i in asked)
