@@ -238,7 +238,7 @@ def _judged(items: list[Item], rows: list, judge) -> None:
         return
     prompts = [make(row[2], row[1], row[6], json.loads(row[5]) if row[5] else {}) for _, row in todo]
     canaries = judging.check_canaries(judge, prompts)
-    judging.refuse_if_fooled(canaries)
+    judging.refuse_if_fooled(canaries, "name a stronger judge with --judge, or pass --on-canary flag to go on")
     flagged = " (FLAGGED: it failed a canary)" if judging.failed(canaries) else ""
     asks = [(p.prompt, p.reference.get("answer"), row[4] or "") for p, (_, row) in zip(prompts, todo, strict=True)]
     answers = judge(asks)

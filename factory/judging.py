@@ -100,7 +100,13 @@ def failed(result: dict) -> dict[str, dict]:
     return {name: r for name, r in result["canaries"].items() if r["passed"] or r.get("unparsable")}
 
 
-def refuse_if_fooled(result: dict) -> None:
+RUN_FIX = (
+    "name a stronger judge (judge.model), or set judge.on_canary=flag to go on with the run flagged in the store and"
+    " the dataset card"
+)
+
+
+def refuse_if_fooled(result: dict, fix: str = RUN_FIX) -> None:
     bad = failed(result)
     if not bad or result["on_canary"] != "refuse":
         return
@@ -111,8 +117,7 @@ def refuse_if_fooled(result: dict) -> None:
     when = f" after {result['after']} answers it judged" if result.get("after") else ""
     raise JudgeRefused(
         f"the judge {result['judge_model']}{when} failed canary answers that say nothing (a judge must grade each one,"
-        f" below its threshold {result['threshold']}): {said}. Its verdicts cannot be trusted: name a stronger judge"
-        " (judge.model), or set judge.on_canary=flag to go on with the run flagged in the store and the dataset card"
+        f" below its threshold {result['threshold']}): {said}. Its verdicts cannot be trusted: {fix}"
     )
 
 

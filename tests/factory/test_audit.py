@@ -224,16 +224,19 @@ def test_a_judge_that_passes_a_canary_is_refused_by_the_audit(tmp_path):
     with pytest.raises(judging.JudgeRefused, match="failed canary answers"):
         audit.run(db, judge=fooled)
     assert rows(db, "SELECT count(*) FROM audits") == before  # nothing kept from a refused audit
+    fooled.cfg.on_canary = "flag"  # `--on-canary flag`: it goes on, and every opinion it gave says so
+    a = audit.run(db, judge=fooled)
+    asked = [i for i in a.items if "judge scripted" in i.detail]
+    assert asked and all("FLAGGED" in i.detail and i.second is True for i in asked)
 
 
 @pytest.mark.slow
-def test_the_bundled_model_as_the_audits_judge_is_refused_unless_flagged(tmp_path):
+def test_the_bundled_model_as_the_audits_judge_is_refused(tmp_path):
+    """The store whose verifier accepted everything holds answers the rule-based opinion cannot read (see above):
+    the judge is asked about those, after its canaries, which a 135M model fails."""
     db = _store(tmp_path, "[format,broken:always_accept]")
-    res = run_cli("audit", "--db", str(db), "--judge", "smollm2-135m-instruct", "--size", "4", timeout=1200)
+    assert any(i.second is None for i in audit.run(db, size=20).items), "nothing for the judge: the test is void"
+    before = rows(db, "SELECT count(*) FROM audits")
+    res = run_cli("audit", "--db", str(db), "--size", "20", "--judge", "smollm2-135m-instruct", timeout=1200)
     assert res.returncode != 0 and "failed canary answers that say nothing" in res.stderr, res.stderr[-3000:]
-    res = run_cli("audit", "--db", str(db), "--judge", "smollm2-135m-instruct", "--size", "4", "--on-canary", "flag",
-                  "--json", timeout=1200)  # fmt: skip
-    assert res.returncode == 0, res.stderr[-3000:]
-    items = json.loads(res.stdout)["items"]
-    asked = [i for i in items if "judge smollm2-135m-instruct" in i["detail"]]
-    assert asked and all("FLAGGED" in i["detail"] for i in asked)
+    assert "--on-canary flag" in res.stderr and rows(db, "SELECT count(*) FROM audits") == before
