@@ -6,7 +6,9 @@ Two verifiers: the real one (`filters: [format, verify]`), and one broken on pur
 answer that has the form of one is accepted), whose false positives are every wrong answer. For each, the true
 false-positive rate among accepts and false-negative rate among wrong_answer rejects (from the labels, over the whole
 store), the audit's estimate with its 95% interval, and whether the truth lies inside it; and how often the audit's
-second opinion, where it decided, agrees with the outside label.
+second opinion, where it decided, agrees with the outside label. Then, for the real verifier, what the judge cascade
+(`verify.cascade: judge`, filters/cascade.py) would send an LLM judge: how many verdicts, how many of those the labels
+say the rule got wrong, and how many of the rule's errors it would not send.
 
     .venv/bin/python benchmarks/audit_accuracy.py --qwen-math FILE --gsm8k FILE [--limit N] [--size 200]
 
@@ -31,7 +33,8 @@ from common import as_list, read_jsonl, table  # noqa: E402
 from filters.answer import extract_answer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-VERIFIERS = {"real (format, verify)": "[format, verify]", "broken (format only)": "[format]"}
+REAL = "real (format, verify)"
+VERIFIERS = {REAL: "[format, verify]", "broken (format only)": "[format]"}
 
 
 def qwen_math(path: str, limit: int | None) -> list[tuple[str, str, list[tuple[str, bool]]]]:
@@ -80,6 +83,7 @@ def measure(problems: list, filters: str, size: int, work: Path) -> dict:
     ).fetchall()
     con.close()
     truth = {cid: labels[q][i] for cid, q, i, _, _ in stored}
+    cascade = _cascade(db, truth) if filters == VERIFIERS[REAL] else None
     accepted = [cid for cid, _, _, ok, _ in stored if ok]
     rejected = [cid for cid, _, _, ok, reason in stored if not ok and reason == "wrong_answer"]
     decided = [i for i in audit["items"] if i["second"] is not None]
@@ -92,7 +96,31 @@ def measure(problems: list, filters: str, size: int, work: Path) -> dict:
         "counts": {"accepted": len(accepted), "wrong_answer": len(rejected)},
         "audit": audit["estimates"],
         "agree": (sum(i["second"] == truth[i["candidate_id"]] for i in decided), len(decided), len(audit["items"])),
+        "cascade": cascade,
     }
+
+
+def _cascade(db: Path, truth: dict[str, bool]) -> dict:
+    """What `verify.cascade: judge` would send the judge on this store (filters/cascade.py, on each stored verdict),
+    and how that compares with the labels: verdicts sent that the rule got wrong (a right judge fixes them), and the
+    rule's errors it would not send."""
+    import duckdb
+
+    from filters.base import Candidate, Verdict
+    from filters.cascade import disputed
+
+    con = duckdb.connect(str(db), read_only=True)
+    rows = con.execute(
+        "SELECT c.candidate_id, c.text, p.reference, c.accepted, c.reason FROM candidates c JOIN prompts p"
+        " USING (prompt_id) WHERE c.accepted OR c.reason IN ('wrong_answer', 'no_answer')"
+    ).fetchall()
+    con.close()
+    sent = errors = fixed = 0
+    for cid, text, ref, ok, reason in rows:
+        asked = disputed(Candidate(text, "math", json.loads(ref), think=False), Verdict(ok, reason), ()) is not None
+        wrong = ok != truth[cid]
+        sent, errors, fixed = sent + asked, errors + wrong, fixed + (asked and wrong)
+    return {"verdicts": len(rows), "sent": sent, "errors": errors, "fixed": fixed}
 
 
 def _share(flags: list[bool]) -> float | None:
@@ -121,7 +149,7 @@ def main() -> None:
     sets = [(name, read(path, args.limit)) for name, read, path in given if path]
     if not sets:
         ap.error("give --qwen-math, --gsm8k or both")
-    rows, inside = [], []
+    rows, inside, cascades = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, problems in sets:
             for verifier, filters in VERIFIERS.items():
@@ -137,9 +165,15 @@ def main() -> None:
                 agree, decided, drawn = m["agree"]
                 cells.append(f"{agree}/{decided} ({drawn - decided} undecided)")
                 rows.append(cells)
+                if c := m["cascade"]:
+                    share = f"{c['sent']} ({_pct(c['sent'] / max(c['verdicts'], 1))})"
+                    cascades.append([name, c["verdicts"], share, c["fixed"], c["errors"], c["errors"] - c["fixed"]])
     head = ["set", "verifier", "answers", "accepts", "true FP", "audit FP (95%), all undecided FP", "FP inside"]
     head += ["wrong_answer", "true FN", "audit FN (95%), all undecided FN", "FN inside", "second opinion = label"]
     print(table(head, rows))
+    print("\nThe judge cascade (verify.cascade: judge) on the real verifier's verdicts: what it would send the judge\n")
+    head = ["set", "verdicts (accepts, wrong_answer, no_answer)", "sent to the judge", "of them the rule got wrong"]
+    print(table(head + ["rule errors (labels)", "rule errors not sent"], cascades))
     sys.exit(0 if all(inside) else 1)
 
 

@@ -20,7 +20,8 @@ GSM8K = [
      "6b_finetuning": {"solution": "3 * 400 = <<3*400=1200>>1200\nA: 1200", "is_correct": True},
      "6b_verification": {"solution": "A: 120", "is_correct": False},
      "175b_finetuning": {"solution": "#### 1,200", "is_correct": True},
-     "175b_verification": {"solution": "A: 1300", "is_correct": False}},
+     # the rule reads 1200 (right), the second opinion GSM8K's mark, 1300: a dispute for the judge cascade
+     "175b_verification": {"solution": "#### 1300\nThe answer is 1200", "is_correct": False}},
 ]  # fmt: skip
 
 
@@ -42,3 +43,7 @@ def test_the_audit_against_outside_labels(tmp_path):
     assert broken["audit FP (95%), all undecided FP"].startswith("37.5% ") and broken["FP inside"] == "yes"
     gsm = got["GSM8K, GPT-3", "broken (format only)"]
     assert gsm["true FP"] == "50.0%" and gsm["second opinion = label"] == "4/4 (0 undecided)"
+    head, *rows = tables(out)[1]  # the judge cascade on the real verifier's verdicts
+    cascade = {r[0]: [number(c) for c in r[1:]] for r in rows}
+    assert cascade["MATH, Qwen2.5-Math-7B"] == [8, 0, 0, 0, 0]
+    assert cascade["GSM8K, GPT-3"] == [4, 1, 1, 1, 0]  # the one it sends is the rule's one error
