@@ -239,7 +239,7 @@ def filter_(
     n = curate.check(src, mapping)
     store = StoreWriter(db) if db else None
     with bars() as (bar, _), make_pool(r) as pool:
-        if JUDGE in r.filters:
+        if JUDGE in r.filters or r.verify.cascade:
             bar(f"loading the judge {r.judge.model or r.model}")
         judge = judging.build(r)
         gate = Gate(r, store)

@@ -182,8 +182,8 @@ def _write(write, chunk: list[dict], future, judge, gate, counts: dict, checks: 
     verdicts = future.result()
     if checks is not None:
         narrow(verdicts, chunk, checks)
-    if judge is not None:
-        narrow(verdicts, [(r["prompt"], r.get("reference"), r["completion"]) for r in chunk], judge)
+    if judge is not None:  # the judge as a filter, or the cascade's disputes (factory.judging.decide)
+        judge.settle(verdicts, [(r["prompt"], r.get("reference"), r["completion"]) for r in chunk])
     if gate is not None and gate.active:
         narrow(verdicts, [(_key(r), r["prompt"], r["completion"]) for r in chunk], gate.records)
     rows = []

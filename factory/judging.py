@@ -26,6 +26,20 @@ class Judge:
     def __init__(self, recipe: Recipe, engine, model: str):
         self.cfg, self.engine, self.model = recipe.judge, engine, model
         self.sampling = SamplingConfig(temperature=0.0, top_p=1.0, max_tokens=recipe.judge.max_tokens)
+        self.every = JUDGE in recipe.filters  # a filter: it judges every accepted answer, not only the cascade's
+
+    def asked(self, verdicts: list[Verdict]) -> list[int]:
+        """The verdicts it answers: every accepted one where it is a filter, and the cascade's disputed ones."""
+        return [
+            i for i, v in enumerate(verdicts) if (self.every and v.accepted) or v.scores.get("cascade") == cascade.ASKED
+        ]
+
+    def settle(self, verdicts: list[Verdict], items: list[tuple[str, str | None, str]]) -> None:
+        """Judge (prompt, reference answer or None, completion) for each verdict it answers, and apply the answer
+        (`decide`), in place: how `factory filter` uses it; a run asks through its stream instead."""
+        todo = self.asked(verdicts)
+        for i, v in zip(todo, self([items[i] for i in todo]), strict=True):
+            verdicts[i] = decide(verdicts[i], v)
 
     def __call__(self, items: list[tuple[str, str | None, str]]) -> list[Verdict]:
         """Judge (prompt, reference answer or None, completion) triples."""
@@ -39,12 +53,6 @@ class Judge:
 
     def verdict(self, completions: list) -> Verdict:
         return verdict(self.cfg, self.model, completions[0].text)
-
-
-def asked(recipe: Recipe, verdicts: list[Verdict]) -> list[int]:
-    """The verdicts the judge answers: every accepted one where `judge` is a filter, and the cascade's disputed ones."""
-    every = JUDGE in recipe.filters
-    return [i for i, v in enumerate(verdicts) if (every and v.accepted) or v.scores.get("cascade") == cascade.ASKED]
 
 
 def decide(rule: Verdict, judged: Verdict) -> Verdict:

@@ -272,7 +272,7 @@ class Stream:
         rnd.preps = [v.prep for v in rnd.verdicts]
         if flag := self.flags.get(rnd.state.prompt.prompt_id):
             rnd.verdicts = [merge(v, Verdict(v.accepted, v.reason, flag)) for v in rnd.verdicts]
-        todo = judging.asked(self.recipe, rnd.verdicts) if self.judge is not None else []
+        todo = self.judge.asked(rnd.verdicts) if self.judge is not None else []
         if not todo:
             self._judged_all(rnd)
             return

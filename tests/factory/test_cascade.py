@@ -268,3 +268,26 @@ def test_a_ray_worker_grades_the_canaries_before_its_first_shard_and_the_driver_
     assert res["refused"] is None and len(res["candidates"]) == 2 and len(res["canaries"]) == 1
     land.land(res)
     assert worker.vetted and worker.shard(land.cut([PROMPTS[2].prompt_id], 1)[0])["canaries"] == []
+
+
+def test_factory_filter_sends_the_judge_only_the_disputes_too(tmp_path):
+    """`factory filter` with the cascade: records judged as a run judges its candidates."""
+    from factory.curate import run_filter
+    from factory.run import make_pool
+
+    records = [{"id": str(i), "task": "math", "prompt": f"Question {i}: what is it?", "reference": ref,
+                "completion": text} for i, (ref, text, *_) in enumerate(CASES)]  # fmt: skip
+    src, out = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    r = _recipe()
+    r.verify.workers = 1
+    engine = ScriptedEngine(_script())
+    with make_pool(r) as pool:
+        run_filter(src, out, r, pool, judging.Judge(r, engine, "scripted"), think=False)
+    back = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [(b["accepted"], b["reason"]) for b in back[:3]] == [
+        (True, "rescued_by_judge"),
+        (False, "overruled_by_judge"),
+        (False, "wrong_answer"),
+    ]
+    assert len(engine.asked) == 3 and all("judge_score" not in b["scores"] for b in back[3:])
