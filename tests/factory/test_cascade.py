@@ -291,3 +291,15 @@ def test_factory_filter_sends_the_judge_only_the_disputes_too(tmp_path):
         (False, "wrong_answer"),
     ]
     assert len(engine.asked) == 3 and all("judge_score" not in b["scores"] for b in back[3:])
+
+
+def test_a_resumed_run_keeps_the_checks_made_during_it(store):
+    """The row holds the check before the run and every recheck; a resume grades the first again and keeps the rest."""
+    run = store.start_run("t", "h", "", "m", "scripted", {}, {})
+    store.add_canaries(run, {"canaries": {}, "after": 0})  # a Ray worker's, with no first check yet: the first
+    store.add_canaries(run, {"canaries": {}, "after": 500})
+    store.set_canaries(run, {"canaries": {}, "resumed": True})
+    store.add_canaries(run, {"canaries": {}, "after": 1000})
+    _, [(raw,)] = store.query(f"SELECT canaries FROM runs WHERE run_id = '{run}'")
+    held = json.loads(raw)
+    assert held["resumed"] and [c["after"] for c in held["rechecks"]] == [500, 1000]
