@@ -1,0 +1,199 @@
+"""The bill before paying it: a pilot of the job's prompts, sampled for real, forecasts the whole job.
+
+`factory generate RECIPE --forecast --pilot 2%` draws a seeded random share of the prompts (`pilot`) and samples
+them in the recipe's own run under its own rules, so the samples are real, stay in the store, and the full run
+resumes from them (the run's status is then `pilot`). From what each pilot prompt cost (`PromptCost`: samples drawn
+until `accept_per_prompt` were kept or `max_samples` spent, tokens, cut at max_tokens, examples kept) the job's
+totals are forecast: the pilot's own, plus the other prompts at the pilot's mean, with a 90% interval from the
+estimator of a population total under simple random sampling without replacement, Var = N^2 (1 - n/N) s^2 / n
+(Cochran, Sampling Techniques, 1977, ch. 2). Per prompt class (source, task, difficulty by the pilot's pass rate,
+factory/costs.py) the table shows what a prompt of that class costs.
+
+Time is forecast at a rate of completion tokens per second: here, the pilot's own (its sampling time; the engine's
+loading is not counted), and per GPU at the rate the user gives (`--gpu-tokens-per-s`), else at a figure quoted in
+QUOTED for a model whose name matches, said as quoted. Those were not measured here: they are vLLM output tokens/s
+published by others (their prompts, lengths and settings), a first guess to be replaced by a measurement.
+
+One thing the pilot cannot see: at the end of a job, once every prompt is begun, rounds may grow into the engine's
+empty places (`rejection.fill_engine`). A pilot smaller than the engine's window of prompts runs wholly in that
+regime; so where the full job is much bigger than the window, its samples per prompt are an upper bound.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from factory import costs
+from factory.sources import Prompt
+
+Z90 = 1.6448536269514722  # a two-sided 90% interval
+_QUOTE = "https://www.morphllm.com/vllm-benchmarks (third-party vLLM benchmarks, 2025-2026)"
+# model name part -> (GPU, output tokens/s, where it is quoted from); the first that the recipe's model contains
+QUOTED = {
+    "r1-distill-qwen-7b": ("1x A100 80GB", 3363.0, _QUOTE),
+    "r1-distill-qwen-14b": ("1x A100 80GB", 3004.0, _QUOTE),
+    "r1-distill-qwen-32b": ("1x A100 80GB", 577.0, _QUOTE),
+    "llama-3.1-8b": ("1x H100 80GB", 12500.0, _QUOTE),
+}
+
+
+def quoted(model: str) -> tuple[str, float, str] | None:
+    """A quoted GPU rate for a model of this name, or None."""
+    name = model.lower()
+    return next((q for part, q in QUOTED.items() if part in name), None)
+
+
+METRICS = ("samples", "prompt_tokens", "tokens", "truncated", "examples")
+
+
+@dataclass
+class PromptCost:
+    """What the run spent on one pilot prompt (all zero for one set aside before sampling)."""
+
+    source: str
+    task: str
+    samples: int = 0
+    passed: int = 0
+    examples: int = 0
+    tokens: int = 0  # completion tokens
+    prompt_tokens: int = 0
+    truncated: int = 0  # candidates cut at max_tokens
+    seconds: float = 0.0  # engine seconds
+
+
+@dataclass
+class Forecast:
+    prompts: int  # in the job
+    pilot: int  # of them, sampled in the pilot
+    classes: list[dict]  # per prompt class: its share of prompts and what one of its prompts costs
+    totals: dict[str, tuple[float, float, float]]  # metric -> (forecast, low, high), the job's whole
+    tokens_per_s: float  # completion tokens per second in the pilot, here
+    gpu: tuple[str, float, str] | None = None  # (GPU, completion tokens/s, "given" or where it is quoted from)
+    notes: list[str] = field(default_factory=list)
+
+    def hours(self, rate: float | None) -> tuple[float, float, float] | None:
+        """The job's generation time in hours at `rate` completion tokens per second."""
+        if not rate:
+            return None
+        return tuple(t / rate / 3600 for t in self.totals["tokens"])
+
+
+def pilot(prompts: Sequence[Prompt], share: float, seed: int) -> list[Prompt]:
+    """A seeded random `share` of the distinct prompts (one at least), in the source's order."""
+    first: dict[str, int] = {}
+    for i, p in enumerate(prompts):
+        first.setdefault(p.prompt_id, i)
+    n = min(len(first), max(1, round(share * len(first))))
+    picked = sorted(random.Random(f"pilot/{seed}").sample(sorted(first.values()), n))
+    return [prompts[i] for i in picked]
+
+
+def share(text: str) -> float:
+    """`--pilot 2%` or `--pilot 0.02` as a share in (0, 1]."""
+    from factory.errors import FactoryError
+
+    try:
+        value = float(text.rstrip("%")) / (100 if text.endswith("%") else 1)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise FactoryError(f"--pilot {text!r}: a share of the prompts, e.g. 2% or 0.02 (more than 0, at most 100%)")
+    return value
+
+
+def forecast(pilot_costs: list[PromptCost], prompts: int, tokens_per_s: float, gpu: tuple | None = None) -> Forecast:
+    """The job of `prompts` prompts forecast from its pilot's; `gpu`: (GPU, tokens/s, whence) to time it on."""
+    n = len(pilot_costs)
+    totals = {m: total([getattr(c, m) for c in pilot_costs], prompts) for m in METRICS}
+    return Forecast(prompts, n, by_class(pilot_costs), totals, tokens_per_s, gpu)
+
+
+def total(values: list[float], population: int) -> tuple[float, float, float]:
+    """The sum over `population` prompts of a quantity known for the pilot's `values` (a simple random sample of
+    them, without replacement): the pilot's own plus the rest at its mean; a 90% interval, never below the pilot's."""
+    n = len(values)
+    mean = sum(values) / n
+    point = sum(values) + (population - n) * mean
+    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
+    half = Z90 * population * math.sqrt((1 - n / population) * var / n)
+    return point, max(sum(values), point - half), point + half
+
+
+def by_class(pilot_costs: list[PromptCost]) -> list[dict]:
+    """Per prompt class: share of the pilot's prompts, and per prompt of it samples, tokens per sample (prompt and
+    completion), the share cut and examples."""
+    groups: dict[tuple, list[PromptCost]] = {}
+    for c in pilot_costs:
+        rate = c.passed / c.samples if c.samples else 0.0
+        key = (c.source, c.task, costs.difficulty(rate) if c.samples else "set aside")
+        groups.setdefault(key, []).append(c)
+    out = []
+    for (source, task, level), cs in groups.items():
+        samples = sum(c.samples for c in cs)
+        out.append(
+            {
+                "source": source,
+                "task": task,
+                "difficulty": level,
+                "prompts": len(cs),
+                "share": len(cs) / len(pilot_costs),
+                "samples_per_prompt": samples / len(cs),
+                "prompt_tokens_per_sample": sum(c.prompt_tokens for c in cs) / samples if samples else 0.0,
+                "tokens_per_sample": sum(c.tokens for c in cs) / samples if samples else 0.0,
+                "truncated_share": sum(c.truncated for c in cs) / samples if samples else 0.0,
+                "examples_per_prompt": sum(c.examples for c in cs) / len(cs),
+            }
+        )
+    order = [*costs.ORDER, "set aside"]
+    return sorted(out, key=lambda r: (r["source"], r["task"], order.index(r["difficulty"])))
+
+
+def class_rows(f: Forecast) -> tuple[list[str], list[list[str]]]:
+    """The per-class table: columns and rows, as printed (tokens per sample: prompt + completion)."""
+    cols = ["class (pass rate)", "prompts", "samples/prompt", "tokens/sample", "cut", "examples/prompt"]
+    rows = [
+        [
+            f"{c['source']} {c['task']} {c['difficulty']} ({costs.RANGES.get(c['difficulty'], '-')})",
+            f"{c['share']:.0%} ({c['prompts']})",
+            f"{c['samples_per_prompt']:.2f}",
+            f"{c['prompt_tokens_per_sample']:,.0f} + {c['tokens_per_sample']:,.0f}",
+            f"{c['truncated_share']:.1%}",
+            f"{c['examples_per_prompt']:.2f}",
+        ]
+        for c in f.classes
+    ]
+    return cols, rows
+
+
+def total_rows(f: Forecast) -> list[list[str]]:
+    """The job's totals, each with its 90% interval, and its time here and per GPU."""
+    names = {
+        "samples": "samples",
+        "prompt_tokens": "prompt tokens",
+        "tokens": "completion tokens",
+        "truncated": "cut at max_tokens",
+        "examples": "examples kept",
+    }
+    out = [[name, f"{_n(f.totals[m][0])}", f"{_n(f.totals[m][1])} - {_n(f.totals[m][2])}"] for m, name in names.items()]
+    here = f.hours(f.tokens_per_s)
+    if here:
+        out.append(
+            ["time here", _h(here[0]), f"{_h(here[1])} - {_h(here[2])} at {f.tokens_per_s:,.0f} tokens/s (pilot)"]
+        )
+    if f.gpu:
+        gpu, rate, whence = f.gpu
+        g = f.hours(rate)
+        how = "given" if whence == "given" else f"quoted: {whence}"
+        out.append([f"time on {gpu}", _h(g[0]), f"{_h(g[1])} - {_h(g[2])} at {rate:,.0f} tokens/s ({how})"])
+    return out
+
+
+def _n(x: float) -> str:
+    return f"{x:,.0f}"
+
+
+def _h(hours: float) -> str:
+    return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:,.1f} h"
