@@ -97,7 +97,9 @@ def forecast(
     ]
     rate = tally.tokens_per_s or _ledger_rate(costs)
     gpu = ("1 GPU", gpu_tokens_per_s, "given") if gpu_tokens_per_s else fc.quoted(r.model)
-    return fc.forecast(costs, len({p.prompt_id for p in prompts}), rate, gpu), run_id
+    f = fc.forecast(costs, len({p.prompt_id for p in prompts}), rate, gpu)
+    f.pilot_seconds = tally.seconds
+    return f, run_id
 
 
 def _ledger_rate(costs) -> float:

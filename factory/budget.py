@@ -3,11 +3,12 @@ the time left at the live rates.
 
 Spend is what the store holds of the run: each committed candidate's prompt and completion tokens and its engine
 seconds (the cost ledger, `candidate_rows.engine_seconds`), so it survives a crash exactly and a resumed run goes on
-from it. The sampler stops starting rounds once the spend committed, plus what the samples not yet committed will
-likely cost (at the run's mean per sample so far; before the first commit, a sample's tokens are taken at
-`max_tokens`), reaches the budget; the rounds out already are finished and committed, so the run ends on whole rounds,
-a little over or under the budget, never with half a round. The run's status is then `budget`, and the same command
-with a larger budget (`--budget tokens=...`, or none) resumes it.
+from it. The sampler starts no round while the spend committed, plus what the samples not yet committed will likely
+cost (at the run's mean per sample so far; before the first commit, a sample's tokens are taken at `max_tokens`),
+reaches the budget; the rounds out are finished and committed, and the rule is asked again with what they cost. So
+the run ends on whole rounds once what it committed reaches the budget, over it by at most the last rounds' misjudged
+cost, never with half a round. The run's status is then `budget`, and the same command with a larger budget
+(`--budget tokens=...`, or none) resumes it.
 """
 
 from __future__ import annotations

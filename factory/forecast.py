@@ -72,6 +72,7 @@ class Forecast:
     totals: dict[str, tuple[float, float, float]]  # metric -> (forecast, low, high), the job's whole
     tokens_per_s: float  # completion tokens per second in the pilot, here
     gpu: tuple[str, float, str] | None = None  # (GPU, completion tokens/s, "given" or where it is quoted from)
+    pilot_seconds: float = 0.0  # the pilot's sampling time here (0: sampled before)
     notes: list[str] = field(default_factory=list)
 
     def hours(self, rate: float | None) -> tuple[float, float, float] | None:

@@ -117,7 +117,7 @@ class Stream:
         self.budget = budget.Budget(recipe.budget.tokens, recipe.budget.hours)
         tally.budget, self.since = self.budget.limits(), budget.spent(tally)
         self.outstanding = 0  # samples launched and not yet committed (their cost is not in the tally yet)
-        self.stopping = False  # the budget is reached: no new rounds, the ones out are finished and committed
+        self.stopping = False  # the budget is reached: no new rounds while it is, the ones out are committed
 
     def _move(self, rnd: Round, to: Phase) -> None:
         """The one way a round changes phase."""
@@ -159,10 +159,16 @@ class Stream:
         self._post_progress(force=True)
 
     def _stop(self) -> bool:
-        """Whether the budget is reached, counting what the samples out will likely cost; once, for good."""
-        if self.budget and not self.stopping:
-            max_tokens = self.recipe.sampling.max_tokens
-            self.stopping = budget.reached(self.budget, self.tally, self.outstanding, max_tokens) is not None
+        """Whether the budget is reached, counting what the samples out will likely cost. Asked again as rounds
+        commit (the estimate of those out gives way to what they cost), so the run ends once what it committed, with
+        nothing out, reaches the budget."""
+        if not self.budget:
+            return False
+        was, max_tokens = self.stopping, self.recipe.sampling.max_tokens
+        self.stopping = budget.reached(self.budget, self.tally, self.outstanding, max_tokens) is not None
+        self.tally.stopping = self.stopping
+        if self.stopping and not was:
+            self._post_progress(force=True)
         return self.stopping
 
     def _notice(self, n: dict | None) -> None:

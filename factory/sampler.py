@@ -76,6 +76,7 @@ class Tally:
     truncated: int = 0  # candidates that ended at max_tokens
     notices: list = field(default_factory=list)  # what the run noticed (factory/truncation.py), as said on screen
     budget: dict = field(default_factory=dict)  # the limits the run samples under: {"tokens": N, "hours": H}
+    stopping: bool = False  # the budget is reached, counting the rounds out: no new one starts while it is
     stopped: str | None = None  # "budget": it stopped at the budget with prompts left
     eta: float | None = None  # seconds until the budget or the job ends, at the live rates
 

@@ -64,7 +64,7 @@ def notice(rows: list[tuple[int, bool, bool]], max_tokens: int, seen: int) -> di
         "max_tokens": max_tokens,
         "lengths": {f"p{q}": quantile(lengths, q / 100) for q in (50, 90, 99)} | {"max": lengths[-1]},
         "accepted_p95": quantile(kept, 0.95) if kept else None,
-        "suggested_max_tokens": max(max_tokens + ROUND_TO, ROUND_TO * math.ceil(q95 / ROUND_TO)),
+        "suggested_max_tokens": ROUND_TO * math.ceil(max(q95, max_tokens + 1) / ROUND_TO),  # above the cap
     }
 
 
