@@ -10,7 +10,9 @@ estimator of a population total under simple random sampling without replacement
 factory/costs.py) the table shows what a prompt of that class costs.
 
 Time is forecast at a rate of completion tokens per second: here, the pilot's own (its sampling time; the engine's
-loading is not counted), and per GPU at the rate the user gives (`--gpu-tokens-per-s`), else at a figure quoted in
+loading is not counted). A pilot too small to fill the engine's running batch decodes fewer tokens per second than
+the full job will (on the demo, 237 prompts on two shared cores, the pilot's rate was a third of the job's), so the
+time here is an upper bound; per GPU at the rate the user gives (`--gpu-tokens-per-s`), else at a figure quoted in
 QUOTED for a model whose name matches, said as quoted. Those were not measured here: they are vLLM output tokens/s
 published by others (their prompts, lengths and settings), a first guess to be replaced by a measurement.
 
@@ -181,9 +183,8 @@ def total_rows(f: Forecast) -> list[list[str]]:
     out = [[name, f"{_n(f.totals[m][0])}", f"{_n(f.totals[m][1])} - {_n(f.totals[m][2])}"] for m, name in names.items()]
     here = f.hours(f.tokens_per_s)
     if here:
-        out.append(
-            ["time here", _h(here[0]), f"{_h(here[1])} - {_h(here[2])} at {f.tokens_per_s:,.0f} tokens/s (pilot)"]
-        )
+        rate = f"at {f.tokens_per_s:,.0f} tokens/s, the pilot's: at most, a full engine is faster"
+        out.append(["time here", _h(here[0]), f"{_h(here[1])} - {_h(here[2])} {rate}"])
     if f.gpu:
         gpu, rate, whence = f.gpu
         g = f.hours(rate)
