@@ -5,7 +5,7 @@ did. Jobs of different difficulty on the bundled SmolLM2-135M (the engine `auto`
 - demo: recipes/arithmetic_demo.yaml (one-digit sums and differences: most prompts solved in a sample or two);
 - hard: the same with two-digit numbers (most prompts spend all 8 samples).
 
-    python benchmarks/forecast_accuracy.py --jobs demo:1000,hard:400 --pilot 5%
+    python benchmarks/forecast_accuracy.py --jobs demo:1000,hard:200 --pilot 5%
 
 Prints one table per job: each quantity's forecast, its 90% interval, the actual, the error and whether the actual
 fell inside the interval. The goal: within 15% on samples, tokens and examples for a 5% pilot.
@@ -65,7 +65,7 @@ def _num(x: float) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "--jobs", default="demo:1000,hard:400", help=f"NAME:PROMPTS, comma-separated; names: {', '.join(JOBS)}"
+        "--jobs", default="demo:1000,hard:200", help=f"NAME:PROMPTS, comma-separated; names: {', '.join(JOBS)}"
     )
     ap.add_argument("--pilot", default="5%", help="the pilot's share of the prompts")
     ap.add_argument("--set", action="append", default=[], dest="extra", help="a recipe override for every job")

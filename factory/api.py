@@ -97,7 +97,7 @@ def forecast(
     ]
     rate = tally.tokens_per_s or _ledger_rate(costs)
     gpu = ("1 GPU", gpu_tokens_per_s, "given") if gpu_tokens_per_s else fc.quoted(r.model)
-    f = fc.forecast(costs, len({p.prompt_id for p in prompts}), rate, gpu)
+    f = fc.forecast(costs, len({p.prompt_id for p in prompts}), rate, gpu, r.rejection.accept_per_prompt)
     f.pilot_seconds = tally.seconds
     return f, run_id
 

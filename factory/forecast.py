@@ -6,8 +6,10 @@ resumes from them (the run's status is then `pilot`). From what each pilot promp
 until `accept_per_prompt` were kept or `max_samples` spent, tokens, cut at max_tokens, examples kept) the job's
 totals are forecast: the pilot's own, plus the other prompts at the pilot's mean, with a 90% interval from the
 estimator of a population total under simple random sampling without replacement, Var = N^2 (1 - n/N) s^2 / n
-(Cochran, Sampling Techniques, 1977, ch. 2). Per prompt class (source, task, difficulty by the pilot's pass rate,
-factory/costs.py) the table shows what a prompt of that class costs.
+(Cochran, Sampling Techniques, 1977, ch. 2); the examples kept, at most accept_per_prompt a prompt, get Wilson's
+score interval of a proportion instead, which a pilot that solved none or all of its prompts does not make zero
+wide. Per prompt class (source, task, difficulty by the pilot's pass rate, factory/costs.py) the table shows what a
+prompt of that class costs.
 
 Time is forecast at a rate of completion tokens per second: here, the pilot's own (its sampling time; the engine's
 loading is not counted). A pilot too small to fill the engine's running batch decodes fewer tokens per second than
@@ -107,22 +109,42 @@ def share(text: str) -> float:
     return value
 
 
-def forecast(pilot_costs: list[PromptCost], prompts: int, tokens_per_s: float, gpu: tuple | None = None) -> Forecast:
-    """The job of `prompts` prompts forecast from its pilot's; `gpu`: (GPU, tokens/s, whence) to time it on."""
+def forecast(
+    pilot_costs: list[PromptCost], prompts: int, tokens_per_s: float, gpu: tuple | None = None, kept_most: int = 0
+) -> Forecast:
+    """The job of `prompts` prompts forecast from its pilot's; `gpu`: (GPU, tokens/s, whence) to time it on;
+    `kept_most`: the examples a prompt keeps at most (accept_per_prompt), which bounds the examples' interval."""
     n = len(pilot_costs)
     totals = {m: total([getattr(c, m) for c in pilot_costs], prompts) for m in METRICS}
+    if kept_most:
+        totals["examples"] = total([c.examples for c in pilot_costs], prompts, kept_most)
     return Forecast(prompts, n, by_class(pilot_costs), totals, tokens_per_s, gpu)
 
 
-def total(values: list[float], population: int) -> tuple[float, float, float]:
+def total(values: list[float], population: int, bound: float = 0.0) -> tuple[float, float, float]:
     """The sum over `population` prompts of a quantity known for the pilot's `values` (a simple random sample of
-    them, without replacement): the pilot's own plus the rest at its mean; a 90% interval, never below the pilot's."""
-    n = len(values)
-    mean = sum(values) / n
-    point = sum(values) + (population - n) * mean
+    them, without replacement): the pilot's own plus the rest at its mean; a 90% interval, never below the pilot's.
+    A quantity between 0 and `bound` a prompt (examples kept, at most accept_per_prompt) gets Wilson's score
+    interval on its share of the bound instead: the normal interval comes from the pilot's own spread, which a small
+    pilot that solved none of its prompts (or all) does not have, so it would be zero wide."""
+    n, have = len(values), sum(values)
+    mean = have / n
+    point = have + (population - n) * mean
+    if bound:
+        lo, hi = wilson(mean / bound, n * (population - 1) / max(1, population - n))  # n, corrected for the whole
+        return point, max(have, population * bound * lo), min(have + (population - n) * bound, population * bound * hi)
     var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
     half = Z90 * population * math.sqrt((1 - n / population) * var / n)
-    return point, max(sum(values), point - half), point + half
+    return point, max(have, point - half), point + half
+
+
+def wilson(p: float, n: float, z: float = Z90) -> tuple[float, float]:
+    """Wilson's score interval of a proportion p seen in n trials (Wilson 1927)."""
+    if n == math.inf or n <= 0:
+        return p, p
+    center = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, center - half), min(1.0, center + half)
 
 
 def by_class(pilot_costs: list[PromptCost]) -> list[dict]:
