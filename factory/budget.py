@@ -51,7 +51,8 @@ def reached(b: Budget, t, outstanding: int, max_tokens: int) -> str | None:
 
 
 def eta(b: Budget, t, since: dict[str, float]) -> float | None:
-    """Seconds until the budget is spent at this process's rate (`since`: the spend when it began), or None."""
+    """Seconds until the budget is spent or the job is done, whichever comes first, at this process's rates
+    (`since`: the spend and prompts done when it began); None with no budget or no rate yet."""
     if not b or not t.seconds:
         return None
     have, left = spent(t), []
@@ -59,6 +60,9 @@ def eta(b: Budget, t, since: dict[str, float]) -> float | None:
         rate = (have[k] - since.get(k, 0.0)) / t.seconds
         if rate > 0:
             left.append(max(0.0, limit - have[k]) / rate)
+    done = (t.prompts_done - since.get("prompts_done", 0)) / t.seconds
+    if done > 0:
+        left.append((t.prompts - t.prompts_done) / done)
     return min(left) if left else None
 
 

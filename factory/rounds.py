@@ -115,7 +115,7 @@ class Stream:
         tr, said = recipe.truncation, hasattr(store, "notices") and "truncation" in store.notices(run_id)
         self.watch = truncation.Watch(recipe.sampling.max_tokens, tr.share, tr.window, said=said)
         self.budget = budget.Budget(recipe.budget.tokens, recipe.budget.hours)
-        tally.budget, self.since = self.budget.limits(), budget.spent(tally)
+        tally.budget, self.since = self.budget.limits(), budget.spent(tally) | {"prompts_done": tally.prompts_done}
         self.outstanding = 0  # samples launched and not yet committed (their cost is not in the tally yet)
         self.stopping = False  # the budget is reached: no new rounds while it is, the ones out are committed
 

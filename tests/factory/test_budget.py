@@ -25,6 +25,7 @@ from factory.workers import VerifyPool
 
 def _tally(**kw):
     base = {"tokens": 0, "prompt_tokens": 0, "engine_seconds": 0.0, "candidates": 0, "seconds": 0.0}
+    base |= {"prompts": 0, "prompts_done": 0}
     return SimpleNamespace(**(base | kw))
 
 
@@ -47,6 +48,8 @@ def test_spend_the_eta_and_the_line():
     assert budget.spent(t) == {"tokens": 1000, "hours": 0.1}
     assert budget.eta(b, t, {"tokens": 0.0, "hours": 0.0}) == pytest.approx(10.0)  # 100 tokens/s, 1000 left
     assert budget.eta(b, t, {"tokens": 1000.0, "hours": 0.1}) is None  # nothing spent by this process yet
+    t.prompts, t.prompts_done = 100, 90  # 9 prompts a second: the job ends before the budget
+    assert budget.eta(b, t, {"tokens": 0.0, "prompts_done": 0}) == pytest.approx(10 / 9)
     assert budget.line(b, t) == "tokens 1k/2k (50%) · hours 0.1/1 (10%)"
 
 
