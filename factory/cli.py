@@ -132,6 +132,8 @@ def generate(
 
     overrides = [*(set_ or []), *budgets.parse(budget or [])]
     if forecast:
+        if retry or new_run:
+            raise FactoryError("--forecast samples its pilot in the recipe's own run: leave out --retry and --new-run")
         _forecast(recipe, db, limit, overrides, pilot, gpu_tokens_per_s, executor)
         return
     with bars() as (bar, update):
