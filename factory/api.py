@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from factory.evaluate import Score
+    from factory.forecast import Forecast
     from factory.recipe import Recipe
     from factory.sampler import Tally
 
@@ -66,6 +67,45 @@ def generate(
         r, prompts, Path(db), new_run, phase or _quiet, progress, retry, say or _quiet, executor
     )
     return Generated(r, run_id, resumed, tally, Path(db))
+
+
+def forecast(
+    recipe: str | Path,
+    *,
+    db: str | Path = DEFAULT_DB,
+    pilot: float = 0.02,
+    limit: int | None = None,
+    overrides: Sequence[str] = (),
+    gpu_tokens_per_s: float | None = None,
+    progress: Callable[[Tally], None] | None = None,
+    phase: Callable[..., None] | None = None,
+) -> tuple[Forecast, str]:
+    """Sample a seeded random `pilot` share of the recipe's prompts into its run at `db` (kept: `generate` resumes
+    from them) and forecast the whole job from them, as `factory generate --forecast` does; (forecast, run_id)."""
+    from factory import forecast as fc
+    from factory.run import prepare, run_recipe
+    from factory.store import StoreReader
+
+    r, prompts = prepare(Path(recipe), limit, list(overrides))
+    picked = fc.pilot(prompts, pilot, r.sampling.seed)
+    tally, run_id, _ = run_recipe(r, picked, Path(db), False, phase or _quiet, progress, done="pilot")
+    ids = [p.prompt_id for p in picked]
+    with StoreReader(Path(db)) as store:
+        got = store.prompt_costs(run_id, ids)
+    costs = [
+        fc.PromptCost(*got[p.prompt_id]) if p.prompt_id in got else fc.PromptCost(p.source, p.task) for p in picked
+    ]
+    rate = tally.tokens_per_s or _ledger_rate(costs)
+    gpu = ("1 GPU", gpu_tokens_per_s, "given") if gpu_tokens_per_s else fc.quoted(r.model)
+    f = fc.forecast(costs, len({p.prompt_id for p in prompts}), rate, gpu, r.rejection.accept_per_prompt)
+    f.pilot_seconds = tally.seconds
+    return f, run_id
+
+
+def _ledger_rate(costs) -> float:
+    """Completion tokens per engine second, from the ledger (a pilot sampled before: this process drew nothing)."""
+    seconds = sum(c.seconds for c in costs)
+    return sum(c.tokens for c in costs) / seconds if seconds else 0.0
 
 
 def open_store(db: str | Path = DEFAULT_DB, wait: float | None = None):

@@ -4,7 +4,7 @@ it changed goes back to the sampler's loop to apply (the commit thread writes no
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from factory.chat import example
@@ -27,6 +27,9 @@ class Committed:
     tokens: int = 0
     passed: int = 0
     examples: int = 0
+    prompt_tokens: int = 0
+    seconds: float = 0.0  # engine seconds (the cost ledger's)
+    lengths: list = field(default_factory=list)  # (completion tokens, cut at max_tokens, accepted) per candidate
 
 
 def commit(recipe: Recipe, store: StoreWriter, run_id: str, rounds: list[Round], gate=None) -> Committed:
@@ -57,6 +60,9 @@ def commit(recipe: Recipe, store: StoreWriter, run_id: str, rounds: list[Round],
     done.tokens = sum(c["n_tokens"] for c in rows.candidates)
     done.candidates, done.examples = len(rows.candidates), len(rows.examples)
     done.passed = sum(c["accepted"] for c in rows.candidates)
+    done.prompt_tokens = sum(c["n_prompt_tokens"] or 0 for c in rows.candidates)
+    done.seconds = sum(c["engine_seconds"] or 0.0 for c in rows.candidates)
+    done.lengths = [(c["n_tokens"], c["finish_reason"] == "length", c["accepted"]) for c in rows.candidates]
     return done
 
 
@@ -81,6 +87,7 @@ def _rows(recipe: Recipe, run_id: str, rnd: Round, kept: int, rows: Batch, reaso
                 "reason": v.reason,
                 "scores": json.dumps(v.scores),
                 "created_at": now(),
+                "engine_seconds": c.seconds,
             }
         )
         if not v.accepted:

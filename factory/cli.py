@@ -21,7 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from factory import cli_audit, cli_eval, cli_store
-from factory.cli_common import DbOpt, LimitOpt, SetOpt, bars, console, per_worker
+from factory.cli_common import DbOpt, LimitOpt, SetOpt, bars, console, per_worker, spent_line
+from factory.cli_common import table as table_
 from factory.errors import USER_ERRORS, FactoryError
 from factory.store import DEFAULT_DB
 
@@ -77,6 +78,32 @@ def generate(
         int,
         typer.Option(help="--executor ray: prompts per shard (default: 4 engine-fulls, a shard per worker at most)."),
     ] = 0,
+    budget: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--budget",
+            metavar="tokens=N|hours=N",
+            help="Stop cleanly once the run has spent this (prompt and completion tokens, or engine hours); the same"
+            " command with a larger budget goes on. Default: the recipe's budget section, else none.",
+        ),
+    ] = None,
+    forecast: Annotated[
+        bool,
+        typer.Option(
+            "--forecast",
+            help="Sample a pilot (--pilot, a seeded random share of the prompts; its samples are kept and the full"
+            " run resumes from them) and forecast the whole job: samples, tokens, cut answers, examples and time,"
+            " per prompt class, with 90% intervals.",
+        ),
+    ] = False,
+    pilot: Annotated[str, typer.Option(help="--forecast: the share of prompts in the pilot, e.g. 2% or 0.05.")] = "2%",
+    gpu_tokens_per_s: Annotated[
+        float | None,
+        typer.Option(
+            help="--forecast: completion tokens/s of one GPU, to time the job on (default: a quoted figure for the"
+            " model, where there is one).",
+        ),
+    ] = None,
 ) -> None:
     """Run a recipe: sample answers, verify them, store every candidate and keep the accepted ones.
 
@@ -101,13 +128,21 @@ def generate(
         raise FactoryError("--workers, --address and --shard-prompts go with --executor ray")
     if workers < 0 or shard_prompts < 0:
         raise FactoryError("--workers and --shard-prompts: a positive number (0: the default)")
+    from factory import budget as budgets
+
+    overrides = [*(set_ or []), *budgets.parse(budget or [])]
+    if forecast:
+        if retry or new_run:
+            raise FactoryError("--forecast samples its pilot in the recipe's own run: leave out --retry and --new-run")
+        _forecast(recipe, db, limit, overrides, pilot, gpu_tokens_per_s, executor)
+        return
     with bars() as (bar, update):
         say = lambda msg: console.print(escape(msg), highlight=False, soft_wrap=True)  # noqa: E731
         done = api.generate(
             recipe,
             db=db,
             limit=limit,
-            overrides=set_ or [],
+            overrides=overrides,
             progress=update,
             phase=bar,
             say=say,
@@ -116,6 +151,37 @@ def generate(
             executor=run,
         )
     _summary(done.tally, done.run_id, done.resumed, db, retry, _leaks(done.recipe, db))
+
+
+def _forecast(
+    recipe: Path, db: Path, limit, overrides: list[str], pilot: str, gpu: float | None, executor: str
+) -> None:
+    """`factory generate --forecast`: the pilot, sampled with a progress bar, then the forecast's tables."""
+    from factory import api
+    from factory import forecast as fc
+
+    if executor != "local":
+        raise FactoryError("--forecast samples its pilot here: leave out --executor")
+    share = fc.share(pilot)
+    with bars() as (bar, update):
+        f, run_id = api.forecast(
+            recipe,
+            db=db,
+            pilot=share,
+            limit=limit,
+            overrides=overrides,
+            gpu_tokens_per_s=gpu,
+            progress=update,
+            phase=bar,
+        )
+    out = Console()
+    out.print(f"[bold]forecast[/] of {f.prompts} prompts from a pilot of {f.pilot} ({share:.0%}), kept in run {run_id}")
+    cols, rows = fc.class_rows(f)
+    table_(out, "per prompt class (difficulty: the pilot's pass rate)", cols, rows)
+    table_(out, "the whole job (90% interval)", ["", "forecast", "interval"], fc.total_rows(f))
+    out.print(
+        f"the pilot's {f.pilot} prompts are done; the same command without --forecast samples the rest", highlight=False
+    )
 
 
 def _leaks(r, db: Path) -> str:
@@ -155,6 +221,7 @@ def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None, 
             + (", the workers' start included)" if getattr(t, "workers", None) else ")"),
         ),
         *([("workers", per_worker(t.workers, long=True))] if getattr(t, "workers", None) else []),
+        *_cost_rows(t),
         ("rejected", ", ".join(f"{k} {v}" for k, v in sorted(t.reasons.items(), key=lambda kv: -kv[1])) or "-"),
         *([("decontam", escape(leaks))] if leaks else []),
         ("store", str(db)),
@@ -163,6 +230,21 @@ def _summary(t, run_id: str, resumed: bool, db: Path, retry: str | None = None, 
     for k, v in rows:
         table.add_row(f"[bold]{k}[/]", v)
     console.print(table)
+
+
+def _cost_rows(t) -> list[tuple[str, str]]:
+    """The run's bill (the cost ledger), what it noticed, and whether it stopped at its budget."""
+    if not getattr(t, "candidates", 0) or not hasattr(t, "prompt_tokens"):
+        return []
+    per = f"; {(t.tokens + t.prompt_tokens) / t.examples:,.0f} per kept example" if t.examples else ""
+    noticed = " (noticed: see the note above)" if t.notices else ""
+    rows = [
+        ("cost", f"{t.prompt_tokens:,} prompt + {t.tokens:,} completion tokens, {t.engine_seconds:,.1f} engine s{per}"),
+        ("truncated", f"{t.truncated / t.candidates:.1%} of candidates ended at max_tokens ({t.truncated}){noticed}"),
+    ]
+    if t.stopped == "budget":
+        rows.append(("stopped", f"at the budget ({spent_line(t)}): run it again with a larger --budget to go on"))
+    return rows
 
 
 @app.command(name="run")

@@ -37,11 +37,19 @@ def bars():
             def bar(description: str, total: int | None = None, completed: int = 0, unit: str = "prompts") -> None:
                 progress.update(task, description=description, total=total, completed=completed, unit=unit)
 
+            said = set()
+
             def update(t) -> None:
                 rate = t.passed / t.candidates if t.candidates else 0.0
                 stats = (
                     f"{t.candidates} candidates · {t.examples} accepted · {rate:.0%} pass · {t.tokens_per_s:,.0f} tok/s"
                 )
+                if getattr(t, "budget", None):  # spend against the budget, and when it runs out at the live rates
+                    stats += f" · budget {spent_line(t)}" + (f" · ETA {_clock(t.eta)}" if t.eta is not None else "")
+                for note in getattr(t, "notices", []):  # each said once, above the bar
+                    if note not in said:
+                        said.add(note)
+                        progress.console.print(f"[bold yellow]note:[/] {escape(note)}", highlight=False)
                 if getattr(t, "shards", 0):  # --executor ray
                     stats = f"shards {t.shards_done}/{t.shards} · {stats} ({per_worker(t.workers)})"
                 progress.update(task, completed=t.prompts_done, total=t.prompts, stats=stats)
@@ -49,6 +57,17 @@ def bars():
             yield bar, update
 
     return ctx()
+
+
+def spent_line(t) -> str:
+    from factory import budget
+
+    return budget.line(budget.Budget(**t.budget), t)
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}"
 
 
 def table(out: Console, title: str, cols: list[str], rows: list[list]) -> None:

@@ -38,15 +38,17 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
         f"[bold]{s['store']}[/]: {s['prompts']} prompts, {s['candidates']} candidates, "
         f"{s['passed']} passed ({rate:.1%}), {s['examples']} examples"
     )
+    cols = ["run_id", "name", "model", "status", "prompts", "candidates", "passed", "tokens", "prompt_tokens"]
     table(
         out,
         "runs",
-        ["run_id", "name", "model", "status", "prompts", "candidates", "passed", "tokens"],
+        [*cols, "engine s", "truncated"],
         [
-            [r[k] for k in ("run_id", "name", "model", "status", "prompts", "candidates", "passed", "tokens")]
+            [r[k] for k in cols] + [_num(r["engine_seconds"], ".1f"), f"{r['truncated_share'] or 0:.1%}"]
             for r in s["runs"]
         ],
     )
+    _ledger(out, s["ledger"])
     table(
         out,
         "by source",
@@ -65,6 +67,28 @@ def stats(db: DbOpt = Path(DEFAULT_DB), as_json: Annotated[bool, typer.Option("-
         "decontamination, checked against: " + escape(benchmarks.leak_line(s["checked_against"], s["contaminated"])),
         highlight=False,
     )
+
+
+def _ledger(out: Console, ledger: list[dict]) -> None:
+    """The cost ledger per prompt class: what each kept example cost, and the share cut at max_tokens."""
+    from factory.costs import RANGES
+
+    cols = ["source", "task", "difficulty (pass rate)", "prompts", "candidates", "examples"]
+    table(
+        out,
+        "cost per kept example, by prompt class",
+        [*cols, "tokens / example", "engine s / example", "truncated"],
+        [
+            [r["source"], r["task"], f"{r['difficulty']} ({RANGES[r['difficulty']]})", r["prompts"], r["candidates"]]
+            + [r["examples"], _num(r["tokens_per_example"], ",.0f"), _num(r["seconds_per_example"], ".2f")]
+            + [f"{r['truncated_share']:.1%}"]
+            for r in ledger
+        ],
+    )
+
+
+def _num(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
 
 
 def _live(note: str | None) -> None:

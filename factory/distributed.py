@@ -315,6 +315,8 @@ def drive(job: Job, update, pipeline, workers: int, shard_prompts: int = 0, vers
     from importlib.metadata import version
 
     r = job.recipe
+    if r.budget.tokens or r.budget.hours:  # each worker would count only its own shard's spend
+        raise FactoryError("budget: a budget is kept by --executor local only; leave it out for --executor ray")
     tally = ShardTally(prompts_set_aside=len(job.dropped))
     land = Landing(job, tally, update)
     from factory.engines import resolve_kind

@@ -22,6 +22,7 @@ import yaml
 
 from factory import benchmarks, export
 from factory import recipe as recipes
+from factory.costs import RANGES
 from factory.errors import FactoryError
 from factory.store import StoreReader
 
@@ -192,7 +193,37 @@ def _counts(store: StoreReader) -> list[str]:
     ]
     out += ["| reason | count |", "| --- | ---: |", *(f"| {k} | {v} |" for k, v in s["reasons"].items())]
     out += ["", "`prompt_*` reasons are prompts set aside before sampling; the others are rejected candidates.", ""]
-    return out + _checks(s["test_checks"])
+    return out + _cost(s) + _checks(s["test_checks"])
+
+
+def _cost(s: dict) -> list[str]:
+    """What the examples cost: tokens (prompt and completion, of every candidate drawn) per kept example, and the
+    share of candidates cut at max_tokens, per prompt class (difficulty by pass rate)."""
+    ledger = s["ledger"]
+    if not ledger:
+        return []
+    out = [
+        "### What it cost",
+        "",
+        "| source | task | difficulty (pass rate) | examples | tokens per kept example | cut at max_tokens |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in ledger:
+        per = f"{r['tokens_per_example']:,.0f}" if r["tokens_per_example"] is not None else "- (none kept)"
+        out.append(
+            f"| {r['source']} | {r['task']} | {r['difficulty']} ({RANGES[r['difficulty']]}) | {r['examples']} |"
+            f" {per} | {r['truncated_share']:.1%} |"
+        )
+    tokens = sum(r["tokens"] + r["prompt_tokens"] for r in ledger)
+    cut, n = sum(r["truncated"] for r in ledger), sum(r["candidates"] for r in ledger)
+    per_all = f"{tokens / s['examples']:,.0f}" if s["examples"] else "-"
+    out += [
+        "",
+        f"In all: {tokens:,} tokens spent, {per_all} per kept example; {cut / n:.1%} of candidates were cut at"
+        " max_tokens.",
+        "",
+    ]
+    return out
 
 
 def _checks(c: dict) -> list[str]:

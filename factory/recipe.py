@@ -106,6 +106,23 @@ class RejectionConfig:
 
 
 @dataclass
+class BudgetConfig:
+    """What a run may spend before it stops cleanly (status `budget`; the same command with a larger one goes on).
+    0: no limit. Not part of the recipe's identity: a rerun with another budget resumes the same run."""
+
+    tokens: float = 0.0  # prompt and completion tokens, every candidate's (what an API bills)
+    hours: float = 0.0  # engine hours, as the cost ledger records them (candidates' engine_seconds)
+
+
+@dataclass
+class TruncationConfig:
+    """When to say that answers are cut at max_tokens (factory/truncation.py); not part of the recipe's identity."""
+
+    share: float = 0.05  # of the last `window` candidates, cut at max_tokens
+    window: int = 200
+
+
+@dataclass
 class VerifyConfig:
     workers: int = 0  # verification (and sandbox) processes; 0: one per CPU core
     timeout: float = 10.0  # seconds per candidate, enforced by killing the worker
@@ -134,6 +151,8 @@ class Recipe:
     language: LanguageConfig = field(default_factory=LanguageConfig)  # target: the language answers must be in
     dedup: DedupConfig = field(default_factory=DedupConfig)  # MinHash near-duplicates of prompts or responses
     decontam: DecontamConfig = field(default_factory=DecontamConfig)  # benchmark n-gram overlap
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    truncation: TruncationConfig = field(default_factory=TruncationConfig)
     name: str = ""  # defaults to the file's stem
     text: str = field(default="", repr=False)  # the YAML as resolved, stored with the run
 
@@ -156,6 +175,8 @@ class Recipe:
         data["judge"].pop("canaries")  # how the judge is vetted before the run, not what it keeps
         data["judge"].pop("on_canary")
         data["judge"].pop("recheck_every")
+        data.pop("budget")  # how much of the job to do now, not what the job is: a larger budget goes on
+        data.pop("truncation")  # when to warn, not what is kept
         if self.decontam == DecontamConfig():  # the default widened to the registry: a run begun before resumes
             data["decontam"] = OLD_DECONTAM
         blob = json.dumps(data, sort_keys=True, default=str)
@@ -336,6 +357,10 @@ def _check(r: Recipe, problems: list[str], needs_source: bool = True) -> None:
         rj.max_samples < max(rj.round_size, rj.accept_per_prompt),
         f"rejection.max_samples: {rj.max_samples} must be >= round_size and accept_per_prompt",
     )
+    b, tr = r.budget, r.truncation
+    bad(b.tokens < 0 or b.hours < 0, f"budget: tokens {b.tokens} and hours {b.hours} must be >= 0 (0: no limit)")
+    bad(not 0 < tr.share <= 1, f"truncation.share: {tr.share} must be in (0, 1], e.g. 0.05")
+    bad(tr.window < 1, f"truncation.window: {tr.window} must be >= 1 (candidates)")
     bad(r.verify.workers < 0, f"verify.workers: {r.verify.workers} must be >= 0 (0: one per CPU core)")
     bad(r.verify.timeout <= 0, f"verify.timeout: {r.verify.timeout} must be > 0")
     _check_cascade(r, bad)

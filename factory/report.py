@@ -6,7 +6,7 @@ A table says how many code prompts' tests were checked against trivial programs,
 (by which) and how many failed their reference solution; another, the latest `factory audit` (the verifier's
 false-positive and false-negative rates, by stratum). Plots: acceptance rate per source and task, per-prompt
 pass rates (difficulty), response lengths of accepted and rejected answers, drop reasons, tokens spent per accepted
-example, and the sizes of near-duplicate clusters.
+example, the cost per kept example by prompt class (the cost ledger), and the sizes of near-duplicate clusters.
 """
 
 from __future__ import annotations
@@ -37,6 +37,13 @@ PLOTS = [
         "tokens-per-example",
         "Tokens spent per accepted example",
         "Every token sampled (kept or not) per kept example: what one example cost.",
+    ),
+    (
+        "cost-by-difficulty",
+        "Cost per kept example by difficulty",
+        "The cost ledger per prompt class (source, task, and difficulty by the prompt's pass rate): tokens, prompt and"
+        " completion, of every candidate drawn per example kept, with the engine seconds and the share cut at"
+        " max_tokens. Hard prompts cost more per example; unsolved ones cost tokens and keep nothing.",
     ),
     (
         "dedup-clusters",
@@ -103,6 +110,7 @@ def _charts(s: dict, f: dict) -> dict[str, str]:
             "tokens per example",
             [f"{t:,.0f} ({r['tokens']:,} / {r['examples']})" for t, r in zip(tpe, spent, strict=True)],
         ),
+        "cost-by-difficulty": _cost_bars(s["ledger"]),
         "dedup-clusters": plots.bars(
             [f"{n} texts" for n in sizes],
             clusters,
@@ -111,6 +119,22 @@ def _charts(s: dict, f: dict) -> dict[str, str]:
             why_empty="no near-duplicates found (or dedup is not among the filters)",
         ),
     }
+
+
+def _cost_bars(ledger: list[dict]) -> str:
+    """Tokens per kept example for each prompt class; a class that kept nothing shows what it spent for nothing."""
+    names = [f"{r['source']} ({r['task']}) {r['difficulty']}" for r in ledger]
+    spent = [r["tokens"] + r["prompt_tokens"] for r in ledger]
+    values = [t / r["examples"] if r["examples"] else t for t, r in zip(spent, ledger, strict=True)]
+    text = [
+        f"{v:,.0f} tokens, {r['seconds_per_example']:.2f} engine s; {r['truncated_share']:.0%} cut"
+        if r["examples"] and r["seconds_per_example"] is not None
+        else f"{v:,.0f} tokens per example; {r['truncated_share']:.0%} cut"
+        if r["examples"]
+        else f"{v:,.0f} tokens, no example kept"
+        for v, r in zip(values, ledger, strict=True)
+    ]
+    return plots.bars(names, values, "tokens per kept example", text)
 
 
 def _checks(s: dict) -> str:

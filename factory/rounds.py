@@ -13,7 +13,7 @@ from enum import Enum
 from queue import SimpleQueue
 from typing import TYPE_CHECKING
 
-from factory import batches, engines, judging, schedule
+from factory import batches, budget, engines, judging, schedule, truncation
 from factory.chat import messages
 from factory.engines import Request
 from factory.recipe import Recipe
@@ -113,6 +113,12 @@ class Stream:
         self.committing: Future | None = None
         self.posted = 0.0
         self.last_commit = 0.0
+        tr, said = recipe.truncation, hasattr(store, "notices") and "truncation" in store.notices(run_id)
+        self.watch = truncation.Watch(recipe.sampling.max_tokens, tr.share, tr.window, said=said)
+        self.budget = budget.Budget(recipe.budget.tokens, recipe.budget.hours)
+        tally.budget, self.since = self.budget.limits(), budget.spent(tally) | {"prompts_done": tally.prompts_done}
+        self.outstanding = 0  # samples launched and not yet committed (their cost is not in the tally yet)
+        self.stopping = False  # the budget is reached: no new rounds while it is, the ones out are committed
 
     def _move(self, rnd: Round, to: Phase) -> None:
         """The one way a round changes phase."""
@@ -132,9 +138,9 @@ class Stream:
         self.open, self.begun = len(begun), begun
         later = ThreadPoolExecutor(1, thread_name_prefix="factory-commit")
         try:
-            while fresh or begun or self._busy():
+            while (fresh or begun) and not self._stop() or self._busy():
                 self.wake.clear()  # what finishes from here on sets it: the wait below cannot miss it
-                while (fresh or begun) and self._room() and self._launch_next(fresh, begun):
+                while (fresh or begun) and self._room() and not self._stop() and self._launch_next(fresh, begun):
                     pass
                 moved = self._collect()
                 moved |= self._verified()
@@ -149,7 +155,31 @@ class Stream:
             for s in self.streams:
                 s.close()
             later.shutdown(wait=True)  # a batch being committed lands whole before an error or ^C goes on
+        self._notice(self.watch.finish())
+        if self.stopping and (fresh or begun):
+            self.tally.stopped = "budget"
         self._post_progress(force=True)
+
+    def _stop(self) -> bool:
+        """Whether the budget is reached, counting what the samples out will likely cost. Asked again as rounds
+        commit (the estimate of those out gives way to what they cost), so the run ends once what it committed, with
+        nothing out, reaches the budget."""
+        if not self.budget:
+            return False
+        was, max_tokens = self.stopping, self.recipe.sampling.max_tokens
+        self.stopping = budget.reached(self.budget, self.tally, self.outstanding, max_tokens) is not None
+        self.tally.stopping = self.stopping
+        if self.stopping and not was:
+            self._post_progress(force=True)
+        return self.stopping
+
+    def _notice(self, n: dict | None) -> None:
+        """Say once, on screen (the tally's notices) and in the store, what the run noticed."""
+        if n is not None:
+            self.tally.notices.append(truncation.line(n))
+            if hasattr(self.store, "add_notice"):
+                self.store.add_notice(self.run_id, "truncation", n)
+            self._post_progress(force=True)
 
     def _launch_next(self, fresh: Fresh, begun: deque) -> bool:
         """Put the next prompt's round in the engine (`schedule.next_prompt`: a new prompt while the window has room,
@@ -201,6 +231,7 @@ class Stream:
         request = Request(messages(self.recipe, s.prompt), n, s.prompt.prompt, s.next)
         self.gen.add(rnd, request, self.recipe.sampling)  # the recipe's sampling, whatever the engine was built with
         s.next += n
+        self.outstanding += n
 
     def _collect(self) -> bool:
         """Take what the engine finished: rounds to the workers, judge answers into their round's verdicts."""
@@ -243,6 +274,7 @@ class Stream:
         if len(completions) < rnd.n:
             s.spent = True  # the engine has no more for this prompt; what it gave is still judged and kept
         if not completions:
+            self.outstanding -= rnd.n
             self._move(rnd, Phase.DONE)
             s.drawing = None
             self.tally.prompts_done += 1
@@ -291,6 +323,7 @@ class Stream:
             assert rnd.first == s.drawn, f"prompt {s.prompt.prompt_id}: rounds commit in the order they were drawn"
             t.prompts_solved += s.kept == 0 and kept > 0
             s.drawn, s.kept = s.drawn + len(rnd.completions), kept
+            self.outstanding -= rnd.n
             self._move(rnd, Phase.DONE)
             if rnd.released:  # its next round is out already
                 continue
@@ -305,11 +338,15 @@ class Stream:
         t.tokens, t.new_tokens = t.tokens + done.tokens, t.new_tokens + done.tokens
         t.candidates, t.new_candidates = t.candidates + done.candidates, t.new_candidates + done.candidates
         t.passed, t.examples = t.passed + done.passed, t.examples + done.examples
+        t.prompt_tokens, t.engine_seconds = t.prompt_tokens + done.prompt_tokens, t.engine_seconds + done.seconds
+        t.truncated += sum(cut for _, cut, _ in done.lengths)
+        self._notice(self.watch.see(done.lengths))
         self._post_progress()
 
     def _post_progress(self, force: bool = False) -> None:
         t = time.monotonic()
         self.tally.seconds = t - self.started
+        self.tally.eta = budget.eta(self.budget, self.tally, self.since)
         if force or t - self.posted >= 0.5:
             self.posted = t
             self.store.post_progress({"run_id": self.run_id, "at": now(), **asdict(self.tally)})

@@ -51,10 +51,12 @@ def run_recipe(
     retry: str | None = None,
     say=lambda msg: None,
     executor=None,
+    done: str = "complete",
 ) -> tuple[Tally, str, bool]:
     """Run (or resume) a recipe's job into the store at `db`; returns (tally, run_id, resumed). With `retry`, the
     job is the prompts run `retry` left unfinished, its samples counted toward the budget (see `retry_plan`).
-    `executor(job, bar, update) -> Tally` samples the job (default: `sample_here`, in this process)."""
+    `executor(job, bar, update) -> Tally` samples the job (default: `sample_here`, in this process). `done`: the
+    run's status once these prompts are sampled ("pilot": a part of the job, factory/forecast.py)."""
     if retry and not Path(db).exists():
         raise FactoryError(f"--retry {retry}: no store at {db}")
     bar("preparing the model")
@@ -87,7 +89,8 @@ def run_recipe(
             if job.begun:
                 store.set_status(job.run_id, "interrupted")
             raise
-        store.set_status(job.run_id, "complete")
+        store.set_budget(job.run_id, tally.budget)
+        store.set_status(job.run_id, tally.stopped or done)  # "budget": the same command, a larger one, goes on
         return tally, job.run_id, run_id is not None
     finally:
         store.close()

@@ -65,11 +65,20 @@ class Tally:
     candidates: int = 0
     passed: int = 0
     examples: int = 0
-    tokens: int = 0
+    tokens: int = 0  # completion tokens
     new_candidates: int = 0  # drawn by this process (the rest came from before a resume)
     new_tokens: int = 0
     seconds: float = 0.0
     reasons: dict = field(default_factory=dict)
+    # the cost ledger (factory/budget.py), the run's whole, from before a resume too
+    prompt_tokens: int = 0
+    engine_seconds: float = 0.0
+    truncated: int = 0  # candidates that ended at max_tokens
+    notices: list = field(default_factory=list)  # what the run noticed (factory/truncation.py), as said on screen
+    budget: dict = field(default_factory=dict)  # the limits the run samples under: {"tokens": N, "hours": H}
+    stopping: bool = False  # the budget is reached, counting the rounds out: no new one starts while it is
+    stopped: str | None = None  # "budget": it stopped at the budget with prompts left
+    eta: float | None = None  # seconds until the budget or the job ends, at the live rates
 
     @property
     def tokens_per_s(self) -> float:
@@ -174,6 +183,8 @@ def sample(
         else:
             fresh[i] = True
     del progress_before  # as big as the run: not held while it samples
+    if run_id and hasattr(store, "spent"):
+        tally.prompt_tokens, tally.engine_seconds, tally.truncated = store.spent(run_id)
     if fresh.any() or begun:
         Stream(recipe, engine, pool, store, run_id, tally, judge, job.gate, progress, job.flags).run(
             Fresh(prompts, np.flatnonzero(fresh), before), begun

@@ -12,13 +12,20 @@ from factory.engines import Completion
 
 class ScriptedEngine:
     """`answer(user_message, k)` writes the k-th sample this engine draws for a prompt (k counts per prompt from 0,
-    across calls). `tokens`: each completion's token count (default: its words). `fail_at`: the request, counted
-    over all calls, at whose call a ^C is raised."""
+    across calls). `tokens`: each completion's token count (default: its words), or a function of (user message,
+    k) for each its own. `fail_at`: the request, counted over all calls, at whose call a ^C is raised. `cut(user, k)`:
+    whether the k-th sample ends at max_tokens (finish_reason "length"; default never)."""
 
     name = version = "scripted"
 
-    def __init__(self, answer: Callable[[str, int], str], tokens: int | None = None, fail_at: int | None = None):
-        self.answer, self.tokens, self.fail_at = answer, tokens, fail_at
+    def __init__(
+        self,
+        answer: Callable[[str, int], str],
+        tokens: int | Callable[[str, int], int] | None = None,
+        fail_at: int | None = None,
+        cut: Callable[[str, int], bool] | None = None,
+    ):
+        self.answer, self.tokens, self.fail_at, self.cut = answer, tokens, fail_at, cut
         self.drawn: Counter = Counter()
         self.calls: list[list[int]] = []  # n per request, per call
         self.asked: list[str] = []  # each request's user message, in order
@@ -33,8 +40,12 @@ class ScriptedEngine:
         user = r.messages[-1]["content"]
         self.asked.append(user)
         k, self.drawn[user] = self.drawn[user], self.drawn[user] + r.n
-        texts = [self.answer(user, i) for i in range(k, k + r.n)]
-        return [Completion(t, self.tokens or len(t.split()), "stop") for t in texts]
+        return [self._one(user, i) for i in range(k, k + r.n)]
+
+    def _one(self, user: str, k: int) -> Completion:
+        text = self.answer(user, k)
+        n = self.tokens(user, k) if callable(self.tokens) else self.tokens or len(text.split())
+        return Completion(text, n, "length" if self.cut and self.cut(user, k) else "stop", n_prompt_tokens=10)
 
     def close(self) -> None:
         pass

@@ -5,11 +5,21 @@ Each engine takes chat requests (messages, n) and returns n completions per requ
 list at once, and `stream(engine)` for requests added one by one and collected as each finishes, which is how the
 sampler keeps an engine full. `import factory` imports none of their libraries; an engine imports its own when it
 is built and says which extra to install if missing.
+
+Each completion says what it cost: its prompt and completion tokens and `seconds`, the engine's wall time spent on
+it. Engines run many samples at once, so that is a share: vLLM's stream shares each engine step's time equally among
+the samples running in it (the first `capacity` it holds: vLLM schedules first come, first served), llama.cpp's
+shares each decode's time by the sample's tokens in that batch (a prompt slice weighs its tokens), an OpenAI server's
+sample is its request's time over `concurrency` (the requests it runs beside), and an engine that only generates
+lists (`Batched`) has each call's time shared by the completions' tokens, prompt and completion. So a run's sum is
+the engine's busy time, give or take the judge's requests that share it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -35,6 +45,18 @@ class Completion:
     n_tokens: int
     finish_reason: str  # stop | length
     n_prompt_tokens: int = 0
+    seconds: float = 0.0  # the engine's wall time spent on it: a share of a batch's (see above)
+
+
+def share_time(completions: list[list[Completion]], seconds: float) -> list[list[Completion]]:
+    """A batch call's `seconds` shared among its completions by their tokens, prompt and completion (those that
+    carry their own time keep it)."""
+    weight = lambda c: c.n_tokens + c.n_prompt_tokens or 1  # noqa: E731
+    total = sum(weight(c) for cs in completions for c in cs if not c.seconds)
+    return [
+        [c if c.seconds else dataclasses.replace(c, seconds=seconds * weight(c) / total) for c in cs]
+        for cs in completions
+    ]
 
 
 class Engine(Protocol):
@@ -161,7 +183,9 @@ class Batched:
             s = added[0][2]
             group, added = [a for a in added if a[2] is s], [a for a in added if a[2] is not s]
             reqs = [r for _, r, _ in group]
+            t = time.perf_counter()
             comps = self.engine.generate(reqs, s) if s is not None else self.engine.generate(reqs)
+            comps = share_time(comps, time.perf_counter() - t)
             out += [(key, c) for (key, _, _), c in zip(group, comps, strict=True)]
         return out, asked
 

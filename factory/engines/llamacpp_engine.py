@@ -126,7 +126,7 @@ class LlamaCppEngine:
             self.ctx = None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Sample:
     request: int  # the stream's number for the request this sample belongs to
     index: int  # its place among the request's samples
@@ -137,6 +137,7 @@ class _Sample:
     seq: int = -1  # its sequence in the context while it runs
     chain: object = None  # its sampler
     row: int = -1  # where its logits are in this step's batch, when it has any
+    seconds: float = 0.0  # the decodes' time shared to it so far (by its tokens in each)
 
 
 class LlamaCppStream:
@@ -243,7 +244,7 @@ class LlamaCppStream:
     def _decode(self) -> None:
         """One batch: the last token of each sample that is generating, then prompt slices while room is left."""
         b, n = self.engine.batch, 0
-        budget = PREFILL_TOKENS
+        budget, fed = PREFILL_TOKENS, {}
         # in sequence order: llama.cpp splits a batch whose sequences are out of order into several
         for smp in sorted(self.running, key=lambda x: x.seq):
             smp.row = -1
@@ -255,9 +256,11 @@ class LlamaCppStream:
                     n = _put(b, n, smp.prompt[k], k, smp.seq, k == len(smp.prompt) - 1)
                 smp.fed += take
                 budget -= take
+                fed[smp] = take
             else:
                 pos = len(smp.prompt) + len(smp.out) - 1
                 n = _put(b, n, smp.out[-1], pos, smp.seq, True)
+                fed[smp] = 1
             if b.logits[n - 1]:
                 smp.row = n - 1
         b.n_tokens = n
@@ -265,8 +268,11 @@ class LlamaCppStream:
         rc = self.lib.llama_decode(self.engine.ctx, b)
         if rc != 0:
             raise RuntimeError(f"llama_decode failed ({rc}) on a batch of {n} tokens")
+        dt = time.perf_counter() - t
+        for smp, k in fed.items():  # the batch's time shared by each sample's tokens in it
+            smp.seconds += dt * k / n
         if n <= len(self.running):  # a step of generated tokens only: steps of prompts cost differently per token
-            self.engine.threads.step(self.engine.ctx, (time.perf_counter() - t) / n)
+            self.engine.threads.step(self.engine.ctx, dt / n)
 
     def _finish_reason(self, smp: _Sample, token: int) -> str | None:
         if self.lib.llama_vocab_is_eog(self.engine.vocab, token):
@@ -282,7 +288,7 @@ class LlamaCppStream:
         toks = smp.out[:-1] if reason == "stop" else smp.out
         text = self.engine.tokenizer.decode(toks, skip_special_tokens=True)
         key, got = self.requests[smp.request]
-        got[smp.index] = Completion(text, len(smp.out), reason, len(smp.prompt))
+        got[smp.index] = Completion(text, len(smp.out), reason, len(smp.prompt), smp.seconds)
         if any(c is None for c in got):
             return []
         del self.requests[smp.request]

@@ -16,6 +16,7 @@ import os
 import queue
 import random
 import threading
+import time
 
 import httpx
 
@@ -73,9 +74,10 @@ class OpenAIEngine:
         for attempt in range(self.cfg.retries):
             async with limit:
                 try:
+                    t = time.perf_counter()
                     r = await client.post(self.url, json=body)
-                    if r.status_code == 200:
-                        return _completion(r.json())
+                    if r.status_code == 200:  # its time: a share of the server's, run beside `concurrency` others
+                        return _completion(r.json(), (time.perf_counter() - t) / self.cfg.concurrency)
                     problem = f"HTTP {r.status_code}: {self._hide(r.text)[:300]}"
                     if r.status_code not in RETRY_STATUS:
                         raise FactoryError(f"{self.url} refused the request: {problem}")
@@ -162,7 +164,7 @@ class OpenAIStream:
         self.loop.close()
 
 
-def _completion(data: dict) -> Completion:
+def _completion(data: dict, seconds: float = 0.0) -> Completion:
     choice = data["choices"][0]
     usage = data.get("usage") or {}
     text = choice["message"].get("content") or ""
@@ -170,5 +172,9 @@ def _completion(data: dict) -> Completion:
     if reasoning:  # servers with a reasoning parser split the think block out; put it back
         text = f"<think>\n{reasoning}\n</think>\n{text}"
     return Completion(
-        text, usage.get("completion_tokens", 0), choice.get("finish_reason") or "stop", usage.get("prompt_tokens", 0)
+        text,
+        usage.get("completion_tokens", 0),
+        choice.get("finish_reason") or "stop",
+        usage.get("prompt_tokens", 0),
+        seconds,
     )

@@ -14,12 +14,15 @@ full instead of letting each call drain.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import os
+import time
 import warnings
+from itertools import islice
 
-from factory.engines import Completion, Request, chat_ids
+from factory.engines import Completion, Request, chat_ids, share_time
 from factory.errors import FactoryError
 from factory.recipe import EngineConfig, SamplingConfig
 
@@ -70,7 +73,9 @@ class VLLMEngine:
 
         prompts = [TokensPrompt(prompt_token_ids=chat_ids(self.tokenizer, r.messages)) for r in requests]
         params = [self.params(r.n, sampling) for r in requests]
-        return [_completions(o) for o in self.llm.generate(prompts, params, use_tqdm=False)]
+        t = time.perf_counter()
+        out = [_completions(o) for o in self.llm.generate(prompts, params, use_tqdm=False)]
+        return share_time(out, time.perf_counter() - t)
 
     def params(self, n: int, sampling: SamplingConfig | None = None):
         s = sampling or self.sampling
@@ -104,6 +109,7 @@ class VLLMStream:
         self.engine, self.core = engine, engine.llm.llm_engine
         self.final = RequestOutputKind.FINAL_ONLY  # one output per request, once it is done
         self.keys: dict[str, tuple[int, int]] = {}  # vLLM's request id -> (our request, its sample)
+        self.spent: dict[str, float] = {}  # vLLM's request id -> engine seconds shared to it so far
         self.requests: dict[int, list] = {}  # our request -> [key, its samples' completions (None until done)]
         self.count = 0
         self.capacity = self.core.vllm_config.scheduler_config.max_num_seqs  # sequences it runs at once
@@ -128,23 +134,35 @@ class VLLMStream:
             rid = f"factory-{self.count}-{j}"  # outputs carry this id
             self.core.add_request(rid, prompt, params.clone())
             self.keys[rid] = (self.count, j)
+            self.spent[rid] = 0.0
 
     def poll(self) -> list[tuple]:
         if not self.keys:
             return []
         done = []
-        for o in self.core.step():
+        t = time.perf_counter()
+        outputs = self.core.step()
+        self._share(time.perf_counter() - t)
+        for o in outputs:
             if not o.finished:
                 continue
             i, j = self.keys.pop(o.request_id)
             key, got = self.requests[i]
-            got[j] = _completions(o)[0]
+            got[j] = dataclasses.replace(_completions(o)[0], seconds=self.spent.pop(o.request_id))
             if all(c is not None for c in got):
                 del self.requests[i]
                 done.append((key, got))
         return done
 
+    def _share(self, seconds: float) -> None:
+        """A step's time, shared equally among the samples it ran: the first `capacity` added (vLLM schedules
+        first come, first served; a preempted sample makes this an estimate)."""
+        running = min(len(self.spent), self.capacity or len(self.spent))
+        for rid in islice(self.spent, running):
+            self.spent[rid] += seconds / running
+
     def close(self) -> None:
+        self.spent = {}
         if self.keys:  # an error or ^C mid-run: leave the engine empty for whoever uses it next
             self.core.abort_request(list(self.keys))
             self.keys, self.requests = {}, {}

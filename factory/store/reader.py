@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from factory import costs
 from factory.errors import FactoryError
 from factory.store import handoff, schema
 from factory.store.handoff import DEFAULT_DB, READ_WAIT
@@ -122,6 +123,35 @@ class StoreReader:
         with self._use() as con:
             return {r[0]: tuple(r[1:]) for r in con.execute(self._PROGRESS, [run_id]).fetchall()}
 
+    _SPENT_BY_RUN = """SELECT coalesce(sum(n_prompt_tokens), 0), coalesce(sum(engine_seconds), 0),
+                              count(*) FILTER (WHERE finish_reason = 'length')
+                       FROM candidate_rows WHERE run_id = ?"""
+
+    def spent(self, run_id: str) -> tuple[int, float, int]:
+        """The run's prompt tokens, engine seconds and candidates cut at max_tokens, as committed."""
+        with self._use() as con:
+            p, s, cut = con.execute(self._SPENT_BY_RUN, [run_id]).fetchone()
+            return int(p), float(s), int(cut)
+
+    _PROMPT_COSTS = """SELECT c.prompt_id, any_value(p.source), any_value(p.task), count(*),
+                              count(*) FILTER (WHERE c.accepted), count(e.example_id), coalesce(sum(c.n_tokens), 0),
+                              coalesce(sum(c.n_prompt_tokens), 0), count(*) FILTER (WHERE c.finish_reason = 'length'),
+                              coalesce(sum(c.engine_seconds), 0)
+                       FROM candidate_rows c JOIN prompts p USING (prompt_id) LEFT JOIN examples e USING (candidate_id)
+                       WHERE c.run_id = ? AND c.prompt_id IN (SELECT unnest(?::VARCHAR[])) GROUP BY c.prompt_id"""
+
+    def prompt_costs(self, run_id: str, prompt_ids: list[str]) -> dict[str, tuple]:
+        """prompt_id -> (source, task, samples, passed, examples, tokens, prompt tokens, cut, engine seconds) of
+        these prompts in the run (those it sampled)."""
+        with self._use() as con:
+            return {r[0]: r[1:] for r in con.execute(self._PROMPT_COSTS, [run_id, prompt_ids]).fetchall()}
+
+    def notices(self, run_id: str) -> dict:
+        """What the run noticed (`runs.notices`), by key."""
+        with self._use() as con:
+            row = con.execute("SELECT notices FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            return json.loads(row[0]) if row and row[0] else {}
+
     def runs(self) -> list[dict]:
         with self._use() as con:
             return _dicts(con.execute("SELECT * FROM runs ORDER BY started_at"))
@@ -145,9 +175,31 @@ class StoreReader:
     # what `factory stats`, a report and a dataset card show
     _RUNS = """SELECT r.run_id, r.name, r.model, r.status, r.started_at, r.ended_at,
                       count(DISTINCT c.prompt_id) AS prompts, count(c.candidate_id) AS candidates,
-                      count(*) FILTER (WHERE c.accepted) AS passed, coalesce(sum(c.n_tokens), 0) AS tokens
-               FROM runs r LEFT JOIN candidate_rows c USING (run_id)
-               GROUP BY ALL ORDER BY r.started_at"""
+                      count(*) FILTER (WHERE c.accepted) AS passed, coalesce(sum(c.n_tokens), 0) AS tokens,
+                      coalesce(sum(c.n_prompt_tokens), 0) AS prompt_tokens, sum(c.engine_seconds) AS engine_seconds,
+                      count(*) FILTER (WHERE c.finish_reason = 'length') AS truncated,
+                      count(*) FILTER (WHERE c.finish_reason = 'length') / nullif(count(c.candidate_id), 0)
+                        AS truncated_share,
+                      count(e.example_id) AS examples, any_value(r.budget) AS budget, any_value(r.notices) AS notices
+               FROM runs r LEFT JOIN candidate_rows c USING (run_id) LEFT JOIN examples e USING (candidate_id)
+               GROUP BY r.run_id, r.name, r.model, r.status, r.started_at, r.ended_at ORDER BY r.started_at"""
+    # the cost ledger per prompt class: source, task and difficulty (factory/costs.py, by the prompt's pass rate)
+    _LEDGER = f"""SELECT p.source, p.task, {costs.difficulty_sql("r.pass_rate")} AS difficulty,
+                         count(DISTINCT c.prompt_id) AS prompts, count(*) AS candidates,
+                         coalesce(sum(c.n_prompt_tokens), 0) AS prompt_tokens, coalesce(sum(c.n_tokens), 0) AS tokens,
+                         sum(c.engine_seconds) AS engine_seconds, count(e.example_id) AS examples,
+                         count(*) FILTER (WHERE c.finish_reason = 'length') AS truncated
+                  FROM candidate_rows c JOIN prompts p USING (prompt_id) JOIN ({PASS_RATES}) r USING (prompt_id)
+                  LEFT JOIN examples e USING (candidate_id)
+                  WHERE ? IS NULL OR c.run_id = ?
+                  GROUP BY ALL"""
+
+    def ledger(self, run_id: str | None = None) -> list[dict]:
+        """What each prompt class cost (of one run, or of every run), with its cost per kept example."""
+        with self._use() as con:
+            out = _dicts(con.execute(self._LEDGER, [run_id, run_id]))
+        return sorted((r | costs.per_example(r) for r in out), key=costs.sort_key)
+
     _REASONS = """SELECT reason, count(*) FROM (SELECT reason FROM candidate_rows WHERE NOT accepted
                                                 UNION ALL SELECT 'prompt_' || reason FROM prompt_drops)
                   GROUP BY reason ORDER BY 2 DESC, 1"""
@@ -184,6 +236,7 @@ class StoreReader:
                 "test_checks": _test_checks(checks),
                 "cascade": dict(zip(("asked", "rescued", "overruled"), cascade, strict=True)),
                 "contaminated": self.leaks(),
+                "ledger": self.ledger(),
             }
 
     _LEAKS = """SELECT scores->>'benchmark', coalesce(scores->>'method', 'problem'), coalesce(scores->>'field', kind),

@@ -5,7 +5,9 @@ Schema 2: no index on the growing tables (DuckDB keeps an index whole in memory 
 the writer keeps keys unique itself. An accepted text is stored once, in `examples.messages`; the `candidates` view
 gives every candidate its text back. Schema 3: `runs.retry_of`, which the next writer of an older store adds.
 Schema 4: `prompt_checks`, made by the next writer of an older store (a reader of one sees it empty). Schema 5: the
-audit's tables (`audits`, `audit_items`, `audit_labels`) and `runs.canaries`, likewise.
+audit's tables (`audits`, `audit_items`, `audit_labels`) and `runs.canaries`, likewise. Schema 6: the cost ledger
+(`candidate_rows.engine_seconds`), `runs.budget` and `runs.notices`, added by the next writer of an older store (a
+reader of one sees them NULL).
 """
 
 from __future__ import annotations
@@ -35,11 +37,15 @@ CREATE TABLE IF NOT EXISTS runs (
     versions      JSON,               -- factory, engine library, torch, python
     started_at    TIMESTAMP,
     ended_at      TIMESTAMP,
-    status        VARCHAR,            -- running | complete | interrupted | judge_refused
+    status        VARCHAR,            -- running | complete | interrupted | judge_refused | budget | pilot
     retry_of      VARCHAR             -- the run whose unfinished prompts this one samples again (`--retry`), or NULL
 );
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS retry_of VARCHAR;  -- a store made before schema 3
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS canaries JSON;  -- the judge's grades of answers that say nothing (schema 5)
+-- schema 6: the budget the run last ran under ({"tokens": .., "hours": ..}, factory/budget.py), and what it noticed
+-- on the way ({"truncation": {...}}: too many candidates cut at max_tokens, factory/truncation.py)
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS budget JSON;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS notices JSON;
 
 CREATE TABLE IF NOT EXISTS prompts (
     prompt_id     VARCHAR NOT NULL,    -- hash of source and text; unique
@@ -63,8 +69,12 @@ CREATE TABLE IF NOT EXISTS candidate_rows (  -- read it as the `candidates` view
     reason        VARCHAR,             -- the first filter's reject code; NULL when accepted, or rescued_by_judge
     scores        JSON,
     created_at    TIMESTAMP,
-    text_edit     STRUCT(head VARCHAR, cut INTEGER, tail VARCHAR)  -- text = head || reply[cut + 1:] || tail
+    text_edit     STRUCT(head VARCHAR, cut INTEGER, tail VARCHAR), -- text = head || reply[cut + 1:] || tail
+    -- the engine's wall time spent on this sample (schema 6; NULL before): each engine step's (or batch call's) time
+    -- shared among the samples in it, by their tokens in that step; so a run's sum is the engine's busy time
+    engine_seconds DOUBLE
 );
+ALTER TABLE candidate_rows ADD COLUMN IF NOT EXISTS engine_seconds DOUBLE;  -- a store made before schema 6
 
 CREATE TABLE IF NOT EXISTS examples (
     example_id    VARCHAR NOT NULL,    -- unique
@@ -131,10 +141,11 @@ CREATE OR REPLACE VIEW candidates AS
 SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index,
        coalesce(c.text, c.text_edit.head || substr(e.messages[len(e.messages)].content, c.text_edit.cut + 1)
                         || c.text_edit.tail) AS text,
-       c.n_tokens, c.n_prompt_tokens, c.finish_reason, c.accepted, c.reason, c.scores, c.created_at
+       c.n_tokens, c.n_prompt_tokens, c.finish_reason, c.accepted, c.reason, c.scores, c.created_at,
+       c.engine_seconds
 FROM candidate_rows c LEFT JOIN examples e ON e.candidate_id = c.candidate_id;
 
-INSERT INTO meta VALUES ('schema', '5') ON CONFLICT DO UPDATE SET value = excluded.value;
+INSERT INTO meta VALUES ('schema', '6') ON CONFLICT DO UPDATE SET value = excluded.value;
 """
 
 # the tables a batch writes, as Arrow: the columns of DDL's tables, in their order
@@ -155,7 +166,8 @@ CANDIDATE = pa.schema(
     ]
 )
 EDIT = pa.struct([("head", pa.string()), ("cut", pa.int32()), ("tail", pa.string())])
-ROW = CANDIDATE.append(pa.field("text_edit", EDIT))  # a candidate as stored: see `held_by_example`
+# a candidate as stored: see `held_by_example`
+ROW = CANDIDATE.append(pa.field("text_edit", EDIT)).append(pa.field("engine_seconds", pa.float64()))
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 EXAMPLE = pa.schema(
     [
@@ -271,12 +283,32 @@ _NO_AUDITS = [
 def read_as_current(con: duckdb.DuckDBPyConnection) -> None:
     """Let a reader read an older store as the current schema, through temporary views: the file is left as it is."""
     if not has(con, "candidate_rows"):  # a schema 1 store
-        con.execute("CREATE TEMP VIEW candidate_rows AS SELECT *, NULL AS text_edit FROM candidates")
+        con.execute(
+            "CREATE TEMP VIEW candidate_rows AS"
+            " SELECT *, NULL AS text_edit, NULL::DOUBLE AS engine_seconds FROM candidates"
+        )
     if not has(con, "prompt_checks"):  # before schema 4: no prompt checked
         con.execute(_NO_CHECKS)
     if not has(con, "audits"):  # before schema 5: never audited
         for sql in _NO_AUDITS:
             con.execute(sql)
+    _cost_columns(con)
+
+
+def _cost_columns(con: duckdb.DuckDBPyConnection) -> None:
+    """Before schema 6: no cost ledger, budget or notices; read as NULL through temporary views that shadow the
+    tables (the file's own views, `candidates` among them, read them too)."""
+    db = con.execute("SELECT current_database()").fetchone()[0]
+    for table, cols in _COST_COLUMNS.items():
+        have = {r[0] for r in con.execute(_COLUMNS, [table, db]).fetchall()}
+        missing = [f"NULL::{t} AS {c}" for c, t in cols.items() if c not in have]
+        if have and missing:
+            con.execute(f'CREATE TEMP VIEW {table} AS SELECT *, {", ".join(missing)} FROM "{db}".main.{table}')
+
+
+_COST_COLUMNS = {"candidate_rows": {"engine_seconds": "DOUBLE"}, "runs": {"budget": "JSON", "notices": "JSON"}}
+_COLUMNS = """SELECT column_name FROM information_schema.columns
+               WHERE table_name = ? AND table_catalog = ? AND table_schema = 'main'"""
 
 
 def needs_migration(con: duckdb.DuckDBPyConnection) -> bool:

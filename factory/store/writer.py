@@ -204,6 +204,18 @@ class StoreWriter(StoreReader):
             held = result if held is None else {**held, "rechecks": [*held.get("rechecks", []), result]}
             con.execute("UPDATE runs SET canaries = ? WHERE run_id = ?", [json.dumps(held), run_id])
 
+    def set_budget(self, run_id: str, budget: dict) -> None:
+        """The budget the run ran under last ({} for none), in its row."""
+        with self._use() as con:
+            con.execute("UPDATE runs SET budget = ? WHERE run_id = ?", [json.dumps(budget), run_id])
+
+    def add_notice(self, run_id: str, key: str, notice: dict) -> None:
+        """What a run noticed (`truncation`: factory/truncation.py), kept in its row's `notices` by key."""
+        with self._use() as con:
+            [(old,)] = con.execute("SELECT notices FROM runs WHERE run_id = ?", [run_id]).fetchall()
+            notices = json.loads(old) if old else {}
+            con.execute("UPDATE runs SET notices = ? WHERE run_id = ?", [json.dumps(notices | {key: notice}), run_id])
+
     def post_progress(self, snapshot: dict) -> None:
         """Progress for readers that cannot open the file while this process writes it."""
         tmp = self.snapshot_path.with_suffix(".tmp")

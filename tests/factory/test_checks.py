@@ -134,7 +134,7 @@ def test_a_store_made_before_the_checks_table_opens(tmp_path):
         assert reader.stats()["test_checks"] == {"checked": 0, "weak_tests": 0, "bad_reference": 0, "by_program": {}}
     with StoreWriter(path) as store:  # its next writer adds the table
         assert store.checks(["p"], "1") == {}
-        assert store.query("SELECT value FROM meta WHERE key = 'schema'")[1] == [("5",)]
+        assert store.query("SELECT value FROM meta WHERE key = 'schema'")[1] == [("6",)]
 
 
 def test_allow_weak_tests_is_validated_and_off_by_default(tmp_path, job):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 from conftest import rows, run_cli
@@ -37,6 +38,16 @@ def test_samples_n_completions_per_request(eng):
             assert 0 < c.n_tokens <= 12 and c.finish_reason in ("stop", "length") and c.n_prompt_tokens > 10
     assert all(c.finish_reason == "length" and c.n_tokens == 12 for c in out[1])  # no story fits 12 tokens
     assert len({c.text for c in out[1]}) > 1  # sampled, not greedy copies
+
+
+def test_each_completion_carries_its_share_of_the_decode_time(eng):
+    """The cost ledger: each decode's time shared among the samples in it, so every sample has some, and together
+    they never have more than the call took (the decodes are part of it)."""
+    t = time.perf_counter()
+    out = eng.generate([Request(SUM, 2), Request(STORY, 3)])
+    wall = time.perf_counter() - t
+    flat = [c for cs in out for c in cs]
+    assert all(c.seconds > 0 for c in flat) and sum(c.seconds for c in flat) <= wall
 
 
 def test_the_same_seed_draws_the_same_samples_and_greedy_ignores_it(eng):

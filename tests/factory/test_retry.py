@@ -144,7 +144,7 @@ def test_a_store_made_before_retry_of_is_read_as_it_is_and_gets_the_column_from_
         assert store.find_run("h1") == old and store.lineage(old) == [old]
         new = store.start_run("t", "h2", "x", "m", "vllm", {}, {}, retry_of=old)
         assert store.find_run("h2") is None and store.find_run("h2", old) == new
-        assert store.query("SELECT value FROM meta WHERE key = 'schema'")[1] == [("5",)]
+        assert store.query("SELECT value FROM meta WHERE key = 'schema'")[1] == [("6",)]
         assert store.query("SELECT run_id, retry_of FROM runs ORDER BY started_at")[1] == [(old, None), (new, old)]
 
 

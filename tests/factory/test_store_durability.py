@@ -53,12 +53,13 @@ def _v1_store(path: Path) -> None:
 
 
 def _content(path: Path) -> dict:
-    """Every table's rows; a run's first 11 columns, those of schema 1 (schema 3 adds retry_of at the end)."""
+    """Every table's rows; a run's first 11 columns and a candidate's first 12, those of schema 1 (schema 3 adds
+    retry_of at the end, schema 6 engine_seconds)."""
     con = duckdb.connect(str(path), read_only=True)
     try:
         out = {t: con.execute(f"SELECT * FROM {t} ORDER BY ALL").fetchall()
                for t in ("runs", "prompts", "candidates", "examples", "prompt_drops", "dedup")}  # fmt: skip
-        return out | {"runs": [r[:11] for r in out["runs"]]}
+        return out | {"runs": [r[:11] for r in out["runs"]], "candidates": [r[:12] for r in out["candidates"]]}
     finally:
         con.close()
 
@@ -85,7 +86,7 @@ def test_a_schema_1_store_is_read_as_it_is_and_migrated_whole(tmp_path):
     # each example's text stored once; a hand-edited reply's candidate keeps its own copy, but for the all-blank
     # text, which any reply rebuilds (nothing of it is in the reply)
     assert held == 2 * len(TEXTS) + 1
-    assert version == "5" and kinds["candidates"] == "VIEW" and kinds["candidate_rows"] == "BASE TABLE"
+    assert version == "6" and kinds["candidates"] == "VIEW" and kinds["candidate_rows"] == "BASE TABLE"
     # nothing indexed that grows with the store (a person's audit labels do not)
     assert set(indexes) <= {("meta",), ("runs",), ("audit_labels",)}
     store = StoreWriter(path)  # opened again: nothing left to migrate, and it takes new batches
