@@ -209,18 +209,25 @@ def publish(
 def report(
     db: DbOpt = Path(DEFAULT_DB),
     out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
+    ablation: Annotated[
+        list[Path] | None,
+        typer.Option(help="A `factory ablate` work folder (repeatable): its table and plot join the page."),
+    ] = None,
 ) -> None:
     """Write one self-contained HTML page of plots about the store.
 
     Acceptance per source and task, per-prompt pass rates, response lengths, drop reasons, tokens per accepted
-    example, near-duplicate cluster sizes. Works while `factory generate` writes the store.
+    example, near-duplicate cluster sizes; with --ablation, each ablation's table and accuracy per policy. Works
+    while `factory generate` writes the store.
     """
+    from factory import ablate_results
     from factory import report as rep
     from factory.live import reading
 
+    results = [ablate_results.load(w) for w in ablation or []]
     with reading(db) as (store, live):
         _live(live)
-        page = rep.render(store, live)
+        page = rep.render(store, live, results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     console.print(f"wrote {out} ({len(page) // 1024} KB); open it in a browser", highlight=False)
