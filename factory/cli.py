@@ -1,5 +1,5 @@
-"""The `factory` command line: the app, `generate`, `run` and `train`; factory/cli_eval.py and factory/cli_store.py
-hold the commands that judge and those that read the store.
+"""The `factory` command line: the app, `generate`, `run`, `ablate` and `train`; factory/cli_eval.py and
+factory/cli_store.py hold the commands that judge and those that read the store.
 
 factory generate recipes/arithmetic_demo.yaml     # sample, verify, store
 factory eval smollm2-135m-instruct recipes/arithmetic_demo.yaml   # greedy accuracy

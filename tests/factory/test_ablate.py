@@ -127,3 +127,16 @@ def test_seeds_pool_and_a_difference_outside_its_interval_is_marked():
     row = cells(all_)
     assert row[:5] == ["all", "0,1", "50", "400", "40%"] and row[6].endswith(")") and row[7].endswith(" *")
     assert "seeds 25.0-27.0" in row[5]
+
+
+@pytest.mark.parametrize("name", ["arithmetic.yaml", "math_gpu.yaml"])
+def test_the_bundled_ablations_and_their_recipes_load(name):
+    from factory import recipe as generate_recipe
+    from trainers.recipe import SFTRecipe
+    from trainers.recipe import load as load_trainer
+
+    a = ablate.load(ROOT / "recipes" / "ablate" / name)
+    assert len(a.policies) >= 4 and (ROOT / "recipes" / "ablate" / name).read_text().startswith("#")
+    generate_recipe.load(a.path(a.store.recipe), a.store.set)
+    generate_recipe.load(a.path(a.eval.recipe), a.eval.set)
+    assert load_trainer(SFTRecipe, a.path(a.sft.recipe), a.sft.set).data.policy == "verified"  # the arms set theirs
