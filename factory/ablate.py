@@ -148,7 +148,8 @@ def run(a: Ablation, workdir: Path, say=print) -> dict:
 def _sets(a: Ablation, plan: dict, policy: str, seed: int) -> list[str]:
     budget = f"data.limit={plan['size']}" if plan["unit"] == "examples" else f"data.tokens={plan['size']}"
     sets = [*a.sft.set, f"model={a.base}", f"data.policy={policy}", budget, f"data.shuffle={seed}"]
-    return [x for s in [*sets, f"train.seed={seed}"] for x in ("--set", s)]
+    sets += [f"train.seed={seed}", "train.resume=true"]  # a killed arm goes on from its last checkpoint
+    return [x for s in sets for x in ("--set", s)]
 
 
 def _store(a: Ablation, workdir: Path, say) -> Path:
@@ -166,23 +167,30 @@ def _store(a: Ablation, workdir: Path, say) -> Path:
 def _plan(a: Ablation, db: Path, workdir: Path, say) -> dict:
     """Each policy's size in the store and the budget every arm trains on; fixed in plan.json at the first start."""
     path = workdir / "plan.json"
-    if path.exists():
-        return json.loads(path.read_text())
+    plan = json.loads(path.read_text()) if path.exists() else None
     where = _sft_where(a)
-    sizes = {}
-    for p in a.policies:
-        picks = policies.pick(db, p, where)
-        sizes[p] = {"examples": len(picks), "tokens": sum(x.n_tokens for x in picks)}
-    unit, size = a.budget.unit, a.budget.size or min(s[a.budget.unit] for s in sizes.values())
-    short = [f"{p} ({s[unit]})" for p, s in sizes.items() if s[unit] < size]
+    if plan is not None and (plan["where"] != where or asdict(a.budget) != plan["ablation"]["budget"]):
+        raise FactoryError(
+            f"{workdir} trained its arms on budget {plan['ablation']['budget']} where {plan['where']!r}; this"
+            f" ablation asks for {asdict(a.budget)} where {where!r}: give it another --workdir"
+        )
+    sizes = dict(plan["sizes"]) if plan else {}
+    for p in a.policies:  # a policy added since the first start is sized too, and must hold the budget
+        if p not in sizes:
+            picks = policies.pick(db, p, where)
+            sizes[p] = {"examples": len(picks), "tokens": sum(x.n_tokens for x in picks)}
+    unit = a.budget.unit
+    size = plan["size"] if plan else a.budget.size or min(sizes[p][unit] for p in a.policies)
+    short = [f"{p} ({sizes[p][unit]})" for p in a.policies if sizes[p][unit] < size]
     if short or size < 1:
         raise FactoryError(
             f"budget {size} {unit}: more than {', '.join(short) or 'every policy'} holds in {db}; lower budget.size,"
             " or make a bigger store"
         )
-    plan = {"unit": unit, "size": size, "sizes": sizes, "where": where, "ablation": asdict(a)}
-    path.write_text(json.dumps(plan, indent=1) + "\n")
-    say(f"budget: {size} {unit} for every arm ({', '.join(f'{p} {s[unit]}' for p, s in sizes.items())} available)")
+    if plan is None or sizes != plan["sizes"]:
+        plan = {"unit": unit, "size": size, "sizes": sizes, "where": where, "ablation": asdict(a)}
+        path.write_text(json.dumps(plan, indent=1) + "\n")
+    say(f"budget: {size} {unit} for every arm ({', '.join(f'{p} {sizes[p][unit]}' for p in a.policies)} available)")
     return plan
 
 

@@ -140,3 +140,16 @@ def test_the_bundled_ablations_and_their_recipes_load(name):
     generate_recipe.load(a.path(a.store.recipe), a.store.set)
     generate_recipe.load(a.path(a.eval.recipe), a.eval.set)
     assert load_trainer(SFTRecipe, a.path(a.sft.recipe), a.sft.set).data.policy == "verified"  # the arms set theirs
+
+
+def test_the_budget_is_fixed_at_the_first_start(tmp_path):
+    a = ablate.load(HERE / "ablation.yaml", ["policies=[verified,all]"])
+    db = ablate._store(a, tmp_path, print)  # the replayed store: seconds
+    plan = ablate._plan(a, db, tmp_path, print)
+    assert (plan["size"], plan["sizes"]["verified"]["examples"], plan["sizes"]["all"]["examples"]) == (3, 3, 15)
+    more = ablate.load(HERE / "ablation.yaml", ["policies=[verified,all,wrong]"])  # a policy added later: sized
+    assert ablate._plan(more, db, tmp_path, print)["sizes"]["wrong"]["examples"] == 8
+    assert json.loads((tmp_path / "plan.json").read_text())["size"] == 3
+    other = ablate.load(HERE / "ablation.yaml", ["policies=[verified,all]", "budget.unit=tokens"])
+    with pytest.raises(FactoryError, match="give it another --workdir"):
+        ablate._plan(other, db, tmp_path, print)
