@@ -28,6 +28,7 @@ COLUMNS = [
     "vs base",
     "vs verified",
     "all eval problems",
+    "benchmarks (pass@1)",
 ]
 
 
@@ -103,7 +104,16 @@ def cells(r: dict) -> list[str]:
         _diff(r.get("vs_base")),
         _diff(r.get("vs_verified")),
         f"{_pct(k / n if n else 0)}% ({k}/{n})",
+        _benchmarks(r["benchmarks"]),
     ]
+
+
+def _benchmarks(scores: list[dict]) -> str:
+    """Each registered test set's pass@1, averaged over the seeds' arms: `gsm8k 12.5%`."""
+    by: dict[str, list[float]] = {}
+    for b in scores:
+        by.setdefault(b["benchmark"], []).append(b["pass@1"])
+    return ", ".join(f"{name} {_pct(sum(v) / len(v))}%" for name, v in by.items()) or "-"
 
 
 def markdown(result: dict) -> str:

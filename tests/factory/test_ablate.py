@@ -119,6 +119,8 @@ def test_seeds_pool_and_a_difference_outside_its_interval_is_marked():
         return {"arm": name, "policy": policy, "seed": seed, "data": None if seed is None else data, "eval": ev}
 
     arms = [arm("base", None, 20), arm("verified", 0, 60), arm("verified", 1, 50), arm("all", 0, 25), arm("all", 1, 27)]
+    arms[3]["benchmarks"] = [{"benchmark": "gsm8k", "pass@1": 0.1}]
+    arms[4]["benchmarks"] = [{"benchmark": "gsm8k", "pass@1": 0.2}]
     result = {"arms": arms}
     base, verified, all_ = summary(result)
     assert (verified["correct"], verified["n"], all_["correct"], all_["n"]) == (110, 200, 52, 200)
@@ -126,7 +128,7 @@ def test_seeds_pool_and_a_difference_outside_its_interval_is_marked():
     assert all_["vs_verified"][2] < 0 and all_["vs_base"][1] < 0 < all_["vs_base"][2]
     row = cells(all_)
     assert row[:5] == ["all", "0,1", "50", "400", "40%"] and row[6].endswith(")") and row[7].endswith(" *")
-    assert "seeds 25.0-27.0" in row[5]
+    assert "seeds 25.0-27.0" in row[5] and row[9] == "gsm8k 15.0%" and cells(verified)[9] == "-"
 
 
 @pytest.mark.parametrize("name", ["arithmetic.yaml", "math_gpu.yaml"])
