@@ -1,5 +1,5 @@
-"""The `factory` command line: the app, `generate`, `run` and `train`; factory/cli_eval.py and factory/cli_store.py
-hold the commands that judge and those that read the store.
+"""The `factory` command line: the app, `generate`, `run`, `ablate` and `train`; factory/cli_eval.py and
+factory/cli_store.py hold the commands that judge and those that read the store.
 
 factory generate recipes/arithmetic_demo.yaml     # sample, verify, store
 factory eval smollm2-135m-instruct recipes/arithmetic_demo.yaml   # greedy accuracy
@@ -278,6 +278,38 @@ def run_pipeline(
         t.add_row(r["stage"], r["kind"], f"{r['seconds']:.0f}", acc, unseen, escape(metrics))
     Console().print(t)
     console.print(f"final model: {folder / 'final'}", highlight=False)
+
+
+@app.command()
+def ablate(
+    ablation: Annotated[Path, typer.Argument(help="An ablation YAML, e.g. recipes/ablate/arithmetic.yaml.")],
+    workdir: Annotated[Path | None, typer.Option(help="Where the arms write (default: data/runs/NAME).")] = None,
+    set_: SetOpt = None,
+) -> None:
+    """Train on each keep-policy from one store, on an equal budget, and measure which data teaches best.
+
+    Each arm (a policy and a seed) trains the base model with the SFT recipe on its policy's picks, cut to the same
+    number of examples or reply tokens, and is evaluated with `factory eval` on the same held-out problems. Started
+    again, it skips the arms it finished and resumes the one it was in. Ends with a table (policy, examples, tokens,
+    accuracy with its 95% interval, the difference from the base model and from `verified`), written with a report
+    page to the work folder; `factory report --ablation WORKDIR` adds it to a store's report.
+
+    Policies: verified, all, verified+wrong[:SHARE], one-per-prompt, k-per-prompt[:K], shortest-verified,
+    first-sample, wrong, pass-rate[:LOW-HIGH], max-tokens[:N], any (docs/ablate.md says what each keeps).
+    """
+    from factory import ablate as ablations
+    from factory import ablate_results, report
+    from factory.store import StoreReader
+
+    a = ablations.load(ablation, set_ or [])
+    folder = workdir or Path("data") / "runs" / a.name
+    say = lambda msg: console.print(f"[bold]ablate[/] {escape(msg)}", highlight=False, soft_wrap=True)  # noqa: E731
+    result = ablations.run(a, folder, say)
+    ablate_results.write(result, folder)
+    with StoreReader(result["store"]) as store:
+        (folder / "report.html").write_text(report.render(store, ablations=[result]))
+    print(ablate_results.markdown(result))  # a table wider than a terminal: markdown keeps every cell whole
+    console.print(f"table: {folder / 'results.md'}; page: {folder / 'report.html'}", highlight=False)
 
 
 @app.command()

@@ -135,6 +135,14 @@ def export(
     min_pass_rate: Annotated[float | None, typer.Option(help="Only prompts whose pass rate is at least this.")] = None,
     max_pass_rate: Annotated[float | None, typer.Option(help="Only prompts whose pass rate is at most this.")] = None,
     shard_size: Annotated[str, typer.Option(help="Start a new shard past this size, e.g. 500MB.")] = "500MB",
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="A keep-policy's picks instead of --what: verified, all, verified+wrong[:SHARE], one-per-prompt,"
+            " k-per-prompt[:K], shortest-verified, first-sample, wrong, pass-rate[:LOW-HIGH], max-tokens[:N], any;"
+            " --where narrows the candidates first (docs/ablate.md)."
+        ),
+    ] = None,
 ) -> None:
     """Export rows of the store to Parquet (zstd) or JSONL.
 
@@ -143,12 +151,15 @@ def export(
     - prompts: one row per prompt with samples, passed and pass_rate; e.g. RL prompts for GRPO as open-r1 picks
       them: --what prompts --min-pass-rate 0.2 --max-pass-rate 0.8.
 
-    The pass-rate window works with every --what.
+    The pass-rate window works with every --what. With --policy NAME: the candidates that keep-policy picks, each
+    with its chat `messages` (rejected ones' built as an example's would be), n_tokens, accepted and reason.
     """
     from factory import export as ex
     from factory.live import reading
 
     fmt, shard = ex.fmt_for(out, fmt), ex.parse_size(shard_size)
+    if policy is not None:
+        return _export_policy(policy, out, db, fmt, where, shard, columns or min_pass_rate or max_pass_rate, what)
     cols = [c.strip() for c in columns.split(",") if c.strip()] if columns else None
     window = None
     if min_pass_rate is not None or max_pass_rate is not None:
@@ -163,6 +174,21 @@ def export(
         files = ex.write(store.rows(what, cols, where, window), out, fmt, shard)
     shown = str(out) if files == [out] else f"{len(files)} shards: {files[0].name} ... {files[-1].name} in {out.parent}"
     console.print(f"wrote {n} {what} to {shown}", highlight=False, soft_wrap=True)
+
+
+def _export_policy(policy: str, out: Path, db: Path, fmt: str, where: str | None, shard: int, other, what: str):
+    from factory import export as ex
+    from factory import policies
+
+    if other is not None or what != "examples":
+        raise FactoryError(
+            "--policy picks its own rows and columns: drop --what, --columns and the pass-rate window (the policy"
+            " pass-rate:LOW-HIGH is one), or use --where to narrow the candidates"
+        )
+    picks = policies.pick(db, policy, where)
+    files = ex.write(ex.picks_table(picks), out, fmt, shard)
+    shown = str(out) if files == [out] else f"{len(files)} shards in {out.parent}"
+    console.print(f"wrote {len(picks)} candidates of policy {policy} to {shown}", highlight=False, soft_wrap=True)
 
 
 def publish(
@@ -209,18 +235,25 @@ def publish(
 def report(
     db: DbOpt = Path(DEFAULT_DB),
     out: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
+    ablation: Annotated[
+        list[Path] | None,
+        typer.Option(help="A `factory ablate` work folder (repeatable): its table and plot join the page."),
+    ] = None,
 ) -> None:
     """Write one self-contained HTML page of plots about the store.
 
     Acceptance per source and task, per-prompt pass rates, response lengths, drop reasons, tokens per accepted
-    example, near-duplicate cluster sizes. Works while `factory generate` writes the store.
+    example, near-duplicate cluster sizes; with --ablation, each ablation's table and accuracy per policy. Works
+    while `factory generate` writes the store.
     """
+    from factory import ablate_results
     from factory import report as rep
     from factory.live import reading
 
+    results = [ablate_results.load(w) for w in ablation or []]
     with reading(db) as (store, live):
         _live(live)
-        page = rep.render(store, live)
+        page = rep.render(store, live, results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page)
     console.print(f"wrote {out} ({len(page) // 1024} KB); open it in a browser", highlight=False)

@@ -3,6 +3,7 @@
 factory export --out data/sft.parquet                                      # accepted examples, for TRL's SFTTrainer
 factory export --what prompts --min-pass-rate 0.2 --max-pass-rate 0.8 --out data/grpo.parquet   # RL prompts
 factory export --what rejected --out data/rejected.jsonl --columns prompt,completion,reason
+factory export --policy shortest-verified --out data/short.parquet           # a keep-policy's picks (policies.py)
 
 One file when the rows fit in `shard_bytes`; otherwise NAME-00000-of-00003.parquet and so on beside it. Shards are
 written into a hidden folder first and moved into place at the end, so a failed export leaves nothing half-written.
@@ -104,3 +105,14 @@ def _place(parts: list[Path], out: Path, numbered: bool) -> list[Path]:
     for part, name in zip(parts, names, strict=True):
         part.replace(name)
     return names
+
+
+def picks_table(picks: list) -> pa.RecordBatchReader:
+    """A keep-policy's picks (`factory.policies.Pick`) as rows with the examples' `messages`, for `write`."""
+    from factory.store.schema import MESSAGES
+
+    cols = ("candidate_id", "prompt_id", "run_id", "task", "source", "messages", "n_tokens", "accepted", "reason")
+    types = [pa.string()] * 5 + [MESSAGES, pa.int32(), pa.bool_(), pa.string()]
+    schema = pa.schema(list(zip(cols, types, strict=True)))
+    table = pa.Table.from_pylist([{c: getattr(p, c) for c in cols} for p in picks], schema=schema)
+    return pa.RecordBatchReader.from_batches(schema, table.to_batches(max_chunksize=1024))

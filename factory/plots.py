@@ -46,6 +46,26 @@ def bars(
     return _svg(16 + ROW * len(values), body, label)
 
 
+def intervals(labels: list[str], values: list[float], spans: list[tuple], label: str) -> str:
+    """Horizontal bars of proportions (0 to 1), each with its interval drawn as a whisker, the value written beside."""
+    if not values:
+        return _empty(label, "no arms yet")
+    span = W - LEFT - 150
+    body = []
+    for i, (name, v, (lo, hi)) in enumerate(zip(labels, values, spans, strict=True)):
+        y, w = 8 + i * ROW, max(1.0, span * v)
+        mid, x0, x1 = y + (ROW - 8) / 2, LEFT + span * lo, LEFT + span * hi
+        shown = f"{100 * v:.1f}% ({100 * lo:.1f}-{100 * hi:.1f})"
+        body += [
+            f'<text x="{LEFT - 8}" y="{y + 14}" text-anchor="end">{escape(_cut(name, 38))}</text>',
+            f'<rect x="{LEFT}" y="{y}" width="{w:.1f}" height="{ROW - 8}" fill="{COLORS[0]}"><title>'
+            f"{escape(name)}: {escape(shown)}</title></rect>",
+            f'<line x1="{x0:.1f}" y1="{mid:.1f}" x2="{x1:.1f}" y2="{mid:.1f}" stroke="#222" stroke-width="2"/>',
+            f'<text x="{LEFT + span + 6}" y="{y + 14}">{escape(shown)}</text>',
+        ]
+    return _svg(16 + ROW * len(values), body, label)
+
+
 def histogram(
     series: dict[str, list[float]],
     lo: float,

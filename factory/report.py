@@ -6,7 +6,8 @@ A table says how many code prompts' tests were checked against trivial programs,
 (by which) and how many failed their reference solution; another, the latest `factory audit` (the verifier's
 false-positive and false-negative rates, by stratum). Plots: acceptance rate per source and task, per-prompt
 pass rates (difficulty), response lengths of accepted and rejected answers, drop reasons, tokens spent per accepted
-example, the cost per kept example by prompt class (the cost ledger), and the sizes of near-duplicate clusters.
+example, the cost per kept example by prompt class (the cost ledger), and the sizes of near-duplicate clusters. With
+`--ablation WORKDIR`, a `factory ablate` result: its table and each policy's accuracy with its interval.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ p.note{color:#555;font-size:13px;margin:4px 0 8px}table{border-collapse:collapse
 td,th{border-bottom:1px solid #eee;padding:3px 8px;text-align:left}.live{background:#fff6d6;padding:8px}"""
 
 
-def render(store: StoreReader, live: str | None = None) -> str:
+def render(store: StoreReader, live: str | None = None, ablations: list[dict] = ()) -> str:
     s, f = store.stats(), store.facts()
     charts = _charts(s, f)
     figures = [
@@ -75,7 +76,7 @@ def render(store: StoreReader, live: str | None = None) -> str:
     return (
         f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>factory report</title>'
         f"<style>{CSS}</style></head><body>{head}{_runs(store)}{_checks(s)}{_leaks(store, s)}{_audit(store)}"
-        f"{''.join(figures)}</body></html>"
+        f"{_ablations(ablations)}{''.join(figures)}</body></html>"
     )
 
 
@@ -196,3 +197,10 @@ def _runs(store: StoreReader) -> str:
         f"<th>{h}</th>" for h in ("run", "recipe", "model", "engine", "status", "sampling", "judge canaries")
     )
     return f"<table id='runs'><tr>{head}</tr>{''.join(rows)}</table>"
+
+
+def _ablations(results: list[dict]) -> str:
+    """Each `factory ablate` result: which keep-policy taught best, with intervals (factory/ablate_results.py)."""
+    from factory import ablate_results
+
+    return "".join(ablate_results.html(r) for r in results)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from factory import policies
 from factory.errors import FactoryError
 from factory.recipe import PromptConfig
 from factory.sources import Prompt, make
@@ -20,25 +21,41 @@ from trainers.recipe import GRPORecipe, SFTData
 
 
 def sft_rows(db: Path, data: SFTData) -> list[dict]:
-    """The examples `data.where` picks, in store order, as {prompt, completion} message lists."""
-    with StoreReader(db) as store:
-        chats = store.messages(data.where, data.limit, order="committed")
-    rows = []
-    for messages in chats:
-        if messages and messages[-1]["role"] == "assistant":  # every stored example ends with the reply
-            rows.append({"prompt": messages[:-1], "completion": messages[-1:]})
-    if not rows:
+    """The candidates `data.policy` picks (after `data.where`) within the budget, in store order or shuffled, as
+    {prompt, completion} message lists."""
+    return [_sft_row(p) for p in sft_picks(db, data)]
+
+
+def sft_picks(db: Path, data: SFTData) -> list[policies.Pick]:
+    picks = [  # every chat ends with the reply
+        p for p in policies.pick(db, data.policy, data.where, data.shuffle) if p.messages[-1]["role"] == "assistant"
+    ]
+    picks = policies.budget(picks, data.limit, data.tokens)
+    if not picks:
         picked = f" matching {data.where!r}" if data.where else ""
         raise FactoryError(
-            f"no examples{picked} in {db}; see what it holds by source and task: `factory stats --db {db}`"
+            f"no examples{picked} under policy {data.policy!r} in {db}; see what it holds by source and task:"
+            f" `factory stats --db {db}`"
         )
-    return rows
+    return picks
 
 
-def sft_dataset(db: Path, data: SFTData):
+def _sft_row(p: policies.Pick) -> dict:
+    return {"prompt": p.messages[:-1], "completion": p.messages[-1:]}
+
+
+def sft_dataset(db: Path, data: SFTData, record: Path | None = None):
+    """The SFT dataset; with `record`, a JSON file saying what it holds (policy, examples, reply tokens, how many
+    the verifier accepted), which `factory ablate` reports as each arm's budget spent."""
     from datasets import Dataset
 
-    return Dataset.from_list(sft_rows(db, data))
+    picks = sft_picks(db, data)
+    if record is not None:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        tokens, accepted = sum(p.n_tokens for p in picks), sum(bool(p.accepted) for p in picks)
+        facts = {"policy": data.policy, "where": data.where, "shuffle": data.shuffle, "examples": len(picks)}
+        record.write_text(json.dumps(facts | {"tokens": tokens, "accepted": accepted}) + "\n")
+    return Dataset.from_list([_sft_row(p) for p in picks])
 
 
 def store_prompts(db: Path, recipe: GRPORecipe) -> list[tuple[Prompt, float | None]]:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from factory.errors import FactoryError
 from factory.models import DEFAULT_MODEL
+from factory.policies import condition
 from factory.recipe import PromptConfig, SourceConfig, VerifyConfig, build, check_families, read
 from filters.language import LanguageConfig
 from filters.registry import REWARDS as STAGE_REWARDS
@@ -50,8 +52,13 @@ class TrainConfig:
 
 @dataclass
 class SFTData:
-    where: str | None = None  # SQL condition on the store's `examples`, e.g. "task = 'math' AND n_tokens < 2048"
-    limit: int | None = None  # at most this many examples (in store order)
+    policy: str = "verified"  # which candidates to train on: a keep-policy of factory/policies.py, e.g. all
+    # SQL condition on the candidates (the examples' columns, and accepted, reason, pass_rate, ...: factory/policies.py)
+    # before the policy picks, e.g. "task = 'math' AND n_tokens < 2048"
+    where: str | None = None
+    limit: int | None = None  # at most this many examples (in store order, or shuffled)
+    tokens: int | None = None  # at most this many reply tokens in all (as sampled: candidates.n_tokens)
+    shuffle: int | None = None  # a seed: take the policy's picks in an order shuffled by it; null: store order
 
 
 @dataclass
@@ -73,8 +80,13 @@ class SFTRecipe:
 
     def problems(self) -> list[str]:
         p = _train_problems(self.train)
-        if self.data.limit is not None and self.data.limit < 1:
-            p.append(f"data.limit: {self.data.limit} must be >= 1 (or null: all)")
+        for key in ("limit", "tokens"):
+            if getattr(self.data, key) is not None and getattr(self.data, key) < 1:
+                p.append(f"data.{key}: {getattr(self.data, key)} must be >= 1 (or null: all)")
+        try:
+            condition(self.data.policy)
+        except FactoryError as e:
+            p.append(f"data.policy: {e}")
         if self.sft.max_length < 16:
             p.append(f"sft.max_length: {self.sft.max_length} must be >= 16 tokens")
         return p

@@ -17,6 +17,7 @@ from trainers.data import sft_dataset
 from trainers.recipe import SFTRecipe, load
 
 log = logging.getLogger(__name__)
+DATA_RECORD = "data.json"  # what the model trained on: policy, examples, reply tokens (trainers.data.sft_dataset)
 
 
 def sft_config(recipe: SFTRecipe, out: Path):
@@ -38,7 +39,7 @@ def build(recipe: SFTRecipe, db: Path, out: Path):
     trainer = trl().SFTTrainer(
         model=path,
         args=sft_config(recipe, out),
-        train_dataset=sft_dataset(db, recipe.data),
+        train_dataset=sft_dataset(db, recipe.data, out / DATA_RECORD),
         processing_class=tokenizer(path),
         callbacks=[metrics_file(out)],
     )

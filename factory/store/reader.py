@@ -340,6 +340,45 @@ class StoreReader:
         sql += f" ORDER BY {self._MESSAGE_ORDER[order]}" + (f" LIMIT {int(limit)}" if limit else "")
         return [m for (m,) in self.query(sql)[1]]
 
+    # the pool a keep-policy picks from (factory/policies.py): every candidate with its prompt's columns, its pass
+    # rate, its example's (NULL when it is none) and the ranks the named policies use. A recipe's `where` narrows the
+    # pool before the ranks are taken; the policy's condition then picks, in commit order or a seeded shuffle
+    _POOL = f"""SELECT c.candidate_id, c.run_id, c.prompt_id, c.sample_index, p.source, p.task, p.prompt,
+                       c.text AS completion, c.n_tokens, c.finish_reason, c.accepted, c.reason, c.scores,
+                       e.example_id, e.messages, coalesce(e.created_at, c.created_at) AS created_at, r.pass_rate
+                FROM candidates c JOIN prompts p USING (prompt_id) LEFT JOIN examples e USING (candidate_id)
+                LEFT JOIN ({PASS_RATES}) r USING (prompt_id)"""
+    _RANKS = """SELECT *, row_number() OVER (PARTITION BY reason ORDER BY nth_of_reason, md5(candidate_id)) AS spread
+                FROM (SELECT *, count(example_id) OVER () AS n_examples,
+                         row_number() OVER (PARTITION BY prompt_id ORDER BY created_at, run_id, sample_index)
+                           AS nth_sample,
+                         row_number() OVER (PARTITION BY prompt_id, accepted ORDER BY created_at, run_id, sample_index)
+                           AS nth_accepted,
+                         row_number() OVER (PARTITION BY prompt_id, accepted ORDER BY n_tokens, created_at, run_id,
+                                            sample_index) AS nth_shortest,
+                         row_number() OVER (PARTITION BY prompt_id, reason ORDER BY created_at, run_id, sample_index)
+                           AS nth_of_reason
+                      FROM ({pool}) pool WHERE {where})"""
+    _PICKED = """SELECT candidate_id, run_id, prompt_id, task, source, prompt, completion, n_tokens, accepted,
+                        reason, example_id, messages
+                 FROM ({ranks}) WHERE {policy} ORDER BY {order}"""
+    _POOL_ORDER = "created_at, example_id, candidate_id"
+
+    def picked(self, policy: str, where: str | None = None, shuffle: int | None = None) -> list[dict]:
+        """The candidates a keep-policy's condition picks from the pool that `where` leaves: in commit order, or in
+        an order shuffled by `shuffle` (a seed: the same seed, the same order)."""
+        order = self._POOL_ORDER if shuffle is None else f"md5(candidate_id || ':{int(shuffle)}')"
+        ranks = self._RANKS.format(pool=self._POOL, where=f"({where})" if where else "true")
+        with self._use() as con:
+            try:
+                return _dicts(con.execute(self._PICKED.format(ranks=ranks, policy=policy, order=order)))
+            except duckdb.Error as e:
+                raise FactoryError(f"picking candidates where {where!r}, by the condition {policy!r}: {e}") from None
+
+    def run_prompts(self) -> dict[str, str]:
+        """Each run's recipe (YAML as resolved), by run_id: how its prompts were put to the model."""
+        return dict(self.query_args("SELECT run_id, recipe FROM runs", []))
+
     # `where` names the prompts' columns as an SFT recipe names the examples' (task = 'math'); `p.task`, the old
     # spelling, still works
     _BY_PASS_RATE = (
