@@ -78,14 +78,14 @@ def measure(problems: list, filters: str, size: int, work: Path) -> dict:
 
     con = duckdb.connect(str(db), read_only=True)
     stored = con.execute(
-        "SELECT c.candidate_id, p.prompt, c.sample_index, c.accepted, c.reason FROM candidate_rows c "
+        "SELECT c.candidate_id, p.prompt, c.sample_index, c.accepted, c.reason, c.text, p.reference FROM candidates c "
         "JOIN prompts p USING (prompt_id)"
     ).fetchall()
     con.close()
-    truth = {cid: labels[q][i] for cid, q, i, _, _ in stored}
-    cascade = _cascade(db, truth) if filters == VERIFIERS[REAL] else None
-    accepted = [cid for cid, _, _, ok, _ in stored if ok]
-    rejected = [cid for cid, _, _, ok, reason in stored if not ok and reason == "wrong_answer"]
+    truth = {cid: labels[q][i] for cid, q, i, *_ in stored}
+    cascade = _cascade(stored, truth) if filters == VERIFIERS[REAL] else None
+    accepted = [cid for cid, _, _, ok, *_ in stored if ok]
+    rejected = [cid for cid, _, _, ok, reason, *_ in stored if not ok and reason == "wrong_answer"]
     decided = [i for i in audit["items"] if i["second"] is not None]
     return {
         "answers": len(stored),
@@ -100,23 +100,16 @@ def measure(problems: list, filters: str, size: int, work: Path) -> dict:
     }
 
 
-def _cascade(db: Path, truth: dict[str, bool]) -> dict:
+def _cascade(stored: list[tuple], truth: dict[str, bool]) -> dict:
     """What `verify.cascade: judge` would send the judge on this store (filters/cascade.py, on each stored verdict),
     and how that compares with the labels: verdicts sent that the rule got wrong (a right judge fixes them), and the
     rule's errors it would not send."""
-    import duckdb
-
     from filters.base import Candidate, Verdict
     from filters.cascade import disputed
 
-    con = duckdb.connect(str(db), read_only=True)
-    rows = con.execute(
-        "SELECT c.candidate_id, c.text, p.reference, c.accepted, c.reason FROM candidates c JOIN prompts p"
-        " USING (prompt_id) WHERE c.accepted OR c.reason IN ('wrong_answer', 'no_answer')"
-    ).fetchall()
-    con.close()
+    rows = [r for r in stored if r[3] or r[4] in ("wrong_answer", "no_answer")]
     sent = errors = fixed = 0
-    for cid, text, ref, ok, reason in rows:
+    for cid, _, _, ok, reason, text, ref in rows:
         asked = disputed(Candidate(text, "math", json.loads(ref), think=False), Verdict(ok, reason), ()) is not None
         wrong = ok != truth[cid]
         sent, errors, fixed = sent + asked, errors + wrong, fixed + (asked and wrong)
