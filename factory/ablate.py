@@ -29,7 +29,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from factory import policies
+from factory import pipeline, policies
 from factory.errors import FactoryError
 from factory.models import DEFAULT_MODEL
 from factory.pipeline import _factory, _lines, _record
@@ -59,10 +59,9 @@ class BudgetSpec:
 
 
 @dataclass
-class EvalSpec:
-    recipe: str = ""
-    limit: int | None = 200
-    set: list[str] = field(default_factory=list)
+class EvalSpec(pipeline.EvalSpec):
+    """A pipeline's eval (recipe, limit, set), plus registered test sets."""
+
     benchmarks: list[str] = field(default_factory=list)  # registered test sets (`factory benchmarks`), where they fit
     benchmark_limit: int | None = None
 
